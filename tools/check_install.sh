@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the package (not editable) into a throw-away venv and uses it without nbdev/Jupyter.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+python3 -m venv "$tmp/venv"
+"$tmp/venv/bin/python" -m pip install -q --upgrade pip
+"$tmp/venv/bin/python" -m pip install -q "${TORCH:-torch==2.13.0}"
+"$tmp/venv/bin/python" -m pip install -q "$root"
+cd "$tmp"
+"$tmp/venv/bin/python" "$root/tools/smoke_installed.py"

@@ -1,0 +1,25 @@
+"""Runs in a fresh venv with only `pip install .`: the library works without nbdev or Jupyter."""
+import importlib.util, json, subprocess, sys
+import torch
+
+for absent in ('nbdev', 'jupyter_core', 'execnb', 'ipykernel'):
+    assert importlib.util.find_spec(absent) is None, f'{absent} should not be installed here'
+
+from hingeabl_nb import atl, sat, hinge, losses, data, metrics, model, train, lab, reproduce  # noqa: F401
+from hingeabl_nb.losses import LOSSES, predict
+
+logits = torch.randn(6, 97, requires_grad=True)
+labels = torch.zeros(6, 97); labels[:3, 0] = 1; labels[3:, 5] = 1
+for name, fn in LOSSES.items():
+    loss = fn(logits, labels); loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all(), name
+    logits.grad = None
+assert predict(logits).shape == logits.shape
+docs = data.load_docs(data.sample_dir() / 'dev.json')
+assert docs and data.tiny_tokenizer() is not None
+cfg = json.loads(subprocess.run(['hingeabl-train', '--preset', 'paper', '--loss', 'HingeABL', '--seed', '1',
+                                 '--out', 'x', '--print-config'], check=True, capture_output=True, text=True).stdout)
+assert cfg, cfg
+for cli in ('hingeabl-lab', 'hingeabl-compare'):
+    subprocess.run([cli, '--help'], check=True, capture_output=True)
+print(f'installed package OK: {len(LOSSES)} losses, {len(docs)} sample dev docs, CLIs answer')

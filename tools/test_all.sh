@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite (called by `make test` and CI). Fails on the first broken step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
+export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+step() { printf '\n=== %s\n' "$*"; }
+
+step "library in step with the notebooks (nbdev_export changes nothing)"
+nbdev_export
+git add -N hingeabl_nb >/dev/null 2>&1 || true
+git diff --exit-code --stat -- hingeabl_nb || { echo "nbdev_export changed hingeabl_nb/: run nbdev_export and commit"; exit 1; }
+test -z "$(git status --porcelain --untracked-files=all -- hingeabl_nb | grep -v __pycache__)" || { git status --porcelain -- hingeabl_nb; echo "untracked files in hingeabl_nb/"; exit 1; }
+
+step "notebooks clean (nbdev_clean changes nothing)"
+nbdev_clean
+git diff --exit-code --stat -- nbs || { echo "nbdev_clean changed nbs/: run nbdev_clean and commit"; exit 1; }
+
+step "README.md generated from nbs/index.ipynb"
+python tools/make_readme.py --check
+
+step "pytest (the installed library)"
+python -m pytest tests -q -p no:cacheprovider
+
+step "nbdev_test (every notebook, CPU paths only)"
+nbdev_test --n_workers 2 --timing
+
+step "pip install . into a fresh virtual environment, without nbdev or Jupyter"
+bash tools/check_install.sh
