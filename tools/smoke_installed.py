@@ -20,6 +20,21 @@ assert docs and data.tiny_tokenizer() is not None
 cfg = json.loads(subprocess.run(['hingeabl-train', '--preset', 'paper', '--loss', 'HingeABL', '--seed', '1',
                                  '--out', 'x', '--print-config'], check=True, capture_output=True, text=True).stdout)
 assert cfg, cfg
-for cli in ('hingeabl-lab', 'hingeabl-compare'):
+for cli in ('hingeabl-lab', 'hingeabl-compare', 'hingeabl-download'):
     subprocess.run([cli, '--help'], check=True, capture_output=True)
-print(f'installed package OK: {len(LOSSES)} losses, {len(docs)} sample dev docs, CLIs answer')
+
+# The console scripts must exit with status 0 after a real (tiny) job, not print their result dict.
+import tempfile
+from pathlib import Path
+tmp = Path(tempfile.mkdtemp())
+run = lambda *argv: subprocess.run(list(argv), capture_output=True, text=True)
+r = run('hingeabl-train', '--preset', 'smoke', '--loss', 'HingeABL', '--seed', '1', '--epochs', '1', '--max-train-docs', '4',
+        '--max-eval-docs', '2', '--threads', '1', '--no-progress', '--out', str(tmp / 'train'))
+assert r.returncode == 0 and (tmp / 'train' / 'metrics.json').is_file(), (r.returncode, r.stderr[-2000:])
+tiny = lab.save_tiny_encoder(tmp / 'tiny')
+r = run('hingeabl-lab', '--model', str(tiny), '--data-dir', str(data.sample_dir()), '--out', str(tmp / 'lab'), '--losses', 'ATL',
+        '--epochs', '1', '--cache-dir', str(tmp / 'cache'), '--threads', '1', '--no-progress')
+assert r.returncode == 0 and (tmp / 'lab' / 'lab.json').is_file(), (r.returncode, r.stderr[-2000:])
+r = run('hingeabl-train', '--preset', 'smoke', '--loss', 'NoSuchLoss', '--out', str(tmp / 'bad'))
+assert r.returncode != 0 and 'NoSuchLoss' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+print(f'installed package OK: {len(LOSSES)} losses, {len(docs)} sample dev docs, CLIs run and exit cleanly')

@@ -10,7 +10,8 @@ step "library in step with the notebooks (nbdev_export changes nothing)"
 nbdev_export
 git add -N hingeabl_nb >/dev/null 2>&1 || true
 git diff --exit-code --stat -- hingeabl_nb || { echo "nbdev_export changed hingeabl_nb/: run nbdev_export and commit"; exit 1; }
-test -z "$(git status --porcelain --untracked-files=all -- hingeabl_nb | grep -v __pycache__)" || { git status --porcelain -- hingeabl_nb; echo "untracked files in hingeabl_nb/"; exit 1; }
+untracked="$(git status --porcelain --untracked-files=all -- hingeabl_nb | grep '^??' | grep -v __pycache__ || true)"
+test -z "$untracked" || { echo "$untracked"; echo "nbdev_export wrote files git does not track in hingeabl_nb/: add and commit them"; exit 1; }
 
 step "notebooks clean (nbdev_clean changes nothing)"
 nbdev_clean

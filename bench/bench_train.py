@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""Throughput, memory and time per epoch of the `hingeabl_nb.train` loop (measured, not asserted).
+
+Runs the trainer's own pieces (`make_accelerator`, `epoch_batches`, `train_epoch`, `predict_logits`)
+on real Re-DocRED documents (the first `--docs` of dev_revised.json when the shared data folder is
+found, else the embedded sample) and reports, per device:
+
+* training throughput (documents/s) over one epoch, after one untimed warm-up epoch;
+* evaluation throughput (documents/s) with the test batch size;
+* seconds per training epoch over the documents used, and extrapolated to the 3,053 documents of
+  train_revised.json (paper preset) and to the 400 of the reduced preset;
+* peak memory: process RSS on CPU, `torch.cuda.max_memory_allocated` on CUDA.
+
+Encoders: `tiny` (random 2-layer BERT, smoke preset), `minilm` (the shared MiniLM-L6, reduced preset)
+and `base` (a randomly initialised BERT-base-sized encoder: 12 layers, hidden 768; its timing is the
+same as pretrained bert-base-cased, whose weights are not available offline).
+
+Usage:
+    python bench/bench_train.py                                  # CPU, tiny encoder, 8 docs
+    python bench/bench_train.py --encoder-size minilm --docs 16  # CPU, MiniLM
+    python bench/bench_train.py --encoder-size base --device all --docs 64   # CPU then CUDA
+"""
+from __future__ import annotations
+import argparse, os, resource, sys, time
+from pathlib import Path
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from hingeabl_nb import data, train
+from hingeabl_nb import model as atlop_model
+
+
+def build(size: str, attn: str):
+    "Tokenizer and ATLOP model for an encoder size (random weights except `minilm`)."
+    if size == "tiny":
+        tok = data.tiny_tokenizer()
+        enc = atlop_model.tiny_bert(len(tok), cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, attn_implementation=attn)
+        return tok, atlop_model.ATLOP(enc, emb_size=64, block_size=16)
+    minilm = train.find_up("shared/models/minilm-l6-h384-uncased")
+    if minilm is None: sys.exit("bench_train: shared/models/minilm-l6-h384-uncased not found (needed for its tokenizer)")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+    tok = AutoTokenizer.from_pretrained(minilm)
+    if size == "minilm": enc = atlop_model.load_encoder(minilm, dtype=torch.float32, attn_implementation=attn)
+    else:  # BERT-base sized, random weights: same shapes (and time) as bert-base-cased
+        cfg = BertConfig(vocab_size=len(tok), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                         intermediate_size=3072, attn_implementation=attn)
+        cfg.cls_token_id, cfg.sep_token_id = tok.cls_token_id, tok.sep_token_id
+        enc = BertModel(cfg, add_pooling_layer=False)
+    return tok, atlop_model.ATLOP(enc)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda": return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def bench(device: str, args) -> dict:
+    cfg = train.resolve_config("smoke" if args.encoder_size == "tiny" else "reduced", device=device, progress=False,
+                               mixed_precision=args.mixed_precision, train_batch_size=args.batch_size,
+                               test_batch_size=args.test_batch_size, drop_last=False, loss=args.loss)
+    acc, mp = train.make_accelerator(cfg)
+    torch.manual_seed(0)
+    tok, net = build(args.encoder_size, args.attn)
+    found = data.locate_redocred()
+    src = found / "dev_revised.json" if found else data.sample_dir() / "train.json"
+    docs = data.load_docs(src)[: args.docs]
+    feats = data.featurize(docs, tok, data.load_rel2id(), max_len=1024, progress=False)
+    opt = torch.optim.AdamW(net.param_groups(cfg.lr, cfg.head_lr), lr=cfg.lr, eps=cfg.adam_eps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    net, opt = acc.prepare(net, opt)
+    if acc.device.type == "cuda": torch.cuda.reset_peak_memory_stats(acc.device)
+    sync = (lambda: torch.cuda.synchronize(acc.device)) if acc.device.type == "cuda" else (lambda: None)
+    batches = train.epoch_batches(feats, cfg, 0)
+    train.train_epoch(net, opt, sched, acc, feats, batches[:2], cfg)  # warm-up (allocator, kernels)
+    sync(); t = time.perf_counter()
+    train.train_epoch(net, opt, sched, acc, feats, batches, cfg)
+    sync(); t_train = time.perf_counter() - t
+    raw = acc.unwrap_model(net)
+    t = time.perf_counter()
+    train.predict_logits(raw, feats, cfg.test_batch_size, acc.device, acc.autocast)
+    sync(); t_eval = time.perf_counter() - t
+    n_tok = sum(len(f["input_ids"]) for f in feats) / len(feats)
+    return {"device": (torch.cuda.get_device_name(acc.device) if acc.device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"),
+            "precision": mp, "encoder": args.encoder_size, "docs": len(feats), "mean_tokens": n_tok,
+            "train_docs_s": len(feats) / t_train, "eval_docs_s": len(feats) / t_eval, "epoch_s": t_train,
+            "epoch_s_reduced": 400 / (len(feats) / t_train) + 100 / (len(feats) / t_eval),
+            "epoch_s_paper": 3053 / (len(feats) / t_train) + 500 / (len(feats) / t_eval),
+            "peak_mb": peak_memory_mb(acc.device)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "all"])
+    p.add_argument("--encoder-size", default="tiny", choices=["tiny", "minilm", "base"])
+    p.add_argument("--docs", type=int, default=8, help="documents per timed epoch")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--test-batch-size", type=int, default=8)
+    p.add_argument("--loss", default="HingeABL")
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "fp16", "bf16"])
+    p.add_argument("--attn", default="eager", choices=["eager", "sdpa"], help="encoder attention implementation")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if "cuda" in devices and not torch.cuda.is_available():
+        if args.device == "cuda": sys.exit("bench_train: --device cuda but no CUDA device is available")
+        devices = ["cpu"]
+    rows = [bench(d, args) for d in devices]
+    cols = [("device", "{}"), ("precision", "{}"), ("encoder", "{}"), ("docs", "{}"), ("mean_tokens", "{:.0f}"),
+            ("train_docs_s", "{:.2f}"), ("eval_docs_s", "{:.2f}"), ("epoch_s", "{:.1f}"),
+            ("epoch_s_reduced", "{:.1f}"), ("epoch_s_paper", "{:.0f}"), ("peak_mb", "{:.0f}")]
+    print(" | ".join(c for c, _ in cols))
+    for r in rows: print(" | ".join(f.format(r[c]) for c, f in cols))
+    print("epoch_s_reduced / epoch_s_paper: one epoch (train + one dev evaluation) extrapolated from the measured "
+          "throughput to 400 + 100 (reduced) and 3,053 + 500 (paper) documents.")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
