@@ -248,7 +248,7 @@ def pattern_stats(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
     T, FN = c["TP"] + c["TN"], c["FN_CRK"] + c["FN_IRK"]
     return {**c, "FN": FN, "T": T, "F": c["FP"] + FN, "n_pairs": int(idx.numel()), **pattern_ratios(c)}
 
-# %% ../nbs/07_metrics.ipynb #77714b87
+# %% ../nbs/07_metrics.ipynb #d9642e4e
 def threshold_gaps(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
                    labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
                    zero_threshold:bool=False, # Balanced Softmax: the threshold is the constant 0
