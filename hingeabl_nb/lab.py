@@ -300,6 +300,7 @@ def load_lab_data(model:str|Path, # encoder folder
         protocol = (f"split-dev: train on {len(tr)} documents of {files['dev'].name}, select on the other {len(ho)} "
                     f"(data.split_docs seed 0), test on {files['test'].name}")
     else: protocol = f"train on {files['train'].name}, select on {files['dev'].name}, test on {files['test'].name}"
+    protocol = "Reduced protocol (NOT the paper's: frozen encoder, ATLOP head only): " + protocol
     return dict(pairs=sets, docs=docs, rel2id=rel2id, protocol=protocol, files={k: str(v) for k, v in files.items() if k != "protocol"},
                 cache_hit=hits, encoder=enc_fp, seconds=time.time() - t0, cache_dir=str(cache))
 

@@ -223,6 +223,10 @@ def check_record(record:dict, # a record from collect_runs or a recorded results
         if miss: raise ValueError(f"{where}: runs[{i}] (loss {r.get('loss')!r}, seed {r.get('seed')!r}) misses {', '.join(miss)}")
     return record
 
+def _reduced_label(protocol:str) -> str:
+    "A lab protocol sentence, labelled as a reduced protocol if it does not say so already."
+    return protocol if "reduced protocol" in protocol.lower() else f"Reduced protocol (NOT the paper's: frozen encoder, ATLOP head only): {protocol}"
+
 def as_record(obj:dict, # a grid record, or the lab.json of hingeabl-lab (notebook 10)
               where:str="record", # name used in error messages
              ) -> dict: # a checked record
@@ -231,7 +235,7 @@ def as_record(obj:dict, # a grid record, or the lab.json of hingeabl-lab (notebo
         dev, proto = obj.get("device"), obj.get("protocol")
         obj = {**obj, "preset": "lab (frozen encoder, head only)",
                "device": dev.get("cpu", str(dev)) if isinstance(dev, dict) else dev,
-               "protocol": proto.get("description", str(proto)) if isinstance(proto, dict) else proto,
+               "protocol": _reduced_label(proto.get("description", str(proto)) if isinstance(proto, dict) else str(proto)),
                "runs": [{"loss": r["loss"], "seed": r["seed"], "dev": r["dev"], "test": r["test"], "wall_seconds": r["seconds"]}
                         for r in obj["runs"]]}
     return check_record(obj, where)
