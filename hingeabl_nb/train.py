@@ -266,8 +266,9 @@ def score(logits:list, # per-document logits from `predict_logits`
     zero = config.loss == "BalancedSoftmax"  # Balanced Softmax's threshold is the constant 0
     preds = losses.predict(all_logits, top_k=config.top_k, zero_threshold=zero)
     triples = metrics.to_official(preds, features, id2rel)
-    off = metrics.official_scores(triples, docs, train_docs)
-    mac = metrics.macro_scores(triples, docs, train_docs)
+    facts = metrics.train_facts(train_docs)  # built once, used by both scorers
+    off = metrics.official_scores(triples, docs, facts)
+    mac = metrics.macro_scores(triples, docs, facts)
     pat = metrics.pattern_stats(all_logits, labels, top_k=config.top_k, zero_threshold=zero)
     pct = lambda x: 100.0 * float(x)
     finite = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # strict JSON has no NaN

@@ -76,8 +76,8 @@ def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
     assert [(r["loss"], r["seed"]) for r in rec["runs"]] == [(l, s) for s in (0, 1) for l in ("ATL", "BalancedSoftmax", "HingeABL")]
     assert rec["protocol"]["n"]["train"] == 32 and rec["protocol"]["n"]["dev"] == 8 and rec["protocol"]["n"]["test"] == 8
     assert rec["protocol"]["description"].startswith("Reduced protocol (NOT the paper's") and "split-dev: train on 32" in rec["protocol"]["description"]
-    train_titles = {d["title"] for d in L.load_lab_data(tiny, split_dev_dir, cache, n_holdout=8, max_len=512, progress=False)["docs"]["train"]}
-    dev_titles = {d["title"] for d in L.load_lab_data(tiny, split_dev_dir, cache, n_holdout=8, max_len=512, progress=False)["docs"]["dev"]}
+    split = L.load_lab_data(tiny, split_dev_dir, cache, n_holdout=8, max_len=512, progress=False)["docs"]
+    train_titles, dev_titles = ({d["title"] for d in split[k]} for k in ("train", "dev"))
     assert not train_titles & dev_titles  # no document both trained on and selected on
     for r in rec["runs"]:
         for split in ("dev", "test"):
