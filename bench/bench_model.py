@@ -16,13 +16,13 @@ import argparse, random, statistics, time
 from pathlib import Path
 import torch
 
+from hingeabl_nb.core import find_up
 from hingeabl_nb.model import ATLOP, encode_long, load_encoder, tiny_bert
 
 
 def find_minilm() -> Path | None:
-    here = Path.cwd().resolve()
-    return next((p / "shared/models/minilm-l6-h384-uncased" for p in [here, *here.parents]
-                 if (p / "shared/models/minilm-l6-h384-uncased/config.json").exists()), None)
+    cfg = find_up("shared/models/minilm-l6-h384-uncased/config.json")
+    return cfg.parent if cfg else None
 
 
 def make_encoder(spec: str, impl: str):

@@ -35,6 +35,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from hingeabl_nb import data, train
+from hingeabl_nb.core import find_up
 from hingeabl_nb import model as atlop_model
 
 
@@ -44,7 +45,7 @@ def build(size: str, attn: str):
         tok = data.tiny_tokenizer()
         enc = atlop_model.tiny_bert(len(tok), cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, attn_implementation=attn)
         return tok, atlop_model.ATLOP(enc, emb_size=64, block_size=16)
-    minilm = train.find_up("shared/models/minilm-l6-h384-uncased")
+    minilm = find_up("shared/models/minilm-l6-h384-uncased")
     if minilm is None: sys.exit("bench_train: shared/models/minilm-l6-h384-uncased not found (needed for its tokenizer)")
     from transformers import AutoTokenizer, BertConfig, BertModel
     tok = AutoTokenizer.from_pretrained(minilm)

@@ -23,11 +23,14 @@ def check_pairs(logits:Tensor, # should be (n_pairs, 1+n_rel) float
                 labels:Tensor, # should have the same shape
                 where:str, # name of the calling function, used in the error message
                ) -> None:
-    "Raise a ValueError naming `where` unless logits/labels are matching (n_pairs, 1+n_rel) float tensors."
+    "Raise an error naming `where` unless logits/labels are matching (n_pairs, 1+n_rel) tensors, logits float."
+    for name, t in (("logits", logits), ("labels", labels)):
+        if not isinstance(t, Tensor): raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(t).__name__}")
     if logits.ndim != 2 or logits.shape[1] < 2:
-        raise ValueError(f"{where}: logits must have shape (n_pairs, 1+n_rel) with n_rel >= 1, got {tuple(logits.shape)}")
+        raise ValueError(f"{where}: logits must have shape (n_pairs, 1+n_rel) with n_rel >= 1 (2-D), got {tuple(logits.shape)}")
     if labels.shape != logits.shape:
-        raise ValueError(f"{where}: labels shape {tuple(labels.shape)} must equal logits shape {tuple(logits.shape)}")
+        raise ValueError(f"{where}: labels shape {tuple(labels.shape)} must equal logits shape {tuple(logits.shape)} "
+                         f"(logits and labels must have the same shape)")
     if not logits.is_floating_point():
         raise ValueError(f"{where}: logits must be a float tensor, got dtype {logits.dtype}")
 

@@ -5,12 +5,13 @@
 # %% ../nbs/00_core.ipynb #d9c81fae
 from __future__ import annotations
 import os, random
+from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['compare', 'set_seed']
+__all__ = ['compare', 'set_seed', 'find_up']
 
 # %% ../nbs/00_core.ipynb #1c14afd4
 def compare(name:str, # what is being compared, printed first
@@ -34,3 +35,13 @@ def set_seed(seed:int # the seed for `random`, NumPy and PyTorch (CPU and CUDA)
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
+
+# %% ../nbs/00_core.ipynb #3233696e
+def find_up(rel:str, # relative path to look for, e.g. "shared/models/minilm-l6-h384-uncased"
+            start:str|Path|None=None, # folder to start from (default: current directory)
+           ) -> Path|None: # the first existing `<ancestor>/rel`, or None
+    "Return the first `<folder>/rel` that exists, walking up from `start`."
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / rel).exists(): return d / rel
+    return None

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+from .core import find_up
 
 # %% auto #0
 __all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'sample_dir', 'locate_redocred', 'load_rel2id',
@@ -38,10 +39,7 @@ def locate_redocred(data_dir:str|Path|None=None, # explicit folder; must exist
         p = Path(given).expanduser()
         if not p.is_dir(): raise FileNotFoundError(f"{what} = {str(given)!r} is not a folder (expected one holding dev_revised.json / test_revised.json)")
         return p
-    here = Path(start or Path.cwd()).resolve()
-    for d in [here, *here.parents]:
-        if (d/'shared'/'data'/'redocred').is_dir(): return d/'shared'/'data'/'redocred'
-    return None
+    return find_up('shared/data/redocred', start)
 
 # %% ../nbs/06_data.ipynb #4733ddad
 def load_rel2id(path:str|Path|None=None, # a rel2id.json; None: the embedded Re-DocRED copy

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
-from .core import set_seed
+from .core import find_up, set_seed
 from . import data, metrics, train
 from .losses import LOSSES, predict, threshold_rule
 from . import model as atlop_model
@@ -412,7 +412,7 @@ def lab_cli(argv:list|None=None # arguments (default: sys.argv[1:])
            ) -> dict: # the content of OUT/lab.json
     "Entry point of `hingeabl-lab`."
     p = lab_parser(); a = p.parse_args(argv)
-    model = a.model or train.find_up("shared/models/minilm-l6-h384-uncased")
+    model = a.model or find_up("shared/models/minilm-l6-h384-uncased")
     if model is None: p.error("no --model given and no shared/models/minilm-l6-h384-uncased found walking up from " + str(Path.cwd()))
     if not (Path(model).expanduser()/"config.json").is_file():
         p.error(f"--model {model}: not an encoder folder (no config.json there); nothing is downloaded")

@@ -8,7 +8,7 @@ import functools, inspect
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .atl import atl_loss
+from .atl import atl_loss, check_pairs
 from .sat import distances, sat_loss, mean_sat_loss
 from .hinge import hinge_abl_loss
 
@@ -20,13 +20,8 @@ def as_float32(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
                labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
                where:str="loss", # name used in error messages
               ) -> tuple[Tensor, Tensor]: # float32 (logits, labels), never the caller's storage written
-    "Validate a (logits, labels) pair and return float32 views/copies of both."
-    for name, t in (("logits", logits), ("labels", labels)):
-        if not isinstance(t, Tensor): raise TypeError(f"{where}: `{name}` must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 2 or t.shape[1] < 2:
-            raise ValueError(f"{where}: `{name}` must be 2-D (n_pairs, 1+n_rel) with n_rel >= 1, got shape {tuple(t.shape)}")
-    if logits.shape != labels.shape:
-        raise ValueError(f"{where}: `logits` {tuple(logits.shape)} and `labels` {tuple(labels.shape)} must have the same shape")
+    "Validate a (logits, labels) pair with `atl.check_pairs` and return float32 views/copies of both."
+    check_pairs(logits, labels, where)
     return logits.float(), labels.float()
 
 # %% ../nbs/05_losses.ipynb #7bc1ecf6

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 from . import train
+from .core import find_up
 from .losses import LOSSES, threshold_rule
 from .metrics import pattern_stats, threshold_gaps
 
@@ -431,13 +432,11 @@ def plot_dev_curves(out, title:str|None=None):
     return fig, best
 
 # %% ../nbs/11_reproduce.ipynb #44a41bc5
-def recorded_results(folder=None, # default: the first results/ or nbs/results/ found walking up from the cwd
+def recorded_results(folder=None, # default: nbs/results (else results/) found walking up from the cwd
                     ) -> dict[str, dict]: # file stem -> checked record
     "Every record (*.json: grids and hingeabl-lab results) in the results folder, checked."
     if folder is None:
-        here = Path.cwd().resolve()
-        cands = [p / sub for p in (here, *here.parents) for sub in ("results", "nbs/results")]
-        folder = next((c for c in cands if c.is_dir()), None)
+        folder = find_up("nbs/results") or find_up("results")
         if folder is None: return {}
     return {p.stem: load_record(p) for p in sorted(Path(folder).glob("*.json"))}
 

@@ -11,17 +11,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
-from .core import set_seed
+from .core import find_up, set_seed
 from . import data, losses, metrics
 from . import model as atlop_model
 
 # %% auto #0
-__all__ = ['PAPER_SEEDS', 'PRESETS', 'TrainConfig', 'find_up', 'resolve_encoder', 'TrainSetupError', 'default_data_dir',
-           'resolve_config', 'choose_mixed_precision', 'warmup_steps', 'padding_fraction', 'epoch_batches', 'data_path',
-           'load_splits', 'encoder_dir', 'load_tokenizer', 'build_model', 'predict_logits', 'score', 'atomic_save',
-           'rng_state', 'set_rng_state', 'make_accelerator', 'loss_options', 'check_device', 'check_config',
-           'prepare_run', 'train_epoch', 'run_training', 'train_and_test', 'end_of_epoch', 'maybe_resume', 'finish_run',
-           'cli_parser', 'train_cli', 'train_main']
+__all__ = ['PAPER_SEEDS', 'PRESETS', 'TrainConfig', 'resolve_encoder', 'TrainSetupError', 'default_data_dir', 'resolve_config',
+           'choose_mixed_precision', 'warmup_steps', 'padding_fraction', 'epoch_batches', 'data_path', 'load_splits',
+           'encoder_dir', 'load_tokenizer', 'build_model', 'predict_logits', 'score', 'atomic_save', 'rng_state',
+           'set_rng_state', 'make_accelerator', 'loss_options', 'check_device', 'check_config', 'prepare_run',
+           'train_epoch', 'run_training', 'train_and_test', 'end_of_epoch', 'maybe_resume', 'finish_run', 'cli_parser',
+           'train_cli', 'train_main']
 
 # %% ../nbs/09_train.ipynb #b36c484c
 PAPER_SEEDS = (1, 5, 42, 66, 233) # Appendix B: every experiment is averaged over these seeds
@@ -66,15 +66,6 @@ class TrainConfig:
     num_threads: int = 0 # CPU threads for PyTorch during the run (0 = leave PyTorch's default)
 
 # %% ../nbs/09_train.ipynb #837eee1e
-def find_up(rel:str, # relative path to look for, e.g. "shared/models/minilm-l6-h384-uncased"
-            start:str|Path|None=None, # folder to start from (default: current directory)
-           ) -> Path|None: # the first existing `<ancestor>/rel`, or None
-    "Return the first `<folder>/rel` that exists, walking up from `start`."
-    here = Path(start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / rel).exists(): return d / rel
-    return None
-
 def resolve_encoder(name:str # "tiny", an encoder directory, or a name looked up in `shared/models/` and then on the hub
                    ) -> str: # "tiny", an absolute directory, or `name` unchanged
     "Turn an encoder name into a local directory when one exists."
