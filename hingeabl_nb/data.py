@@ -187,19 +187,19 @@ REDOCRED_GIT_BLOBS = {
     'test': 'f59191a3f954ee623ed67cb5740a6e1aedd13a0b',
 }
 
-def sha256_file(path:str|Path, chunk:int=1<<20) -> str:
-    "Hex SHA-256 of a file, read in chunks."
-    h = hashlib.sha256()
+def _digest(h, path:str|Path, chunk:int=1<<20) -> str:
+    "Feed a file to the hashlib object `h` in chunks and return its hex digest."
     with open(path, 'rb') as f:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
+def sha256_file(path:str|Path, chunk:int=1<<20) -> str:
+    "Hex SHA-256 of a file, read in chunks."
+    return _digest(hashlib.sha256(), path, chunk)
+
 def git_blob_sha1(path:str|Path, chunk:int=1<<20) -> str:
     "Git's blob id of a file: hex SHA-1 of `b'blob <size>\\0'` followed by the content."
-    h = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode())
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(chunk), b''): h.update(b)
-    return h.hexdigest()
+    return _digest(hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode()), path, chunk)
 
 def urllib_opener(url:str, headers:dict, timeout:float=60):
     "Default transport: `urllib.request.urlopen`; an HTTP error status is returned as the response, not raised."
