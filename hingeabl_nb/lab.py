@@ -448,6 +448,8 @@ def plot_lab(result:dict, # `run_lab`'s result or a recorded lab.json
     axs[1].set(title="$s_{TH}$ of pairs with a relation", xlabel="threshold logit (Balanced Softmax: 0)")
     crk = [runs[n]["test"]["patterns"]["FN_CRK"] for n in names]; irk = [runs[n]["test"]["patterns"]["FN_IRK"] for n in names]
     axs[2].bar(names, crk, label="FN_CRK"); axs[2].bar(names, irk, bottom=crk, label="FN_IRK")
-    axs[2].set(title="false negatives (test pairs)"); axs[2].tick_params(axis="x", rotation=40); axs[2].legend()
-    axs[0].legend(fontsize=7); fig.tight_layout()
+    axs[2].set(title="false negatives (test pairs)", ylabel="pairs"); axs[2].tick_params(axis="x", rotation=40); axs[2].legend()
+    axs[0].legend(fontsize=7)
+    below = ", ".join(f"{n} {100 * runs[n]['thresholds']['gap'].get('frac_below_0', 0):.0f}%" for n in names)
+    fig.suptitle(f"Gold relations left below the threshold (test): {below}", fontsize=10); fig.tight_layout()
     return fig
