@@ -19,16 +19,18 @@ console_scripts = [s.strip() for s in cfg.get('console_scripts', '').splitlines(
 setuptools.setup(
     name=cfg['lib_name'],
     version=cfg['version'],
-    license=lic[0],
+    license='Apache-2.0',  # SPDX expression (PEP 639); no deprecated license classifier
     classifiers=[
         'Development Status :: ' + str(cfg['status']) + ' - ' + statuses[int(cfg['status'])],
         'Intended Audience :: ' + cfg['audience'].title(),
-        'License :: ' + lic[1],
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: ' + v for v in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
-    packages=setuptools.find_packages(include=['hingeabl_nb', 'hingeabl_nb.*']),
-    package_data={'hingeabl_nb': ['assets/*', 'assets/*/*', 'assets/*/*/*']},
+    # assets/ are data folders, not packages: find_namespace_packages lists them so setuptools
+    # installs their files quietly (no "absent from the packages configuration" warning).
+    packages=setuptools.find_namespace_packages(include=['hingeabl_nb', 'hingeabl_nb.*'],
+                                                exclude=['*.__pycache__']),
+    package_data={'hingeabl_nb': ['assets/**/*']},
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements},

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput, memory and time per epoch of the `hingeabl_nb.train` loop (measured, not asserted).
 
-Runs the trainer's own pieces (`make_accelerator`, `epoch_batches`, `train_epoch`, `predict_logits`)
+Runs the trainer's own pieces (`make_accelerator`, `epoch_batches`, `fit`, `predict_logits`)
 on real Re-DocRED documents (the first `--docs` of dev_revised.json when the shared data folder is
 found, else the embedded sample) and reports, per device:
 
@@ -29,7 +29,7 @@ Usage:
     python bench/bench_train.py --encoder-size base --device all --docs 64   # CPU then CUDA
 """
 from __future__ import annotations
-import argparse, os, resource, sys, time
+import argparse, dataclasses, os, resource, sys, time
 from pathlib import Path
 import torch
 
@@ -63,6 +63,15 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def one_epoch(net, opt, sched, acc, feats, batches, cfg) -> None:
+    "One epoch of `train.fit` (the trainer's own loop) over `batches`."
+    dev = acc.device
+    def forward(b):
+        x = data.collate([feats[i] for i in b])
+        return net(x["input_ids"].to(dev), x["attention_mask"].to(dev), x["entity_pos"], x["hts"]), x["labels"].to(dev)
+    train.fit(net, opt, sched, dataclasses.replace(cfg, epochs=1), lambda e: batches, forward, accelerator=acc)
+
+
 def bench(device: str, args, baseline: bool = False) -> dict:
     "Time one training epoch and one evaluation pass; `baseline`: the official-style configuration (see above)."
     mixed = ("fp16" if device == "cuda" else "no") if baseline else args.mixed_precision
@@ -83,9 +92,9 @@ def bench(device: str, args, baseline: bool = False) -> dict:
     if acc.device.type == "cuda": torch.cuda.reset_peak_memory_stats(acc.device)
     sync = (lambda: torch.cuda.synchronize(acc.device)) if acc.device.type == "cuda" else (lambda: None)
     batches = train.epoch_batches(feats, cfg, 0)
-    train.train_epoch(net, opt, sched, acc, feats, batches[:2], cfg)  # warm-up (allocator, kernels)
+    one_epoch(net, opt, sched, acc, feats, batches[:2], cfg)  # warm-up (allocator, kernels)
     sync(); t = time.perf_counter()
-    train.train_epoch(net, opt, sched, acc, feats, batches, cfg)
+    one_epoch(net, opt, sched, acc, feats, batches, cfg)
     sync(); t_train = time.perf_counter() - t
     raw = acc.unwrap_model(net)
     t = time.perf_counter()

@@ -4,7 +4,9 @@
 
 # %% ../nbs/05_losses.ipynb #5c148faa
 from __future__ import annotations
-import functools, inspect
+import math
+from dataclasses import dataclass, field
+from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,23 +15,24 @@ from .sat import distances, sat_loss, mean_sat_loss
 from .hinge import hinge_abl_loss
 
 # %% auto #0
-__all__ = ['LOSSES', 'as_float32', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'predict', 'threshold_rule']
+__all__ = ['LOSSES', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec', 'predict']
 
 # %% ../nbs/05_losses.ipynb #0e63f235
-def as_float32(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-               labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
-               where:str="loss", # name used in error messages
-              ) -> tuple[Tensor, Tensor]: # float32 (logits, labels), never the caller's storage written
-    "Validate a (logits, labels) pair with `atl.check_pairs` and return float32 views/copies of both."
+def loss_inputs(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
+                labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
+                where:str="loss", # name used in error messages
+               ) -> tuple[Tensor, Tensor]: # (logits, labels) in at least float32; float64 stays float64
+    "Validate a (logits, labels) pair with `atl.check_pairs`; upcast half precision to float32, keep float64."
     check_pairs(logits, labels, where)
-    return logits.float(), labels.float()
+    dt = torch.promote_types(logits.dtype, torch.float32)
+    return logits.to(dt), labels.to(dt)
 
 # %% ../nbs/05_losses.ipynb #7bc1ecf6
 def balanced_softmax_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
                           labels:Tensor, # (n_pairs, 1+n_rel) multi-hot
-                         ) -> Tensor: # scalar float32, mean over pairs
+                         ) -> Tensor: # scalar (float32; float64 for float64 input), mean over pairs
     "Balanced Softmax: log(1 + sum_neg e^{s_i}) + log(1 + sum_pos e^{-s_j}), threshold fixed at 0, NA a class."
-    s, y = as_float32(logits, labels, "balanced_softmax_loss")
+    s, y = loss_inputs(logits, labels, "balanced_softmax_loss")
     pos, zero = y > 0.5, s.new_zeros(s.shape[0], 1)
     neg_term = torch.logsumexp(torch.cat([s.masked_fill(pos, float("-inf")), zero], 1), 1)
     pos_term = torch.logsumexp(torch.cat([(-s).masked_fill(~pos, float("-inf")), zero], 1), 1)
@@ -40,10 +43,10 @@ def afl_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
              labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
              gamma:float=1.0, # focal exponent (official code: 1)
              focal_form:str="official", # "official": weight 1 + (1-P)^gamma; "paper": (1-P)^gamma
-            ) -> Tensor: # scalar float32, mean over pairs
+            ) -> Tensor: # scalar (float32; float64 for float64 input), mean over pairs
     "Adaptive focal loss: focal-weighted -log sigma(s_r - s_TH) over positives + ATL eq. (4) over TH and negatives."
     if focal_form not in ("official", "paper"): raise ValueError(f"afl_loss: focal_form must be 'official' or 'paper', got {focal_form!r}")
-    s, y = as_float32(logits, labels, "afl_loss")
+    s, y = loss_inputs(logits, labels, "afl_loss")
     s_th, s_r, pos = s[:, :1], s[:, 1:], y[:, 1:] > 0.5
     focal = torch.exp(gamma * F.logsigmoid(s_th - s_r))  # (1 - P(r))^gamma
     weight = 1 + focal if focal_form == "official" else focal
@@ -56,26 +59,50 @@ def afl_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
 def aml_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
              labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
              margin:float=1.0, # m of eq. (12) (official code: 1)
-            ) -> Tensor: # scalar float32, mean over pairs
+            ) -> Tensor: # scalar (float32; float64 for float64 input), mean over pairs
     "Eq. (12): sum over relations r >= 1 of max(0, m - d_r), d_r of eq. (8); mean over pairs."
-    s, y = as_float32(logits, labels, "aml_loss")
+    s, y = loss_inputs(logits, labels, "aml_loss")
     return F.relu(margin - distances(s, y)).sum(1).mean()
 
 # %% ../nbs/05_losses.ipynb #fa215020
-def _registered(fn, name):
-    "Wrap a loss so it validates, casts to float32 and names unknown options."
-    allowed = [p for p in list(inspect.signature(fn).parameters)[2:]]
-    @functools.wraps(fn)
-    def loss(logits, labels, **options):
-        bad = sorted(set(options) - set(allowed))
-        if bad: raise ValueError(f"LOSSES[{name!r}]: unknown option(s) {bad}; allowed: {allowed}")
-        s, y = as_float32(logits, labels, f"LOSSES[{name!r}]")
-        return fn(s, y, **options).float()
-    return loss
+@dataclass(frozen=True)
+class LossSpec:
+    "One row of Table 3: a loss, its default options and the threshold its model predicts with."
+    name:str # the row's name in Table 3
+    fn:Callable # (logits, labels, **options) -> scalar
+    defaults:dict=field(default_factory=dict) # the official code's options; the only ones accepted
+    threshold:str="TH" # "TH": predict r when s_r > s_TH; "zero": when s_r > 0 (Balanced Softmax)
 
-LOSSES = {name: _registered(fn, name) for name, fn in [
-    ("ATL", atl_loss), ("BalancedSoftmax", balanced_softmax_loss), ("AFL", afl_loss), ("AML", aml_loss),
-    ("SAT", sat_loss), ("MeanSAT", mean_sat_loss), ("HingeABL", hinge_abl_loss)]}
+    @property
+    def options(self) -> tuple: return tuple(self.defaults)
+
+    def __call__(self, logits:Tensor, labels:Tensor, **options) -> Tensor:
+        "Validate and cast once, merge the defaults with `options`, compute the loss."
+        bad = sorted(set(options) - set(self.defaults))
+        if bad: raise ValueError(f"LOSSES[{self.name!r}]: unknown option(s) {bad}; allowed: {list(self.defaults)}")
+        s, y = loss_inputs(logits, labels, f"LOSSES[{self.name!r}]")
+        return self.fn(s, y, **(self.defaults | options))
+
+# %% ../nbs/05_losses.ipynb #e34f7b8f
+def _thresholds(self, logits:Tensor) -> Tensor:
+    "(n_pairs,) the score each pair's relations must beat: s_TH (column 0), or 0."
+    return torch.zeros_like(logits[:, 0]) if self.threshold == "zero" else logits[:, 0]
+
+def _predict(self, logits:Tensor, top_k:int|None=4) -> Tensor:
+    "Multi-hot predictions with this loss's threshold rule (see `predict`)."
+    return predict(logits, top_k, zero_threshold=self.threshold == "zero")
+
+LossSpec.thresholds, LossSpec.predict = _thresholds, _predict
+
+# %% ../nbs/05_losses.ipynb #3c9ce784
+LOSSES = {s.name: s for s in [
+    LossSpec("ATL", atl_loss),
+    LossSpec("BalancedSoftmax", balanced_softmax_loss, threshold="zero"),
+    LossSpec("AFL", afl_loss, dict(gamma=1.0, focal_form="official")),
+    LossSpec("AML", aml_loss, dict(margin=1.0)),
+    LossSpec("SAT", sat_loss, dict(prob_eps=1e-30)),
+    LossSpec("MeanSAT", mean_sat_loss, dict(prob_eps=1e-30)),
+    LossSpec("HingeABL", hinge_abl_loss, dict(margin=5.0, normalize="separate", detach_weights=False, norm_eps=1e-30, prob_eps=1e-30))]}
 
 # %% ../nbs/05_losses.ipynb #62d19eea
 def predict(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
@@ -94,10 +121,3 @@ def predict(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
         rel = rel & (logits[:, 1:] >= kth)
     out = torch.cat([~rel.any(1, keepdim=True), rel], 1)
     return out.to(logits.dtype if logits.is_floating_point() else torch.float32)
-
-# %% ../nbs/05_losses.ipynb #0265ad29
-def threshold_rule(loss_name:str, # a key of `LOSSES`
-                  ) -> bool: # the `zero_threshold` argument of `predict` for a model trained with this loss
-    "True for Balanced Softmax (trained against a zero threshold), False for the TH-threshold losses."
-    if loss_name not in LOSSES: raise ValueError(f"threshold_rule: unknown loss {loss_name!r}; allowed: {list(LOSSES)}")
-    return loss_name == "BalancedSoftmax"

@@ -12,9 +12,9 @@ from torch import Tensor
 from .losses import predict
 
 # %% auto #0
-__all__ = ['PATTERNS', 'to_official', 'gold_index', 'train_facts', 'prf_from_counts', 'unique_keys', 'judge', 'official_scores',
-           'relation_counts', 'macro_scores', 'gold_ranks', 'pair_patterns', 'pattern_ratios', 'pattern_stats',
-           'threshold_gaps']
+__all__ = ['PATTERNS', 'GAP_EDGES', 'to_official', 'gold_index', 'train_facts', 'micro_prf', 'prf_from_counts', 'unique_keys',
+           'judge', 'official_scores', 'relation_counts', 'macro_scores', 'gold_ranks', 'pair_patterns',
+           'pattern_ratios', 'pattern_stats', 'threshold_summary', 'plot_threshold_summaries']
 
 # %% ../nbs/07_metrics.ipynb #8c76213b
 def _as_numpy(x, where:str) -> np.ndarray:
@@ -80,20 +80,28 @@ def train_facts(train_docs:list, # training documents in DocRED format, each wit
             facts.update((m1["name"], m2["name"], r) for m1 in vs[h] for m2 in vs[t])
     return facts
 
+# %% ../nbs/07_metrics.ipynb #aa3752fc
+def micro_prf(n_pred:int, # unique predictions
+              n_gold:int, # unique gold triples (or gold relations)
+              n_correct:int, # predictions that are gold
+             ) -> dict: # P, R, F1 as fractions
+    "Micro P, R, F1 from counts, with the official edge cases (no prediction: all 0; no gold: an error)."
+    if n_pred == 0: return dict(P=0.0, R=0.0, F1=0.0)  # official early return
+    if n_gold == 0: raise ValueError("micro_prf: no gold triple, recall is undefined (the official scorer divides by zero)")
+    P, R = n_correct / n_pred, n_correct / n_gold
+    return dict(P=P, R=R, F1=0.0 if P + R == 0 else 2 * P * R / (P + R))
+
 # %% ../nbs/07_metrics.ipynb #156ec700
 def prf_from_counts(n_pred:int, # unique predictions
                     n_gold:int, # unique gold triples
                     n_correct:int, # unique predictions that are gold
                     n_correct_in_train:int=0, # correct predictions whose fact is in the training set
                    ) -> dict: # P, R, F1, Ign_P, Ign_F1 as fractions
-    "P, R, F1 and Ign precision / Ign_F1 from counts, with the official formulas and edge cases."
-    if n_pred == 0: return dict(P=0.0, R=0.0, F1=0.0, Ign_P=0.0, Ign_F1=0.0)  # official early return
-    if n_gold == 0: raise ValueError("prf_from_counts: no gold triple, recall is undefined (the official scorer divides by zero)")
-    P, R = n_correct / n_pred, n_correct / n_gold
-    F1 = 0.0 if P + R == 0 else 2 * P * R / (P + R)
-    Ign_P = (n_correct - n_correct_in_train) / (n_pred - n_correct_in_train + 1e-5)
-    Ign_F1 = 0.0 if Ign_P + R == 0 else 2 * Ign_P * R / (Ign_P + R)
-    return dict(P=P, R=R, F1=F1, Ign_P=Ign_P, Ign_F1=Ign_F1)
+    "`micro_prf` plus the official Ign precision / Ign_F1 (correct predictions seen in training removed)."
+    prf = micro_prf(n_pred, n_gold, n_correct)
+    if n_pred == 0: return dict(**prf, Ign_P=0.0, Ign_F1=0.0)
+    Ign_P, R = (n_correct - n_correct_in_train) / (n_pred - n_correct_in_train + 1e-5), prf["R"]
+    return dict(**prf, Ign_P=Ign_P, Ign_F1=0.0 if Ign_P + R == 0 else 2 * Ign_P * R / (Ign_P + R))
 
 # %% ../nbs/07_metrics.ipynb #07349746
 def unique_keys(triples:list, # [{"title", "h_idx", "t_idx", "r"}, ...] (extra fields are ignored)
@@ -249,11 +257,39 @@ def pattern_stats(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
     return {**c, "FN": FN, "T": T, "F": c["FP"] + FN, "n_pairs": int(idx.numel()), **pattern_ratios(c)}
 
 # %% ../nbs/07_metrics.ipynb #d9642e4e
-def threshold_gaps(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-                   labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
-                   zero_threshold:bool=False, # Balanced Softmax: the threshold is the constant 0
-                  ) -> dict: # s_th (n_pairs,), s_th_related (pairs with a relation), gap (n_gold,) = s_r - s_TH
-    "Figure 1: the threshold score s_TH of every pair and the margin s_r - s_TH of every gold relation r."
-    s, pos = torch.as_tensor(logits).float(), torch.as_tensor(labels)[:, 1:] > 0.5
-    s_th = torch.zeros_like(s[:, 0]) if zero_threshold else s[:, 0]
-    return {"s_th": s_th, "s_th_related": s_th[pos.any(1)], "gap": (s[:, 1:] - s_th[:, None])[pos]}
+GAP_EDGES = tuple(float(x) for x in range(-10, 11))  # bins of s_r - threshold; values outside land in the end bins
+
+def threshold_summary(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
+                      labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
+                      threshold:str="TH", # "TH": column 0; "zero": the constant 0 (Balanced Softmax)
+                     ) -> dict: # JSON-ready: gold_below, s_th, gap_hist, patterns (official rule)
+    "Figure 1 in numbers: where the threshold sits relative to the gold scores, and the official patterns."
+    if threshold not in ("TH", "zero"): raise ValueError(f"threshold_summary: threshold must be 'TH' or 'zero', got {threshold!r}")
+    s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
+    g = _check_labels(s, y)
+    th = torch.zeros_like(s[:, 0]) if threshold == "zero" else s[:, 0]
+    gap, rel_th = (s[:, 1:] - th[:, None])[g], th[g.any(1)]
+    counts = np.histogram(gap.clamp(GAP_EDGES[0], GAP_EDGES[-1]).numpy(), bins=GAP_EDGES)[0]
+    nan = float("nan")
+    return {"threshold": threshold, "n_pairs": int(s.shape[0]), "n_gold": int(gap.numel()),
+            "gold_below": float((gap <= 0).float().mean()) if gap.numel() else nan,
+            "s_th": {"mean": float(rel_th.mean()) if rel_th.numel() else nan, "median": float(rel_th.median()) if rel_th.numel() else nan},
+            "gap_hist": {"edges": list(GAP_EDGES), "counts": counts.tolist()},
+            "patterns": pattern_stats(s, y, top_k=None, rule="official")}
+
+# %% ../nbs/07_metrics.ipynb #dd308012
+def plot_threshold_summaries(summaries:dict, # {name: threshold_summary(...)}; None values are skipped
+                             ax=None, # matplotlib Axes to draw on (a new figure if None)
+                            ):
+    "Figure 1 as histograms: share of gold relations by s_r - threshold, one line per loss."
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=(7, 3.5))
+    for name, t in summaries.items():
+        if not t: continue
+        c = np.asarray(t["gap_hist"]["counts"], float); e = np.asarray(t["gap_hist"]["edges"])
+        ax.step(e[:-1], c / max(c.sum(), 1), where="post", label=f"{name}: {100 * t['gold_below']:.1f}% below")
+    ax.axvline(0, color="k", lw=0.8, ls=":")
+    ax.set(xlabel="$s_r - s_{TH}$ of gold relations (left of 0: missed)", ylabel="share of gold relations",
+           title="Gold relations below the threshold, per loss")
+    ax.legend(fontsize=8)
+    return ax.figure

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hingeabl_nb.losses import LOSSES, predict, threshold_rule
+from hingeabl_nb.losses import LOSSES, LossSpec, predict
 
 NAMES = ["ATL", "BalancedSoftmax", "AFL", "AML", "SAT", "MeanSAT", "HingeABL"]
 
@@ -225,7 +225,20 @@ def test_predict_hand_cases():
         predict(s, top_k=-1)
 
 
-def test_threshold_rule():
-    assert [n for n in NAMES if threshold_rule(n)] == ["BalancedSoftmax"]
-    with pytest.raises(ValueError, match="allowed"):
-        threshold_rule("balance_softmax")
+def test_threshold_rules_live_in_the_registry():
+    assert [n for n, spec in LOSSES.items() if spec.threshold == "zero"] == ["BalancedSoftmax"]
+    s = torch.tensor([[0.5, 0.3, -0.2], [-1.0, -0.5, 0.4]])
+    assert LOSSES["BalancedSoftmax"].predict(s, top_k=None).tolist() == [[0, 1, 0], [0, 0, 1]]
+    assert LOSSES["HingeABL"].predict(s, top_k=None).tolist() == [[1, 0, 0], [0, 1, 1]]
+    assert all(isinstance(spec, LossSpec) and spec.name == n for n, spec in LOSSES.items())
+    assert LOSSES["HingeABL"].defaults["margin"] == 5.0 and LOSSES["HingeABL"].defaults["normalize"] == "separate"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck_float64(name):
+    """Analytic gradients equal finite differences; needs float64 kept as float64 by the registry."""
+    g = torch.Generator().manual_seed(11)
+    y = torch.zeros(5, 8, dtype=torch.float64); y[0, 0] = 1; y[1, 3] = 1; y[2, [1, 6]] = 1; y[3, 0] = 1; y[4, 2] = 1
+    x = (torch.randn(5, 8, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
+    assert LOSSES[name](x, y).dtype == torch.float64
+    assert torch.autograd.gradcheck(lambda s: LOSSES[name](s, y), (x,))

@@ -317,15 +317,23 @@ def test_pattern_input_errors():
         pattern_stats(lg, lb[:, :2])
 
 
-def test_threshold_gaps_against_a_loop_and_zero_threshold():
-    from hingeabl_nb.metrics import threshold_gaps
+def test_threshold_summary_against_a_loop_and_zero_threshold():
+    from hingeabl_nb.metrics import threshold_summary, GAP_EDGES
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(40, 9, generator=g) * 4
     labels = (torch.rand(40, 9, generator=g) < 0.15).float(); labels[:, 0] = (labels[:, 1:].sum(1) == 0).float()
-    for zero in (False, True):
-        out = threshold_gaps(logits.half(), labels.bool(), zero_threshold=zero)
-        th = [0.0 if zero else float(logits.half()[i, 0]) for i in range(40)]
-        want = [float(logits.half()[i, j]) - th[i] for i in range(40) for j in range(1, 9) if labels[i, j] == 1]
-        assert out["gap"].tolist() == pytest.approx(want)
-        assert out["s_th_related"].tolist() == pytest.approx([th[i] for i in range(40) if labels[i, 1:].any()])
-    assert (threshold_gaps(logits, labels)["s_th"] == logits[:, 0]).all() and logits.dtype == torch.float32  # input untouched
+    for rule in ("TH", "zero"):
+        out = threshold_summary(logits.half(), labels, rule)
+        th = [0.0 if rule == "zero" else float(logits.half()[i, 0]) for i in range(40)]
+        gaps = [float(logits.half()[i, j]) - th[i] for i in range(40) for j in range(1, 9) if labels[i, j] == 1]
+        assert out["n_gold"] == len(gaps) and out["gold_below"] == pytest.approx(sum(v <= 0 for v in gaps) / len(gaps))
+        clipped = [min(max(v, GAP_EDGES[0]), GAP_EDGES[-1]) for v in gaps]
+        want = [sum(GAP_EDGES[k] <= v < GAP_EDGES[k + 1] or (k == len(GAP_EDGES) - 2 and v == GAP_EDGES[-1]) for v in clipped)
+                for k in range(len(GAP_EDGES) - 1)]
+        assert out["gap_hist"]["counts"] == want
+        rel = [th[i] for i in range(40) if labels[i, 1:].any()]
+        assert out["s_th"]["mean"] == pytest.approx(sum(rel) / len(rel), abs=1e-3)
+    # the patterns inside are the official rule: no top-k cap, TH threshold whatever the loss
+    from hingeabl_nb.metrics import pattern_stats
+    assert threshold_summary(logits, labels, "zero")["patterns"] == pattern_stats(logits, labels, top_k=None, rule="official")
+

@@ -1,4 +1,4 @@
-"""Tests of hingeabl_nb.reproduce: grid runner, record, tables and the hingeabl-compare CLI.
+"""Tests of hingeabl_nb.records and hingeabl_nb.reproduce: grid runner, record, tables and the hingeabl-compare CLI.
 
 Most tests replace `train.run_training` by a stand-in that writes a SYNTHETIC metrics.json (random
 numbers, labelled "synthetic" in every field that names a device or protocol), so the table
@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hingeabl_nb import reproduce as R
+from hingeabl_nb import records as G
 from hingeabl_nb import train
 
 PATTERN_KEYS = ("F/(T+F)", "FN/F", "FN_CRK/FN")
@@ -58,16 +59,16 @@ def hand_mean_std(xs):
 # ---------------------------------------------------------------- grid runner
 
 def test_grid_runs_each_cell_once_and_resumes(tmp_path, fake):
-    res = R.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
+    res = G.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
     assert [(l, s) for l, s, _ in fake.calls] == [("ATL", 1), ("ATL", 5), ("HingeABL", 1), ("HingeABL", 5)]
     assert [c[2] for c in fake.calls] == [tmp_path / f"{l}-s{s}" for l, s in [("ATL", 1), ("ATL", 5), ("HingeABL", 1), ("HingeABL", 5)]]
     assert not any(r["skipped"] for r in res)
-    again = R.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
+    again = G.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
     assert len(fake.calls) == 4 and all(r["skipped"] for r in again)
     assert [r["test"]["F1"] for r in again] == [r["test"]["F1"] for r in res]
     # an interrupted cell (folder and log, no metrics.json) is handed back to the trainer, in the same folder
     (tmp_path / "ATL-s5" / "metrics.json").unlink(); (tmp_path / "ATL-s5" / "log.jsonl").write_text("{}\n")
-    R.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
+    G.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
     assert len(fake.calls) == 5 and fake.calls[-1][:2] == ("ATL", 5) and fake.calls[-1][2] == tmp_path / "ATL-s5"
 
 
@@ -75,28 +76,28 @@ def test_grid_config_per_cell(tmp_path, fake, monkeypatch):
     seen = []
     def spy(config, out_dir): seen.append(config); return fake(config, out_dir)
     monkeypatch.setattr(train, "run_training", spy)
-    R.run_grid("smoke", ["SAT"], [7], tmp_path, epochs=1, max_train_docs=3)
+    G.run_grid("smoke", ["SAT"], [7], tmp_path, epochs=1, max_train_docs=3)
     (cfg,) = seen
     assert (cfg.preset, cfg.loss, cfg.seed, cfg.epochs, cfg.max_train_docs) == ("smoke", "SAT", 7, 1, 3)
 
 
 def test_grid_errors_before_training(tmp_path, fake):
     with pytest.raises(ValueError, match=r"unknown loss 'Focal'; allowed: ATL"):
-        R.run_grid("smoke", ["ATL", "Focal"], [1], tmp_path)
+        G.run_grid("smoke", ["ATL", "Focal"], [1], tmp_path)
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
-        R.run_grid("huge", ["ATL"], [1], tmp_path)
+        G.run_grid("huge", ["ATL"], [1], tmp_path)
     with pytest.raises(ValueError, match="duplicate seed"):
-        R.run_grid("smoke", ["ATL"], [1, 1], tmp_path)
+        G.run_grid("smoke", ["ATL"], [1, 1], tmp_path)
     with pytest.raises(ValueError, match="epochs"):  # unknown config field, reported by train.resolve_config
-        R.run_grid("smoke", ["ATL"], [1], tmp_path, epoch=3)
+        G.run_grid("smoke", ["ATL"], [1], tmp_path, epoch=3)
     assert fake.calls == []
 
 
 def test_grid_refuses_to_mix_protocols(tmp_path, fake):
-    R.run_grid("smoke", ["ATL"], [1], tmp_path, epochs=1)
+    G.run_grid("smoke", ["ATL"], [1], tmp_path, epochs=1)
     with pytest.raises(ValueError, match="Use another --out folder"):
-        R.run_grid("smoke", ["ATL"], [1], tmp_path, epochs=2)
-    R.run_grid("smoke", ["HingeABL"], [1, 2], tmp_path, epochs=1)  # more cells, same protocol: fine
+        G.run_grid("smoke", ["ATL"], [1], tmp_path, epochs=2)
+    G.run_grid("smoke", ["HingeABL"], [1, 2], tmp_path, epochs=1)  # more cells, same protocol: fine
     spec = json.loads((tmp_path / "spec.json").read_text())
     assert spec["losses"] == ["ATL", "HingeABL"] and spec["seeds"] == [1, 2] and len(fake.calls) == 3
 
@@ -104,52 +105,52 @@ def test_grid_refuses_to_mix_protocols(tmp_path, fake):
 def test_trainer_without_metrics_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "run_training", FakeTrainer(write=False))
     with pytest.raises(RuntimeError, match="without writing"):
-        R.run_grid("smoke", ["ATL"], [1], tmp_path)
+        G.run_grid("smoke", ["ATL"], [1], tmp_path)
 
 
 # ---------------------------------------------------------------- record
 
 def test_record_schema(tmp_path, fake):
-    R.run_grid("smoke", ["HingeABL", "ATL"], [5, 1], tmp_path, epochs=1)
+    G.run_grid("smoke", ["HingeABL", "ATL"], [5, 1], tmp_path, epochs=1)
     (tmp_path / "AFL-s3").mkdir()  # started, never finished
-    rec = R.collect_runs(tmp_path)
+    rec = G.collect_runs(tmp_path)
     assert set(rec) >= {"device", "protocol", "date", "command", "preset", "runs"}
     assert rec["device"] == "synthetic-device" and rec["protocol"] == "synthetic test protocol" and rec["preset"] == "smoke"
     assert rec["command"] == "hingeabl-compare --preset smoke --losses HingeABL ATL --seeds 5 1 --out " + str(tmp_path) + " --epochs 1"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rec["date"])
     assert [(r["loss"], r["seed"]) for r in rec["runs"]] == [("HingeABL", 1), ("HingeABL", 5), ("ATL", 1), ("ATL", 5)]
     for r in rec["runs"]:
-        assert set(r) == {"loss", "seed", "dev", "test", "wall_seconds"}
+        assert set(r) == {"loss", "seed", "dev", "test", "wall_seconds", "best_epoch"}
         assert r["test"] == synthetic_metrics(r["loss"], r["seed"])["test"]
     assert rec["incomplete"] == ["AFL-s3"]
     assert json.loads((tmp_path / "grid.json").read_text()) == rec
-    assert R.load_record(tmp_path / "grid.json") == rec
+    assert G.load_record(tmp_path / "grid.json") == rec
 
 
 def test_record_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished run"):
-        R.collect_runs(tmp_path)
+        G.collect_runs(tmp_path)
     with pytest.raises(ValueError, match=r"bad.json: missing field\(s\) device"):
-        R.check_record({"runs": []}, "bad.json")
+        G.check_record({"runs": []}, "bad.json")
     (tmp_path / "ATL-s1").mkdir(); (tmp_path / "ATL-s1" / "metrics.json").write_text(json.dumps({"dev": {}}))
     with pytest.raises(ValueError, match="missing field 'test'"):
-        R.collect_runs(tmp_path)
+        G.collect_runs(tmp_path)
 
 
 def test_devices_that_disagree_are_all_kept(tmp_path, fake):
-    R.run_grid("smoke", ["ATL"], [1, 2], tmp_path)
+    G.run_grid("smoke", ["ATL"], [1, 2], tmp_path)
     m = json.loads((tmp_path / "ATL-s2" / "metrics.json").read_text()); m["device"] = "other synthetic device"
     (tmp_path / "ATL-s2" / "metrics.json").write_text(json.dumps(m))
-    assert R.collect_runs(tmp_path)["device"] == ["synthetic-device", "other synthetic device"]
+    assert G.collect_runs(tmp_path)["device"] == ["synthetic-device", "other synthetic device"]
 
 
 # ---------------------------------------------------------------- tables
 
 @pytest.fixture
 def record(tmp_path, fake):
-    R.run_grid("smoke", ["ATL", "HingeABL", "SAT"], [1, 5, 42], tmp_path)
+    G.run_grid("smoke", ["ATL", "HingeABL", "SAT"], [1, 5, 42], tmp_path)
     (tmp_path / "SAT-s5" / "metrics.json").unlink(); (tmp_path / "SAT-s42" / "metrics.json").unlink()  # SAT: one seed
-    return R.collect_runs(tmp_path)
+    return G.collect_runs(tmp_path)
 
 
 def test_table3_by_hand(record):
@@ -199,7 +200,7 @@ def test_table7_by_hand(record):
 
 def test_hinge_minus_atl_by_hand(record):
     rec = {**record, "runs": [r for r in record["runs"] if not (r["loss"] == "ATL" and r["seed"] == 42)]}
-    t = R.hinge_minus_atl(rec)
+    t = R.paired_difference(rec)
     assert [r["seed"] for r in t] == [1, 5]  # seed 42 has no ATL run: not paired
     d = [synthetic_metrics("HingeABL", s)["test"]["F1"] - synthetic_metrics("ATL", s)["test"]["F1"] for s in (1, 5)]
     assert [r["d_F1"] for r in t] == pytest.approx(d, abs=1e-12)
@@ -207,7 +208,7 @@ def test_hinge_minus_atl_by_hand(record):
     assert t.summary["d_F1_mean"] == pytest.approx(mean, abs=1e-12) and t.summary["d_F1_std"] == pytest.approx(std, abs=1e-12)
     assert t.paper == {"d_F1": pytest.approx(75.15 - 73.29), "d_Ign_F1": pytest.approx(73.84 - 72.46)}
     with pytest.raises(ValueError, match="no AFL runs"):
-        R.hinge_minus_atl(rec, a="AFL")
+        R.paired_difference(rec, a="AFL")
 
 
 def test_tables_name_the_run(record):
@@ -233,36 +234,9 @@ def test_paper_constants_match_the_paper():
 
 # ---------------------------------------------------------------- figure 1
 
-def test_threshold_gaps_against_a_loop():
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(20, 6, generator=g)
-    labels = (torch.rand(20, 6, generator=g) < 0.3).float(); labels[:, 0] = (labels[:, 1:].sum(1) == 0).float()
-    out = R.threshold_gaps(logits.half(), labels.to(torch.uint8).float())
-    gaps = [float(logits.half()[i, j]) - float(logits.half()[i, 0]) for i in range(20) for j in range(1, 6) if labels[i, j] == 1]
-    assert out["gap"].tolist() == pytest.approx(gaps, abs=1e-6)
-    assert out["s_th_related"].tolist() == pytest.approx([float(logits.half()[i, 0]) for i in range(20) if labels[i, 1:].sum() > 0])
-
-
-def test_figure1_summary_against_a_loop():
-    g = torch.Generator().manual_seed(1)
-    logits = 8 * torch.randn(200, 8, generator=g)
-    labels = (torch.rand(200, 8, generator=g) < 0.2).float(); labels[:, 0] = (labels[:, 1:].sum(1) == 0).float()
-    s = R.figure1_summary(logits, labels)
-    gaps = [float(logits[i, j] - logits[i, 0]) for i in range(200) for j in range(1, 8) if labels[i, j] == 1]
-    lo, hi, n = s["gap_hist"]["lo"], s["gap_hist"]["hi"], len(s["gap_hist"]["counts"])
-    counts = [0] * n
-    for x in gaps:  # values outside [lo, hi) go to the end bins
-        counts[min(n - 1, max(0, math.floor((x - lo) / (hi - lo) * n)))] += 1
-    assert s["n_gold"] == len(gaps) and s["gap_hist"]["counts"] == counts
-    assert s["gold_below_threshold"] == pytest.approx(sum(x <= 0 for x in gaps) / len(gaps))
-    srt = sorted(gaps); m = len(srt)
-    median = (srt[(m - 1) // 2] + srt[m // 2]) / 2
-    assert s["gap_quantiles"][s["quantiles"].index(0.5)] == pytest.approx(median, abs=1e-3)
-
-
 def test_figure1_table_by_hand(record):
-    rec = {**record, "runs": [dict(r, figure1={"n_gold": 4, "quantiles": [0.1, 0.5, 0.9], "gold_below_threshold": 0.25 * (r["seed"] % 4),
-                                                "s_th_quantiles": [0.0, float(r["seed"]), 9.0]}) for r in record["runs"]]}
+    rec = {**record, "runs": [dict(r, thresholds={"n_gold": 4, "gold_below": 0.25 * (r["seed"] % 4),
+                                                   "s_th": {"mean": 0.0, "median": float(r["seed"])}}) for r in record["runs"]]}
     t = R.figure1_table(rec)
     assert t[0]["median_s_th_mean"] == pytest.approx(hand_mean_std([1.0, 5.0, 42.0])[0])
     assert t[0]["gold_below_mean"] == pytest.approx(hand_mean_std([25.0, 25.0, 50.0])[0])
@@ -282,7 +256,7 @@ def cli_fails(capsys, argv):
 def test_cli_argument_errors(capsys, fake, tmp_path):
     base = ["--seeds", "1", "--out", str(tmp_path / "g")]
     assert "unknown loss 'Focal'; allowed: ATL" in cli_fails(capsys, ["--preset", "smoke", "--losses", "ATL", "Focal", *base])
-    assert "unknown preset 'fast'; allowed: paper, reduced, smoke" in cli_fails(capsys, ["--preset", "fast", "--losses", "ATL", *base])
+    assert "unknown preset 'fast'; allowed: paper, reduced, lab, smoke" in cli_fails(capsys, ["--preset", "fast", "--losses", "ATL", *base])
     assert "invalid int value: 'x'" in cli_fails(capsys, ["--preset", "smoke", "--losses", "ATL", "--seeds", "x", "--out", "o"])
     assert "--out" in cli_fails(capsys, ["--preset", "smoke", "--losses", "ATL", "--seeds", "1"])
     assert "--epochs must be >= 1" in cli_fails(capsys, ["--preset", "smoke", "--losses", "ATL", "--epochs", "0", *base])
@@ -298,7 +272,7 @@ def test_cli_writes_tables_and_record(capsys, fake, tmp_path):
     printed = capsys.readouterr().out
     assert "Table 3" in printed and "Table 4" in printed and "Table 7" in printed
     assert (out / "tables.md").read_text() in printed
-    rec = R.load_record(tmp_path / "results" / "reduced-synthetic-device.json")
+    rec = G.load_record(tmp_path / "results" / "reduced-synthetic-device.json")
     assert rec == json.loads((out / "grid.json").read_text()) and len(rec["runs"]) == 4
     assert rec["command"].endswith("--model tiny --epochs 1 --max-eval-docs 3")
     assert [c[0].max_eval_docs for c in fake.configs] == [3] * 4
@@ -312,17 +286,20 @@ def test_real_smoke_grid(tmp_path):
     "The real trainer, smoke preset: 2 losses x 1 seed x 1 epoch on a few sample documents."
     torch.set_num_threads(1)
     t = time.time()
-    res = R.run_grid("smoke", ["ATL", "HingeABL"], [1], tmp_path, epochs=1, max_train_docs=8, max_eval_docs=8)
-    rec = R.collect_runs(tmp_path)
+    res = G.run_grid("smoke", ["ATL", "HingeABL"], [1], tmp_path, epochs=1, max_train_docs=8, max_eval_docs=8)
+    rec = G.collect_runs(tmp_path)
     assert [(r["loss"], r["seed"]) for r in rec["runs"]] == [("ATL", 1), ("HingeABL", 1)]
     assert [r["test"]["F1"] for r in rec["runs"]] == [r["test"]["F1"] for r in res]
     assert all(0 <= r["test"]["F1"] <= 100 and r["wall_seconds"] > 0 for r in rec["runs"])
     assert "smoke" in rec["protocol"].lower() or "plumbing" in rec["protocol"].lower()
-    logits, labels = R.load_test_logits(tmp_path / "ATL-s1")
-    assert logits.dtype == torch.float32 and logits.shape == labels.shape and logits.shape[1] == 97
-    f1 = rec["runs"][0]["figure1"]
-    assert f1["n_gold"] == int(labels[:, 1:].sum()) and sum(f1["gap_hist"]["counts"]) == f1["n_gold"]
-    assert len(R.table3(rec)) == 2 and len(R.hinge_minus_atl(rec)) == 1
+    saved = torch.load(tmp_path / "ATL-s1" / "test_logits.pt")
+    logits, labels = saved["logits"].float(), saved["labels"].float()
+    assert logits.shape == labels.shape and logits.shape[1] == 97
+    th = rec["runs"][0]["thresholds"]
+    gaps = [float(logits[i, j] - logits[i, 0]) for i in range(len(labels)) for j in range(1, 97) if labels[i, j] == 1]
+    assert th["n_gold"] == len(gaps) and sum(th["gap_hist"]["counts"]) == len(gaps)
+    assert th["gold_below"] == pytest.approx(sum(g <= 0 for g in gaps) / len(gaps))
+    assert len(R.table3(rec)) == 2 and len(R.paired_difference(rec)) == 1
     assert time.time() - t < 60
 
 
@@ -333,7 +310,17 @@ def test_real_interrupted_cell_resumes(tmp_path):
     cfg = train.resolve_config("smoke", loss="HingeABL", seed=3, **over)
     train.run_training(cfg, tmp_path / "HingeABL-s3", stop_after=1)
     assert not (tmp_path / "HingeABL-s3" / "metrics.json").exists()
-    assert len(R.read_log(tmp_path / "HingeABL-s3")) == 1
-    (res,) = R.run_grid("smoke", ["HingeABL"], [3], tmp_path, **over)
-    assert not res["skipped"] and [l["epoch"] for l in R.read_log(tmp_path / "HingeABL-s3")] == [1, 2]
+    assert len(G.read_log(tmp_path / "HingeABL-s3")) == 1
+    (res,) = G.run_grid("smoke", ["HingeABL"], [3], tmp_path, **over)
+    assert not res["skipped"] and [l["epoch"] for l in G.read_log(tmp_path / "HingeABL-s3")] == [1, 2]
     assert [l["epoch"] for l in res["history"]] == [1, 2]
+
+
+def test_parallel_jobs_train_every_cell(tmp_path):
+    "jobs=2: two cells trained in separate processes; the record equals one trained cell by cell."
+    over = dict(epochs=1, max_train_docs=4, max_eval_docs=2)
+    par = G.run_grid("smoke", ["ATL", "HingeABL"], [1], tmp_path / "par", jobs=2, **over)
+    seq = G.run_grid("smoke", ["ATL", "HingeABL"], [1], tmp_path / "seq", **over)
+    assert [(r["loss"], r["skipped"]) for r in par] == [("ATL", False), ("HingeABL", False)]
+    for a, b in zip(par, seq): assert a["test"]["F1"] == pytest.approx(b["test"]["F1"], abs=1e-9)
+    with pytest.raises(ValueError, match="jobs must be >= 1"): G.run_grid("smoke", ["ATL"], [1], tmp_path / "x", jobs=0)

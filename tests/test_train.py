@@ -6,7 +6,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from hingeabl_nb import train as T
-from hingeabl_nb import data
+from hingeabl_nb import cli, data
+from hingeabl_nb.losses import LOSSES
 
 torch.set_num_threads(1)
 TINY = dict(epochs=2, max_train_docs=6, max_eval_docs=3, progress=False)  # a few seconds on one core
@@ -14,7 +15,7 @@ TINY = dict(epochs=2, max_train_docs=6, max_eval_docs=3, progress=False)  # a fe
 
 def exit_message(argv):
     "Run the CLI, expect a SystemExit with a message (not a traceback), return the message."
-    with pytest.raises(SystemExit) as e: T.train_cli(argv)
+    with pytest.raises(SystemExit) as e: cli.train_cli(argv)
     assert isinstance(e.value.code, str), f"expected a message, got exit code {e.value.code!r}"
     return e.value.code
 
@@ -26,7 +27,8 @@ def test_paper_preset_matches_appendix_b_and_official_scripts():
     # Appendix B + Jize-W/HingeABL scripts/train_*.sh and train.py defaults (facts, not measurements)
     assert (c.encoder, c.train_file, c.dev_file, c.test_file) == ("bert-base-cased", "train_revised.json", "dev_revised.json", "test_revised.json")
     assert (c.epochs, c.train_batch_size, c.test_batch_size, c.max_seq_length, c.top_k) == (30, 4, 8, 1024, 4)
-    assert (c.lr, c.head_lr, c.adam_eps, c.warmup_ratio, c.max_grad_norm, c.margin) == (5e-5, 1e-4, 1e-6, 0.06, 1.0, 5.0)
+    assert (c.lr, c.head_lr, c.adam_eps, c.warmup_ratio, c.max_grad_norm) == (5e-5, 1e-4, 1e-6, 0.06, 1.0)
+    assert c.loss == "HingeABL" and c.loss_options == {} and LOSSES["HingeABL"].defaults["margin"] == 5.0  # m = 5 from the registry
     assert T.PAPER_SEEDS == (1, 5, 42, 66, 233) and c.mixed_precision == "auto" and not c.split_dev_for_train
     json.dumps(T.dataclasses.asdict(c))  # JSON-serialisable
 
@@ -39,14 +41,32 @@ def test_reduced_preset_is_labelled_and_splits_dev():
 
 
 def test_overrides_and_errors():
-    c = T.resolve_config("smoke", loss="HingeABL", seed=7, epochs=None, margin=2.0, loss_options={"normalize": "joint"})
-    assert (c.loss, c.seed, c.epochs) == ("HingeABL", 7, T.PRESETS["smoke"].epochs)
+    c = T.resolve_config("smoke", loss="HingeABL", seed=7, epochs=None, loss_options={"margin": 2.0, "normalize": "joint"})
+    assert (c.loss, c.seed, c.epochs, c.loss_options) == ("HingeABL", 7, T.PRESETS["smoke"].epochs, {"margin": 2.0, "normalize": "joint"})
     assert T.PRESETS["smoke"].loss == "HingeABL" and T.PRESETS["smoke"].loss_options == {}  # preset untouched
-    assert T.loss_options(T.resolve_config("smoke")) == {"margin": 5.0}
-    assert T.loss_options(c) == {"margin": 2.0, "normalize": "joint"}
-    assert T.loss_options(T.resolve_config("smoke", loss="AML")) == {}  # AML keeps its own margin (1.0)
+    assert T.resolve_config("smoke").loss_options is not T.PRESETS["smoke"].loss_options  # no shared dict
+    assert not hasattr(c, "margin")  # no loss-specific config field: options live in loss_options
     with pytest.raises(T.TrainSetupError, match="epochs"): T.resolve_config("smoke", epoch=3)
-    with pytest.raises(T.TrainSetupError, match="paper, reduced, smoke"): T.resolve_config("quick")
+    with pytest.raises(T.TrainSetupError, match="paper, reduced, lab, smoke"): T.resolve_config("quick")
+
+
+def test_lab_preset_is_the_same_config():
+    c = T.resolve_config("lab")
+    assert isinstance(c, T.TrainConfig) and "reduced protocol" in c.protocol.lower() and c.split_dev_for_train
+    assert (c.epochs, c.lr, c.train_batch_size, c.emb_size, c.block_size, c.device) == (8, 3e-3, 1024, 128, 16, "cpu")
+
+
+def test_fit_passes_loss_options():
+    "fit computes LOSSES[config.loss] with config.loss_options: a margin change changes the loss it reports."
+    X = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)); Y = torch.zeros(8, 5); Y[:, 1] = 1
+    def run(opts):
+        torch.manual_seed(0); net = torch.nn.Linear(4, 5); opt = torch.optim.SGD(net.parameters(), lr=0.0)
+        sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        cfg = T.TrainConfig(loss="HingeABL", loss_options=opts, epochs=1, progress=False)
+        return T.fit(net, opt, sch, cfg, lambda e: [torch.arange(8)], lambda i: (net(X[i]), Y[i]))[0], net
+    (l5, net), (l1, _) = run({}), run({"margin": 1.0})
+    assert l5 == pytest.approx(LOSSES["HingeABL"].fn(net(X).detach(), Y, margin=5.0).item(), abs=1e-6)
+    assert l1 == pytest.approx(LOSSES["HingeABL"].fn(net(X).detach(), Y, margin=1.0).item(), abs=1e-6) and l1 != pytest.approx(l5)
 
 
 def test_loss_option_validation():
@@ -70,7 +90,7 @@ def test_warmup_steps_rounds_down():
 # ---- CLI -------------------------------------------------------------------------------------
 
 def test_print_config(capsys):
-    assert T.train_cli(["--preset", "paper", "--loss", "SAT", "--seed", "42", "--epochs", "3", "--print-config"]) is None
+    assert cli.train_cli(["--preset", "paper", "--loss", "SAT", "--seed", "42", "--epochs", "3", "--print-config"]) is None
     printed = json.loads(capsys.readouterr().out)
     assert (printed["loss"], printed["seed"], printed["epochs"], printed["preset"]) == ("SAT", 42, 3, "paper")
     assert set(printed) == {f.name for f in T.dataclasses.fields(T.TrainConfig)}
@@ -78,11 +98,19 @@ def test_print_config(capsys):
 
 def test_print_config_subprocess():
     "The same through a fresh interpreter, as the console script runs it."
-    code = "from hingeabl_nb.train import train_cli; train_cli()"
+    code = "from hingeabl_nb.train import train_main; train_main()"
     r = subprocess.run([sys.executable, "-c", code, "--preset", "reduced", "--print-config"], capture_output=True,
                        text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["split_dev_for_train"] is True
+
+
+def test_cli_loss_option(capsys):
+    cli.train_cli(["--preset", "smoke", "--loss", "AFL", "--loss-option", "gamma=2", "--loss-option", "focal_form=paper", "--print-config"])
+    assert json.loads(capsys.readouterr().out)["loss_options"] == {"gamma": 2, "focal_form": "paper"}
+    msg = exit_message(["--loss", "ATL", "--loss-option", "margin=3", "--print-config"])
+    assert "ATL has no option(s) ['margin']" in msg
+    assert "expected NAME=VALUE" in exit_message(["--loss-option", "margin", "--print-config"])
 
 
 def test_cli_unknown_loss_lists_allowed():

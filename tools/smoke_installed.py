@@ -5,7 +5,7 @@ import torch
 for absent in ('nbdev', 'jupyter_core', 'execnb', 'ipykernel'):
     assert importlib.util.find_spec(absent) is None, f'{absent} should not be installed here'
 
-from hingeabl_nb import atl, sat, hinge, losses, data, metrics, model, train, lab, reproduce  # noqa: F401
+from hingeabl_nb import atl, sat, hinge, losses, data, metrics, model, train, lab, reproduce, records, cli  # noqa: F401
 from hingeabl_nb.losses import LOSSES, predict
 
 logits = torch.randn(6, 97, requires_grad=True)
@@ -34,7 +34,7 @@ assert r.returncode == 0 and (tmp / 'train' / 'metrics.json').is_file(), (r.retu
 tiny = lab.save_tiny_encoder(tmp / 'tiny')
 r = run('hingeabl-lab', '--model', str(tiny), '--data-dir', str(data.sample_dir()), '--out', str(tmp / 'lab'), '--losses', 'ATL',
         '--epochs', '1', '--cache-dir', str(tmp / 'cache'), '--threads', '1', '--no-progress')
-assert r.returncode == 0 and (tmp / 'lab' / 'lab.json').is_file(), (r.returncode, r.stderr[-2000:])
+assert r.returncode == 0 and records.load_record(tmp / 'lab' / 'grid.json')['preset'] == 'lab', (r.returncode, r.stderr[-2000:])
 r = run('hingeabl-train', '--preset', 'smoke', '--loss', 'NoSuchLoss', '--out', str(tmp / 'bad'))
 assert r.returncode != 0 and 'NoSuchLoss' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
 print(f'installed package OK: {len(LOSSES)} losses, {len(docs)} sample dev docs, CLIs run and exit cleanly')
