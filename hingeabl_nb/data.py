@@ -85,6 +85,11 @@ def _mention_problems(m, where:str, sents:list) -> list[str]:
         return [f"{where}.pos = {pos!r} is not a non-empty span inside sentence {sid} ({len(sents[sid])} words)"]
     return [f"{where}.{k} = {m[k]!r} is not a string" for k in ('type', 'name') if not isinstance(m[k], str)]
 
+def _allowed(rel2id:dict) -> str:
+    "The allowed relation ids of `rel2id`, abbreviated for an error message."
+    ids = sorted((r for r in rel2id if r != 'Na'), key=lambda r: (len(r), r))
+    return f"allowed: the {len(ids)} ids of rel2id, " + ', '.join(ids[:6]) + (f", ..., {ids[-1]}" if len(ids) > 6 else '')
+
 def _label_problems(l, where:str, n_ent:int, n_sent:int, rel2id:dict|None) -> list[str]:
     "Problems of one relation triple `l` found at `where` (e.g. 'labels[3]')."
     if not isinstance(l, dict): return [f"{where} is a {type(l).__name__}, expected an object with h, t, r"]
@@ -97,7 +102,7 @@ def _label_problems(l, where:str, n_ent:int, n_sent:int, rel2id:dict|None) -> li
     r = l['r']
     if not isinstance(r, str): out.append(f"{where}.r = {r!r} is not a string")
     elif r == 'Na': out.append(f"{where}.r = 'Na' is the no-relation class; NA pairs are simply not listed")
-    elif rel2id is not None and r not in rel2id: out.append(f"{where}.r = {r!r} is not a known relation (see rel2id.json)")
+    elif rel2id is not None and r not in rel2id: out.append(f"{where}.r = {r!r} is not a known relation ({_allowed(rel2id)})")
     ev = l.get('evidence', [])
     if not (isinstance(ev, list) and all(_is_int(e) and 0 <= e < n_sent for e in ev)):
         out.append(f"{where}.evidence = {ev!r} must list sentence ids in 0..{n_sent-1}")
@@ -148,15 +153,18 @@ def _read_json_list(path:Path) -> list:
 
 def load_docs(path:str|Path, # a DocRED / Re-DocRED JSON file (list of documents)
               strict:bool=True, # True: raise on the first bad document; False: drop it with a warning
-              rel2id:dict[str,int]|None=None, # known relations; None: relation ids are not checked
+              rel2id:dict[str,int]|None=None, # known relations; None: the embedded Re-DocRED vocabulary (`load_rel2id()`)
+              check_relations:bool=True, # False: accept any relation id (`rel2id` is then ignored)
              ) -> Docs: # the valid documents (raw dicts); `.dropped` lists (index, title, problems)
-    "Read and validate a DocRED file; errors name the file, document index, title and field."
+    "Read and validate a DocRED file; errors name the file, document index, title, field and allowed values."
     path = Path(path); kept, dropped = [], []
+    rel2id = (rel2id if rel2id is not None else load_rel2id()) if check_relations else None
     for i, doc in enumerate(_read_json_list(path)):
         problems = doc_problems(doc, rel2id)
         if not problems: kept.append(doc); continue
         title = doc.get('title', '<no title>') if isinstance(doc, dict) else '<no title>'
         msg = f"{path.name}: document {i} ({title!r}): {problems[0]}" + (f" (and {len(problems)-1} more problems)" if len(problems) > 1 else '')
+        if 'is not a known relation' in problems[0]: msg += "; pass check_relations=False to accept unknown relations"
         if strict: raise DocREDFormatError(msg)
         warnings.warn(msg, stacklevel=2); dropped.append((i, title, problems))
     if dropped: warnings.warn(f"{path.name}: dropped {len(dropped)} of {len(kept)+len(dropped)} documents (see .dropped)", stacklevel=2)

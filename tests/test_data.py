@@ -99,7 +99,7 @@ def test_locate_none(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- validation messages
 BAD = [  # (document, expected message after "dev.json: document 1 ('<title>'): ")
     (_doc('Ross Patterson Alger', labels=[{'h': 0, 't': 1, 'r': 'P9999', 'evidence': []}]),
-     "labels[0].r = 'P9999' is not a known relation (see rel2id.json)"),
+     "labels[0].r = 'P9999' is not a known relation (allowed: the 96 ids of rel2id, P6, P17, P19, P20, P22, P25, ..., P3373)"),
     (_doc(labels=[{'h': 0, 't': 3, 'r': 'P17'}]), "labels[0].t = 3 is out of range (the document has 3 entities)"),
     (_doc(labels=[{'h': -1, 't': 1, 'r': 'P17'}]), "labels[0].h = -1 is out of range (the document has 3 entities)"),
     (_doc(labels=[{'h': True, 't': 1, 'r': 'P17'}]), "labels[0].h = True is out of range"),
@@ -145,8 +145,21 @@ def test_non_strict_keeps_valid(tmp_path):
     assert msgs[-1] == 'dev.json: dropped 2 of 5 documents (see .dropped)'
 
 
-def test_unknown_relation_not_checked_without_rel2id(tmp_path):
-    assert len(load_docs(_write(tmp_path, [BAD[0][0]]))) == 1
+def test_unknown_relation_rejected_by_default(tmp_path):
+    "Without rel2id the embedded Re-DocRED vocabulary is used; the error names file, document, title, field and the opt-out."
+    with pytest.raises(DocREDFormatError) as e:
+        load_docs(_write(tmp_path, [_doc(), BAD[0][0]]))
+    msg = str(e.value)
+    assert msg.startswith("dev.json: document 1 ('Ross Patterson Alger'): labels[0].r = 'P9999' is not a known relation"), msg
+    assert 'allowed: the 96 ids of rel2id' in msg and 'check_relations=False' in msg
+
+
+def test_unknown_relation_custom_rel2id_and_opt_out(tmp_path):
+    p = _write(tmp_path, [BAD[0][0]])
+    with pytest.raises(DocREDFormatError, match=r"allowed: the 1 ids of rel2id, P17\)"):
+        load_docs(p, rel2id={'Na': 0, 'P17': 1})
+    assert len(load_docs(p, check_relations=False)) == 1
+    assert len(load_docs(p, rel2id={'Na': 0, 'P17': 1}, check_relations=False)) == 1
 
 
 @pytest.mark.parametrize('text,msg', [

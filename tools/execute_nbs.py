@@ -4,7 +4,7 @@ Usage: python tools/execute_nbs.py [--only NB ...] [--timeout S] [--path nbs]
 Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped, as nbdev_test does, and
 keep no outputs. Afterwards `nbdev_clean --fname` tidies each notebook (clear_all = False: outputs stay).
 """
-import argparse, configparser, re, subprocess, sys, time
+import argparse, configparser, os, re, subprocess, sys, time
 from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
@@ -30,6 +30,7 @@ class SkipFlagged(ExecutePreprocessor):
 
 def execute(path, timeout=600, flags=None):
     path = Path(path)
+    os.environ.pop('MPLBACKEND', None)  # Agg in the kernel would make plt.show() emit no image
     nb = nbformat.read(path, as_version=4)
     ep = SkipFlagged(timeout=timeout, kernel_name='python3')
     ep.flags = tuple(flags or tst_flags())
