@@ -121,7 +121,10 @@ def main(argv=None):
     p.add_argument("--attn", default="eager", choices=["eager", "sdpa"], help="encoder attention implementation")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--baseline", action="store_true", help="also time the official-style configuration and print the ratio")
+    p.add_argument("--record", default=None, help="with --baseline: write the measured ratio as JSON here "
+                   "(e.g. nbs/results/throughput-{device}.json; {device} becomes the device's name)")
     args = p.parse_args(argv)
+    if args.record and not args.baseline: p.error("--record needs --baseline (the record holds ours / official-style ratios)")
     torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
@@ -138,7 +141,27 @@ def main(argv=None):
     for ours, base in zip(rows[::2], rows[1::2]) if args.baseline else ():
         print(f"[{ours['device']}] ours / official-style: training throughput {ours['train_docs_s'] / base['train_docs_s']:.2f}x, "
               f"evaluation throughput {ours['eval_docs_s'] / base['eval_docs_s']:.2f}x")
+    if args.record: print("recorded in", write_record(rows, args.record, " ".join(["python bench/bench_train.py", *(argv or sys.argv[1:])])))
     return rows
+
+
+def write_record(rows: list, path: str, command: str) -> Path:
+    "Write the throughput record: per device, ours and official-style docs/s and their ratio, with the command and date."
+    import datetime, json, re
+    pairs = [dict(device=o["device"], encoder=o["encoder"], precision=o["precision"], baseline_precision=b["precision"],
+                  docs=o["docs"], mean_tokens=o["mean_tokens"], ours_docs_per_s=o["train_docs_s"], baseline_docs_per_s=b["train_docs_s"],
+                  ratio=o["train_docs_s"] / b["train_docs_s"], ours_eval_docs_per_s=o["eval_docs_s"],
+                  baseline_eval_docs_per_s=b["eval_docs_s"], eval_ratio=o["eval_docs_s"] / b["eval_docs_s"],
+                  epoch_s_reduced=o["epoch_s_reduced"], epoch_s_paper=o["epoch_s_paper"], peak_mb=o["peak_mb"])
+             for o, b in zip(rows[::2], rows[1::2])]
+    last = pairs[-1]
+    rec = dict(device=last["device"], encoder=last["encoder"], ours_docs_per_s=last["ours_docs_per_s"],
+               baseline_docs_per_s=last["baseline_docs_per_s"], ratio=last["ratio"], command=command,
+               date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               torch=torch.__version__, measurements=pairs)
+    out = Path(path.replace("{device}", re.sub(r"[^A-Za-z0-9]+", "-", last["device"]).strip("-").lower()))
+    out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(rec, indent=1))
+    return out
 
 
 if __name__ == "__main__":
