@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 # CPU build of PyTorch; override on a GPU machine, e.g. `make test TORCH=torch`.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test clean execute student check-outputs
+.PHONY: install install-book install-lab demo test clean execute student check-outputs book check-site lab
 
 $(VENV)/.installed: setup.py settings.ini
 	python3 -m venv $(VENV)
@@ -16,10 +16,22 @@ $(VENV)/.installed: setup.py settings.ini
 
 install: $(VENV)/.installed
 
+# The course site and its browser check (jupyter-book, MathJax, playwright), and JupyterLab.
+$(VENV)/.installed-book: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[dev,book]"
+	touch $@
+
+$(VENV)/.installed-lab: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[dev,lab]"
+	touch $@
+
+install-book: $(VENV)/.installed-book
+install-lab: $(VENV)/.installed-lab
+
 demo: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash tools/demo.sh
 
-test: install
+test: install-book
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash tools/test_all.sh
 
 # Contributors: execute every notebook in place (CPU; #| slow/gpu cells skipped), then nbdev_clean.
@@ -29,9 +41,23 @@ execute: install
 check-outputs: install
 	$(PY) tools/check_outputs.py
 
-# Student edition: the notebooks without their solution cells, in _student/.
+# Student edition: the notebooks without their solution cells (check cells kept), in _student/.
 student: install
-	$(PY) tools/make_student.py --src nbs --dest _student
+	$(PY) tools/make_student.py --src nbs --dest _student --check
+
+# The course as an HTML site in _site/ (Jupyter Book, committed outputs, nothing executed; offline MathJax).
+book: install-book
+	$(PY) tools/build_book.py --src nbs --dest _site
+
+# Open _site/ in headless Chromium (Debian's, installed with apt when missing) and check what a reader sees.
+check-site: install-book
+	bash tools/ensure_chromium.sh
+	$(PY) tools/check_site.py --site _site --nbs nbs
+
+# JupyterLab with the widget front-end, opened on the course (as root, e.g. in a container: --allow-root).
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: install-lab
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) nbs/
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info _student _site

@@ -14,6 +14,9 @@ min_python = cfg['min_python']
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+# `book`: build the course site and read it in a browser (make book, make check-site); `lab`: JupyterLab (make lab).
+extras = {'dev': dev_requirements, 'book': cfg.get('book_requirements', '').split(),
+          'lab': cfg.get('lab_requirements', '').split()}
 console_scripts = [s.strip() for s in cfg.get('console_scripts', '').splitlines() if s.strip()]
 
 setuptools.setup(
@@ -33,7 +36,7 @@ setuptools.setup(
     package_data={'hingeabl_nb': ['assets/**/*']},
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require=extras,
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .sat import distances, neg_log_sigmoid
+from .sat import distances, neg_log_sigmoid, _neg_log_sigmoid_ref
 
 # %% auto #0
-__all__ = ['NORMALIZE', 'hinge_weights', 'normalized_weights', 'hinge_abl_per_pair', 'hinge_abl_loss']
+__all__ = ['NORMALIZE', 'hinge_weights', 'normalized_weights', 'hinge_abl_per_pair', 'hinge_abl_loss', 'hinge_abl_ref']
 
 # %% ../nbs/03_hinge.ipynb #976e234c
 def hinge_weights(d:Tensor, # distances d_r (eq. 8), any shape
@@ -61,3 +61,23 @@ def hinge_abl_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the t
     "Eq. (10): HingeABL, the hinge-weighted SAT loss, averaged over pairs."
     d = distances(logits, labels)
     return hinge_abl_per_pair(d, labels[:, 1:] > 0.5, margin, normalize, detach_weights, norm_eps, prob_eps).mean()
+
+# %% ../nbs/03_hinge.ipynb #c39c4259
+def hinge_abl_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+                  labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+                  margin:float=5.0, # margin m of eq. (9)
+                  normalize:str="separate", # "separate" (official code) or "joint" (eq. 10)
+                  prob_eps:float=1e-30, # official epsilon inside the log; 0 = exact softplus(-d_r)
+                 ) -> float: # mean HingeABL over pairs, computed in float64
+    "Eqs. (8)-(10) with Python loops and `math` in float64: the reference `hinge_abl_loss` is tested against."
+    if normalize not in NORMALIZE: raise ValueError(f"hinge_abl_ref: normalize must be one of {NORMALIZE}, got {normalize!r}")
+    total = 0.0
+    for s, y in zip(logits.double().tolist(), labels.double().tolist()):
+        terms = []  # (is_positive, w_r, -log sigma(d_r))
+        for r in range(1, len(s)):
+            d_r = s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]                                        # eq. (8)
+            terms.append((y[r] > 0.5, max(0.0, margin - d_r), _neg_log_sigmoid_ref(d_r, prob_eps)))  # eq. (9)
+        groups = [terms] if normalize == "joint" else [[t for t in terms if t[0]], [t for t in terms if not t[0]]]
+        for g in groups:                                                                             # eq. (10)
+            total += sum(w * l for _, w, l in g) / (sum(w for _, w, _ in g) + 1e-30)
+    return total / len(logits)

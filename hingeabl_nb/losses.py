@@ -10,12 +10,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .atl import atl_loss, check_pairs
-from .sat import distances, sat_loss, mean_sat_loss
-from .hinge import hinge_abl_loss
+from .atl import atl_loss, check_pairs, atl_ref, _lse
+from .sat import distances, sat_loss, mean_sat_loss, sat_ref, mean_sat_ref, _neg_log_sigmoid_ref
+from .hinge import hinge_abl_loss, hinge_abl_ref
 
 # %% auto #0
-__all__ = ['LOSSES', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec', 'predict']
+__all__ = ['LOSSES', 'REFERENCE', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec',
+           'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'predict']
 
 # %% ../nbs/05_losses.ipynb #0e63f235
 def loss_inputs(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
@@ -103,6 +104,52 @@ LOSSES = {s.name: s for s in [
     LossSpec("SAT", sat_loss, dict(prob_eps=1e-30)),
     LossSpec("MeanSAT", mean_sat_loss, dict(prob_eps=1e-30)),
     LossSpec("HingeABL", hinge_abl_loss, dict(margin=5.0, normalize="separate", detach_weights=False, norm_eps=1e-30, prob_eps=1e-30))]}
+
+# %% ../nbs/05_losses.ipynb #12a75b9a
+def balanced_softmax_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
+                         labels:Tensor, # (n_pairs, 1+n_rel) multi-hot
+                        ) -> float: # mean loss over pairs, computed in float64
+    "Balanced Softmax with Python loops and `math` in float64: the reference `balanced_softmax_loss` is tested against."
+    total = 0.0
+    for s, y in zip(logits.double().tolist(), labels.double().tolist()):
+        neg = [s[i] for i in range(len(s)) if y[i] <= 0.5]       # all columns, NA included
+        pos = [-s[i] for i in range(len(s)) if y[i] > 0.5]
+        total += _lse([0.0] + neg) + _lse([0.0] + pos)          # log(1 + sum e^{s_i}) + log(1 + sum e^{-s_j})
+    return total / len(logits)
+
+# %% ../nbs/05_losses.ipynb #4d1eed9c
+def afl_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
+            labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
+            gamma:float=1.0, # focal exponent
+            focal_form:str="official", # "official": weight 1 + (1-P)^gamma; "paper": (1-P)^gamma
+           ) -> float: # mean loss over pairs, computed in float64
+    "AFL with Python loops and `math` in float64: the reference `afl_loss` is tested against."
+    if focal_form not in ("official", "paper"): raise ValueError(f"afl_ref: focal_form must be 'official' or 'paper', got {focal_form!r}")
+    total = 0.0
+    for s, y in zip(logits.double().tolist(), labels.double().tolist()):
+        P = [r for r in range(1, len(s)) if y[r] > 0.5]; N = [r for r in range(1, len(s)) if y[r] <= 0.5]
+        for r in P:
+            focal = math.exp(-gamma * _neg_log_sigmoid_ref(s[0] - s[r], 0))   # (1 - P(r))^gamma
+            total += (1 + focal if focal_form == "official" else focal) * _neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
+        total += _lse([s[0]] + [s[r] for r in N]) - s[0]                     # ATL eq. (4)
+    return total / len(logits)
+
+# %% ../nbs/05_losses.ipynb #731a02c3
+def aml_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
+            labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
+            margin:float=1.0, # m of eq. (12)
+           ) -> float: # mean loss over pairs, computed in float64
+    "Eq. (12) with Python loops in float64: the reference `aml_loss` is tested against."
+    total = 0.0
+    for s, y in zip(logits.double().tolist(), labels.double().tolist()):
+        for r in range(1, len(s)):
+            d_r = s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]   # eq. (8)
+            total += max(0.0, margin - d_r)
+    return total / len(logits)
+
+# %% ../nbs/05_losses.ipynb #bc289471
+REFERENCE = {"ATL": atl_ref, "BalancedSoftmax": balanced_softmax_ref, "AFL": afl_ref, "AML": aml_ref,
+             "SAT": sat_ref, "MeanSAT": mean_sat_ref, "HingeABL": hinge_abl_ref}
 
 # %% ../nbs/05_losses.ipynb #62d19eea
 def predict(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH

@@ -11,7 +11,7 @@ from torch import Tensor
 from .atl import as_float, check_pairs
 
 # %% auto #0
-__all__ = ['distances', 'neg_log_sigmoid', 'sat_loss', 'sat_grad', 'mean_sat_loss']
+__all__ = ['distances', 'neg_log_sigmoid', 'sat_loss', 'sat_ref', 'sat_grad', 'mean_sat_loss', 'mean_sat_ref']
 
 # %% ../nbs/02_sat.ipynb #2621cfef
 def distances(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
@@ -40,6 +40,28 @@ def sat_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the thresho
     "Eq. (7): SAT = sum over relations of softplus(-d_r), averaged over pairs."
     return neg_log_sigmoid(distances(logits, labels), prob_eps).sum(1).mean()
 
+# %% ../nbs/02_sat.ipynb #188cb105
+def _neg_log_sigmoid_ref(d:float, # one distance d_r
+                         prob_eps:float=1e-30, # the official epsilon inside the log; 0 = exact softplus(-d)
+                        ) -> float: # -log(1/(1+e^{-d}) + prob_eps), float64
+    "Per-relation term of eq. (7) for one Python float, with `math` (the loop references' building block)."
+    if prob_eps <= 0: return max(-d, 0.0) + math.log1p(math.exp(-abs(d)))     # softplus(-d), stable
+    p = 1 / (1 + math.exp(-d)) if d >= 0 else math.exp(d) / (1 + math.exp(d))  # sigma_paper(-d), stable
+    return -math.log(p + prob_eps)
+
+# %% ../nbs/02_sat.ipynb #c2ba6bb2
+def sat_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+            labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+            prob_eps:float=1e-30, # official epsilon inside the log; 0 = exact eq. (7)
+           ) -> float: # mean SAT over pairs, computed in float64
+    "Eqs. (7)-(8) with Python loops and `math` in float64: the reference `sat_loss` is tested against."
+    total = 0.0
+    for s, y in zip(logits.double().tolist(), labels.double().tolist()):
+        for r in range(1, len(s)):
+            d_r = s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]   # eq. (8)
+            total += _neg_log_sigmoid_ref(d_r, prob_eps)        # eq. (7)
+    return total / len(logits)
+
 # %% ../nbs/02_sat.ipynb #47383308
 def sat_grad(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
              labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
@@ -60,3 +82,16 @@ def mean_sat_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the th
     pos = (labels[:, 1:] > 0.5).to(l.dtype)
     n_p, n_n = pos.sum(1), (1 - pos).sum(1)
     return ((l * pos).sum(1) / n_p.clamp_min(1) + (l * (1 - pos)).sum(1) / n_n.clamp_min(1)).mean()
+
+# %% ../nbs/02_sat.ipynb #e07cb317
+def mean_sat_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+                 labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+                 prob_eps:float=1e-30, # official epsilon inside the log; 0 = exact eq. (11)
+                ) -> float: # mean MeanSAT over pairs, computed in float64
+    "Eq. (11) with Python loops and `math` in float64: the reference `mean_sat_loss` is tested against."
+    total = 0.0
+    for s, y in zip(logits.double().tolist(), labels.double().tolist()):
+        P = [_neg_log_sigmoid_ref(s[r] - s[0], prob_eps) for r in range(1, len(s)) if y[r] > 0.5]
+        N = [_neg_log_sigmoid_ref(s[0] - s[r], prob_eps) for r in range(1, len(s)) if y[r] <= 0.5]
+        total += (sum(P) / len(P) if P else 0.0) + (sum(N) / len(N) if N else 0.0)
+    return total / len(logits)

@@ -1,13 +1,14 @@
-"""Tests of hingeabl_nb.atl, .sat and .hinge against independent float64 loop references (eqs. 3-11)."""
+"""Tests of hingeabl_nb.atl, .sat and .hinge against the exported float64 loop references (atl_ref, sat_ref,
+mean_sat_ref, hinge_abl_ref), closed-form gradients and hand numbers (eqs. 3-11)."""
 import math
 
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from hingeabl_nb.atl import atl_loss, atl_parts, synthetic_batch, threshold_grad_split
-from hingeabl_nb.hinge import hinge_abl_loss, hinge_weights
-from hingeabl_nb.sat import distances, mean_sat_loss, sat_grad, sat_loss
+from hingeabl_nb.atl import atl_loss, atl_parts, atl_ref, synthetic_batch, threshold_grad_split
+from hingeabl_nb.hinge import hinge_abl_loss, hinge_abl_ref, hinge_weights
+from hingeabl_nb.sat import distances, mean_sat_loss, mean_sat_ref, sat_grad, sat_loss, sat_ref
 
 torch.set_num_threads(1)
 FAST = settings(max_examples=40, deadline=None)
@@ -33,7 +34,7 @@ def all_losses():
     return out
 
 
-# ---- float64 loop references, written from the equations -------------------------------------------------
+# ---- small float64 helpers for the gradient formulas (the loss references are the exported *_ref) --------
 
 def softplus(x):
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
@@ -51,41 +52,9 @@ def lse(xs):
     return mx + math.log(sum(math.exp(x - mx) for x in xs))
 
 
-def ref_atl(logits, labels):
-    "Eqs. (3)-(5): returns per-pair (L1, L2) lists."
-    L1, L2 = [], []
-    for s, P, N in rows(logits, labels):
-        zP = lse([s[0]] + [s[r] for r in P])
-        L1.append(sum(zP - s[r] for r in P))
-        L2.append(lse([s[0]] + [s[r] for r in N]) - s[0])
-    return L1, L2
-
-
 def ref_terms(s, P, N):
     "(is_positive, d_r) for every relation of a pair, eq. (8)."
     return [(r in P, s[r] - s[0] if r in P else s[0] - s[r]) for r in range(1, len(s))]
-
-
-def ref_sat(logits, labels, mean=False):
-    total = 0.0
-    for s, P, N in rows(logits, labels):
-        t = ref_terms(s, P, N)
-        lp = [softplus(-d) for p, d in t if p]
-        ln = [softplus(-d) for p, d in t if not p]
-        if mean: total += (sum(lp) / len(lp) if lp else 0.0) + (sum(ln) / len(ln) if ln else 0.0)
-        else: total += sum(lp) + sum(ln)
-    return total / len(logits)
-
-
-def ref_hinge(logits, labels, m, normalize):
-    total = 0.0
-    for s, P, N in rows(logits, labels):
-        t = [(p, max(0.0, m - d), softplus(-d)) for p, d in ref_terms(s, P, N)]
-        groups = [t] if normalize == "joint" else [[x for x in t if x[0]], [x for x in t if not x[0]]]
-        for grp in groups:
-            W = sum(x[1] for x in grp)
-            if W > 0: total += sum(x[1] * x[2] for x in grp) / W
-    return total / len(logits)
 
 
 batches = st.tuples(st.integers(0, 10**6), st.integers(1, 6), st.integers(1, 9), st.sampled_from([0.1, 1.0, 5.0, 20.0]))
@@ -95,29 +64,43 @@ batches = st.tuples(st.integers(0, 10**6), st.integers(1, 6), st.integers(1, 9),
 
 @FAST
 @given(batches)
-def test_atl_matches_loop(b):
+def test_atl_matches_reference(b):
     logits, labels = make_batch(*b)
     L1, L2 = atl_parts(logits, labels)
-    r1, r2 = ref_atl(logits, labels)
-    torch.testing.assert_close(L1, torch.tensor(r1, dtype=torch.float64), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(L2, torch.tensor(r2, dtype=torch.float64), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(atl_loss(logits, labels).item(), sum(a + c for a, c in zip(r1, r2)) / len(r1), rtol=1e-10, atol=1e-10)
+    per_pair = torch.tensor([atl_ref(logits[i:i + 1], labels[i:i + 1]) for i in range(len(logits))], dtype=torch.float64)
+    torch.testing.assert_close(L1 + L2, per_pair, rtol=1e-10, atol=1e-10)
+    eq6 = [softplus(lse([s[r] - s[0] for r in N])) if N else 0.0 for s, P, N in rows(logits, labels)]   # eq. (6), a different formula
+    torch.testing.assert_close(L2, torch.tensor(eq6, dtype=torch.float64), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(atl_loss(logits, labels).item(), atl_ref(logits, labels), rtol=1e-10, atol=1e-10)
 
 
 @FAST
-@given(batches)
-def test_sat_and_mean_sat_match_loop(b):
+@given(batches, st.sampled_from([1e-30, 0.0]))
+def test_sat_and_mean_sat_match_reference(b, eps):
     logits, labels = make_batch(*b)
-    torch.testing.assert_close(sat_loss(logits, labels, prob_eps=0).item(), ref_sat(logits, labels), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(mean_sat_loss(logits, labels, prob_eps=0).item(), ref_sat(logits, labels, mean=True), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(sat_loss(logits, labels, prob_eps=eps).item(), sat_ref(logits, labels, prob_eps=eps), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(mean_sat_loss(logits, labels, prob_eps=eps).item(), mean_sat_ref(logits, labels, prob_eps=eps), rtol=1e-10, atol=1e-10)
 
 
 @FAST
-@given(batches, st.sampled_from([0.5, 1.0, 5.0]), st.sampled_from(["separate", "joint"]))
-def test_hinge_matches_loop(b, m, normalize):
+@given(batches, st.sampled_from([0.5, 1.0, 5.0]), st.sampled_from(["separate", "joint"]), st.sampled_from([1e-30, 0.0]))
+def test_hinge_matches_reference(b, m, normalize, eps):
     logits, labels = make_batch(*b)
-    ours = hinge_abl_loss(logits, labels, margin=m, normalize=normalize, prob_eps=0).item()
-    torch.testing.assert_close(ours, ref_hinge(logits, labels, m, normalize), rtol=1e-10, atol=1e-10)
+    ours = hinge_abl_loss(logits, labels, margin=m, normalize=normalize, prob_eps=eps).item()
+    torch.testing.assert_close(ours, hinge_abl_ref(logits, labels, margin=m, normalize=normalize, prob_eps=eps), rtol=1e-10, atol=1e-10)
+
+
+def test_references_hand_numbers():
+    "The references themselves, on a pair typed out by hand: gold at d = 2 and d = 1, one negative at d = 1."
+    lg = torch.tensor([[0., 2., -1., 1.]]); lb = torch.tensor([[0., 1., 0., 1.]])
+    sp = lambda d: math.log1p(math.exp(-d))     # softplus(-d)
+    assert math.isclose(atl_ref(lg, lb), 2 * math.log(1 + math.e**2 + math.e) - 3 + math.log(1 + math.exp(-1)), rel_tol=1e-12)
+    assert math.isclose(sat_ref(lg, lb, prob_eps=0), sp(2) + 2 * sp(1), rel_tol=1e-12)
+    assert math.isclose(mean_sat_ref(lg, lb, prob_eps=0), (sp(2) + sp(1)) / 2 + sp(1), rel_tol=1e-12)
+    assert math.isclose(hinge_abl_ref(lg, lb, prob_eps=0), 3 / 7 * sp(2) + 4 / 7 * sp(1) + sp(1), rel_tol=1e-12)
+    assert math.isclose(hinge_abl_ref(lg, lb, normalize="joint", prob_eps=0), (3 * sp(2) + 8 * sp(1)) / 11, rel_tol=1e-12)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        hinge_abl_ref(lg, lb, normalize="global")
 
 
 def test_distances_hand_numbers():
@@ -197,13 +180,6 @@ def test_inputs_unchanged():
         assert not logits.requires_grad
     threshold_grad_split(logits, labels); distances(logits, labels); sat_grad(logits, labels)
     assert torch.equal(logits, lc) and torch.equal(labels, yc)
-
-
-@FAST
-@given(st.integers(0, 10**6), st.integers(1, 6), st.integers(1, 9))
-def test_joint_equals_separate_for_na_pairs(seed, n_pairs, n_rel):
-    logits, labels = make_batch(seed, n_pairs, n_rel, 3.0, na_share=1.0)
-    torch.testing.assert_close(hinge_abl_loss(logits, labels), hinge_abl_loss(logits, labels, normalize="joint"))
 
 
 # ---- gradients ----------------------------------------------------------------------------------------------

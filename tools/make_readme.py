@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NB, README = ROOT / 'nbs' / 'index.ipynb', ROOT / 'README.md'
 HEADER = '<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n'
 _directive = re.compile(r'^\s*#\|\s*(.*)$')
+NB_LINK = re.compile(r'\]\((\w+\.ipynb)\)')
 
 
 class NbdevDirectives(Preprocessor):
@@ -36,6 +37,7 @@ def render() -> str:
     exporter = MarkdownExporter(exclude_output=True)
     exporter.register_preprocessor(NbdevDirectives, enabled=True)
     body, _ = exporter.from_notebook_node(nb)
+    body = NB_LINK.sub(r'](nbs/\1)', body)  # links between notebooks, seen from the repository root
     return HEADER + re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
 
 

@@ -6,6 +6,9 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=
 export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
 step() { printf '\n=== %s\n' "$*"; }
 
+step "Debian's Chromium for the browser checks (apt-get install chromium when missing)"
+bash tools/ensure_chromium.sh
+
 step "library in step with the notebooks (nbdev_export changes nothing)"
 nbdev_export
 git add -N hingeabl_nb >/dev/null 2>&1 || true
@@ -28,3 +31,16 @@ nbdev_test --n_workers 2 --timing
 
 step "pip install . into a fresh virtual environment, without nbdev or Jupyter"
 bash tools/check_install.sh
+
+# The course as readers get it (issue 11). The notebooks are committed with their outputs (`make execute`).
+step "notebooks committed with their outputs (figures, printed checks, no errors)"
+python tools/check_outputs.py
+
+step "student edition: solution cells removed, check cells kept"
+python tools/make_student.py --src nbs --dest _student --check
+
+step "course site: Jupyter Book, offline MathJax, warnings are errors"
+python tools/build_book.py --src nbs --dest _site
+
+step "course site in headless Chromium: equations typeset, figures load, no traceback, solutions folded"
+python tools/check_site.py --site _site --nbs nbs

@@ -1,0 +1,81 @@
+"""Tests of hingeabl_nb.threshold (notebook 05a): moving the threshold, the loss-optimal offset against
+closed forms derived by hand, F1 at an offset on hand-counted cases, and the table's shape."""
+import math
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from hingeabl_nb.losses import LOSSES
+from hingeabl_nb.threshold import f1_at_offset, loss_optimal_offset, shift_threshold, threshold_population, threshold_table
+
+
+def one_pair(s_p, s_n, n_neg):
+    "One pair: TH at 0, one gold score s_p, n_neg negatives at s_n (float64)."
+    lg = torch.tensor([[0.0, s_p] + [s_n] * n_neg], dtype=torch.float64)
+    lb = torch.zeros_like(lg); lb[0, 1] = 1
+    return lg, lb
+
+
+def test_shift_threshold_moves_relations_only_and_copies():
+    lg = torch.tensor([[0.5, 1.0, -2.0], [3.0, 0.0, 4.0]], dtype=torch.float64)
+    before = lg.clone()
+    out = shift_threshold(lg, 1.5)
+    torch.testing.assert_close(out[:, 0], before[:, 0])                       # the TH column stays
+    torch.testing.assert_close(out[:, 1:], before[:, 1:] - 1.5)               # every relation score moves down
+    torch.testing.assert_close(lg, before)                                    # the argument is not modified
+    torch.testing.assert_close((out[:, 1:] - out[:, :1]), (lg[:, 1:] - lg[:, :1]) - 1.5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(s_p=st.floats(-3, 5), gap=st.floats(0.5, 8), n_neg=st.integers(1, 60))
+def test_atl_offset_matches_closed_form(s_p, gap, n_neg):
+    # softplus(b - s_p) + log(1 + N e^{s_n - b}) is convex in b with its minimum at (s_p + s_n + log N) / 2
+    s_n = s_p - gap
+    b = loss_optimal_offset("ATL", *one_pair(s_p, s_n, n_neg), lo=-20, hi=20)
+    assert b == pytest.approx((s_p + s_n + math.log(n_neg)) / 2, abs=1e-4)
+
+
+@pytest.mark.parametrize("n_neg", [1, 10, 95])
+def test_mean_sat_offset_is_the_midpoint(n_neg):
+    # softplus(b - s_p) + softplus(s_n - b) (the mean over identical negatives): symmetric about (s_p + s_n)/2
+    b = loss_optimal_offset("MeanSAT", *one_pair(2.0, -3.0, n_neg))
+    assert b == pytest.approx(-0.5, abs=1e-4)
+
+
+def test_offset_unknown_loss_names_allowed():
+    with pytest.raises(ValueError, match="allowed"):
+        loss_optimal_offset("Focal", *one_pair(1.0, -1.0, 3))
+
+
+def test_f1_at_offset_hand_counted():
+    lg = torch.tensor([[0., 3., 1., -2.], [0., -1., 2., -3.], [1., 0., 0.5, 0.]], dtype=torch.float64)
+    lb = torch.tensor([[0., 1., 0., 0.], [0., 0., 1., 0.], [1., 0., 0., 0.]], dtype=torch.float64)
+    # b = 0: predicted (0,1), (0,2), (1,2); pair 2 predicts nothing (all below its TH 1). 2 correct, 3 predicted, 2 gold
+    assert f1_at_offset("ATL", lg, lb, 0.0) == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
+    # b = -1.2 (every relation score + 1.2): pair 0 predicts 2, pair 1 predicts 2 (0.2 > 0 joins), pair 2 all 3
+    # (1.2, 1.7, 1.2 > 1): 2 correct of 7 predicted -> P = 2/7, R = 1
+    assert f1_at_offset("ATL", lg, lb, -1.2) == pytest.approx(2 * (2 / 7) / (2 / 7 + 1))
+    assert f1_at_offset("ATL", lg, lb, 2.5) == pytest.approx(2 * 1 * 0.5 / 1.5)   # only 3 - 2.5 > 0 survives
+    # Balanced Softmax thresholds at 0, not at column 0: at b = 0 pairs 0, 1, 2 predict 3 and 1, 2, 0.5: 2 correct of 4
+    assert f1_at_offset("BalancedSoftmax", lg, lb, 0.0) == pytest.approx(2 * 0.5 * 1 / 1.5)
+
+
+def test_threshold_table_rows_in_order_and_consistent():
+    lg, lb = threshold_population(n_pairs=300, n_rel=12, seed=3)
+    names = ["HingeABL", "ATL", "MeanSAT"]
+    rows = threshold_table(lg, lb, names=names, step=0.5)
+    assert [r["loss"] for r in rows] == names
+    gold = lb[:, 1:] > 0.5
+    for r in rows:
+        assert set(r) == {"loss", "b_star", "gold_below", "f1_at_b_star", "b_f1", "best_f1"}
+        assert r["best_f1"] >= r["f1_at_b_star"] - 1e-12           # the F1 optimum over the grid is at least as good
+        assert r["b_star"] == pytest.approx(loss_optimal_offset(r["loss"], lg, lb, step=0.5))
+        below = ((lg[:, 1:] - r["b_star"] <= 0) & gold).sum().item() / gold.sum().item()   # counted here, TH = 0
+        assert r["gold_below"] == pytest.approx(below)
+    by = {r["loss"]: r for r in rows}
+    assert by["ATL"]["b_star"] > by["HingeABL"]["b_star"]             # ATL wants the threshold higher (05a)
+
+
+def test_population_rejects_bad_share():
+    with pytest.raises(ValueError, match="na_share"):
+        threshold_population(na_share=1.2)
