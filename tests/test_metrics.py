@@ -275,8 +275,7 @@ def ref_patterns(logits, labels, top_k, rule):
     return out
 
 
-@pytest.mark.parametrize("rule", ["general", "official"])
-@pytest.mark.parametrize("top_k", [4, 1, None])
+@pytest.mark.parametrize("rule,top_k", [("general", 4), ("general", 1), ("general", None), ("official", None)])
 def test_patterns_match_loop_reference_on_random_integer_scores(rule, top_k):
     g = torch.Generator().manual_seed(7)
     n, c = 600, 9
@@ -296,7 +295,17 @@ def test_zero_threshold_changes_fn_to_tp():
     # TH column 5 is above every relation, but with zero_threshold the positive scores count as predictions
     lg, lb = rows([([5.0, 1, -1, -2], [1])])
     assert PATTERNS[pair_patterns(lg, lb)[0]] == "FN_CRK"
-    assert PATTERNS[pair_patterns(lg, lb, zero_threshold=True)[0]] == "TP"
+    assert PATTERNS[pair_patterns(lg, lb, rule="general", zero_threshold=True)[0]] == "TP"
+
+
+def test_official_rule_has_no_cap_and_no_zero_threshold():
+    "Tables 1/4: s_r > s_TH (strict), no top-k cap, the TH column for every loss; other prediction rules are refused."
+    lg, lb = rows([([0.0, 5, 4, 3, 2, 1, -1], [1, 2, 3, 4, 5]), ([1.0, 1, 0, 0, 0, 0, 0], [1])])
+    assert [PATTERNS[i] for i in pair_patterns(lg, lb)] == ["TP", "FN_CRK"]       # tie with TH: not predicted
+    assert [PATTERNS[i] for i in pair_patterns(lg, lb, rule="general", top_k=4)] == ["FP", "FN_CRK"]
+    for kw in (dict(top_k=4), dict(zero_threshold=True)):
+        with pytest.raises(ValueError, match="rule='official' predicts s_r > s_TH"):
+            pattern_stats(lg, lb, **kw)
 
 
 def test_gold_ranks_loop():
@@ -335,5 +344,5 @@ def test_threshold_summary_against_a_loop_and_zero_threshold():
         assert out["s_th"]["mean"] == pytest.approx(sum(rel) / len(rel), abs=1e-3)
     # the patterns inside are the official rule: no top-k cap, TH threshold whatever the loss
     from hingeabl_nb.metrics import pattern_stats
-    assert threshold_summary(logits, labels, "zero")["patterns"] == pattern_stats(logits, labels, top_k=None, rule="official")
+    assert threshold_summary(logits, labels, "zero")["patterns"] == pattern_stats(logits, labels, rule="official")
 
