@@ -35,6 +35,15 @@ def test_check_outputs_flags_figure_without_image(tmp_path):
     nbformat.write(new_notebook(cells=[txt, fig]), p)
     assert check_outputs.problems(p) == []
 
+def test_check_outputs_colour_map_alone_is_not_a_figure(tmp_path):
+    html = new_code_cell('cols = plt.cm.tab20.colors\ndisplay(HTML(str(cols[0])))',
+                         outputs=[new_output('display_data', data={'text/html': '<p>x</p>', 'text/plain': 'x'})])
+    p = tmp_path / '06_c.ipynb'
+    nbformat.write(new_notebook(cells=[html]), p)
+    assert check_outputs.problems(p) == []
+    nbformat.write(new_notebook(cells=[new_code_cell('plt.cm.tab20.colors; plt.plot([1])', outputs=html.outputs)]), p)
+    assert len(check_outputs.problems(p)) == 1  # a real plot call beside it still needs an image
+
 def test_check_outputs_flags_unexecuted_and_skips_slow(tmp_path):
     p = tmp_path / '03_z.ipynb'
     nbformat.write(new_notebook(cells=[new_code_cell('x = 1'), new_code_cell('x'), new_code_cell('#| slow\nplt.plot([1])')]), p)

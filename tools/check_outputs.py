@@ -18,7 +18,7 @@ import nbformat
 
 FLAGS = ('slow', 'gpu')
 CLOSE = re.compile(r'\bplt\.close\(')
-FIG = re.compile(r'\bplt\.(?!close\b|rcParams\b|style\b|ioff\b|switch_backend\b|get_backend\b)|\.plot\(|\bsubplots\(|\bplot_\w*\(|\bax\d*\.\w+\(')
+FIG = re.compile(r'\bplt\.(?!close\b|rcParams\b|style\b|ioff\b|switch_backend\b|get_backend\b|cm\b|colormaps\b)|\.plot\(|\bsubplots\(|\bplot_\w*\(|\bax\d*\.\w+\(')
 
 def flagged(src):
     "True if the cell carries a `#| slow`/`#| gpu` directive."
