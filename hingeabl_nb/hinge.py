@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .sat import distances, neg_log_sigmoid, _neg_log_sigmoid_ref
+from .sat import distances, neg_log_sigmoid, _neg_log_sigmoid_ref, _d_ref
 
 # %% auto #0
 __all__ = ['NORMALIZE', 'hinge_weights', 'normalized_weights', 'hinge_abl_per_pair', 'hinge_abl_loss', 'hinge_abl_ref']
@@ -75,7 +75,7 @@ def hinge_abl_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the th
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         terms = []  # (is_positive, w_r, -log sigma(d_r))
         for r in range(1, len(s)):
-            d_r = s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]                                        # eq. (8)
+            d_r = _d_ref(s, y, r)                                                                    # eq. (8)
             terms.append((y[r] > 0.5, max(0.0, margin - d_r), _neg_log_sigmoid_ref(d_r, prob_eps)))  # eq. (9)
         groups = [terms] if normalize == "joint" else [[t for t in terms if t[0]], [t for t in terms if not t[0]]]
         for g in groups:                                                                             # eq. (10)

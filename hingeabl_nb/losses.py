@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .atl import atl_loss, check_pairs, atl_ref, _lse
-from .sat import distances, sat_loss, mean_sat_loss, sat_ref, mean_sat_ref, _neg_log_sigmoid_ref
+from .sat import distances, sat_loss, mean_sat_loss, sat_ref, mean_sat_ref, _neg_log_sigmoid_ref, _d_ref
 from .hinge import hinge_abl_loss, hinge_abl_ref
 
 # %% auto #0
@@ -142,9 +142,7 @@ def aml_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
     "Eq. (12) with Python loops in float64: the reference `aml_loss` is tested against."
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        for r in range(1, len(s)):
-            d_r = s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]   # eq. (8)
-            total += max(0.0, margin - d_r)
+        total += sum(max(0.0, margin - _d_ref(s, y, r)) for r in range(1, len(s)))  # eqs. (8), (12)
     return total / len(logits)
 
 # %% ../nbs/05_losses.ipynb #bc289471

@@ -40,6 +40,11 @@ def sat_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the thresho
     "Eq. (7): SAT = sum over relations of softplus(-d_r), averaged over pairs."
     return neg_log_sigmoid(distances(logits, labels), prob_eps).sum(1).mean()
 
+# %% ../nbs/02_sat.ipynb #485b401e
+def _d_ref(s:list, y:list, r:int) -> float:
+    "d_r of eq. (8) for relation r of one pair (Python floats): s_r - s_TH for a gold relation, s_TH - s_r otherwise."
+    return s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]
+
 # %% ../nbs/02_sat.ipynb #188cb105
 def _neg_log_sigmoid_ref(d:float, # one distance d_r
                          prob_eps:float=1e-30, # the official epsilon inside the log; 0 = exact softplus(-d)
@@ -57,9 +62,7 @@ def sat_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshol
     "Eqs. (7)-(8) with Python loops and `math` in float64: the reference `sat_loss` is tested against."
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        for r in range(1, len(s)):
-            d_r = s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]   # eq. (8)
-            total += _neg_log_sigmoid_ref(d_r, prob_eps)        # eq. (7)
+        total += sum(_neg_log_sigmoid_ref(_d_ref(s, y, r), prob_eps) for r in range(1, len(s)))  # eqs. (7)-(8)
     return total / len(logits)
 
 # %% ../nbs/02_sat.ipynb #47383308
@@ -91,7 +94,7 @@ def mean_sat_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the thr
     "Eq. (11) with Python loops and `math` in float64: the reference `mean_sat_loss` is tested against."
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        P = [_neg_log_sigmoid_ref(s[r] - s[0], prob_eps) for r in range(1, len(s)) if y[r] > 0.5]
-        N = [_neg_log_sigmoid_ref(s[0] - s[r], prob_eps) for r in range(1, len(s)) if y[r] <= 0.5]
+        P = [_neg_log_sigmoid_ref(_d_ref(s, y, r), prob_eps) for r in range(1, len(s)) if y[r] > 0.5]
+        N = [_neg_log_sigmoid_ref(_d_ref(s, y, r), prob_eps) for r in range(1, len(s)) if y[r] <= 0.5]
         total += (sum(P) / len(P) if P else 0.0) + (sum(N) / len(N) if N else 0.0)
     return total / len(logits)

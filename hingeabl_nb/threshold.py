@@ -8,9 +8,24 @@ import math
 import torch
 from torch import Tensor
 from .losses import LOSSES
+from .metrics import micro_prf, threshold_summary
 
 # %% auto #0
-__all__ = ['threshold_population', 'shift_threshold', 'loss_optimal_offset', 'f1_at_offset', 'threshold_table']
+__all__ = ['pair_labels', 'threshold_population', 'shift_threshold', 'loss_optimal_offset', 'f1_at_offset', 'threshold_table']
+
+# %% ../nbs/05a_threshold.ipynb #9887722a
+def pair_labels(rel:Tensor, # (n_pairs,) bool: the pairs that hold a relation (the others are NA)
+                n_rel:int, # relations, columns 1..n_rel
+                second_gold:float, # share of related pairs with a second gold relation
+                g:torch.Generator, # draws the relations
+                dtype=torch.float32, # of the returned labels
+               ) -> Tensor: # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
+    "Re-DocRED-shaped labels: one random gold relation per related pair, a second one for a share of them."
+    n = rel.shape[0]; labels = torch.zeros(n, 1 + n_rel, dtype=dtype); labels[~rel, 0] = 1
+    first, second = torch.randint(n_rel, (2, n), generator=g) + 1
+    labels[rel, first[rel]] = 1
+    two = rel & (torch.rand(n, generator=g) < second_gold); labels[two, second[two]] = 1
+    return labels
 
 # %% ../nbs/05a_threshold.ipynb #35baed91
 def threshold_population(n_pairs:int=2000, # entity pairs
@@ -25,11 +40,7 @@ def threshold_population(n_pairs:int=2000, # entity pairs
     "A fixed Re-DocRED-shaped population of scores, relative to a threshold at 0."
     if not 0 <= na_share < 1: raise ValueError(f"threshold_population: na_share must be in [0, 1), got {na_share}")
     g = torch.Generator().manual_seed(seed)
-    n_na = round(n_pairs * na_share); rel = torch.arange(n_pairs) >= n_na
-    labels = torch.zeros(n_pairs, 1 + n_rel, dtype=torch.float64); labels[~rel, 0] = 1
-    first, second = torch.randint(n_rel, (2, n_pairs), generator=g) + 1
-    labels[rel, first[rel]] = 1
-    two = rel & (torch.rand(n_pairs, generator=g) < second_gold); labels[two, second[two]] = 1
+    labels = pair_labels(torch.arange(n_pairs) >= round(n_pairs * na_share), n_rel, second_gold, g, torch.float64)
     gold = labels[:, 1:] > 0.5
     s = torch.randn(n_pairs, n_rel, generator=g, dtype=torch.float64) * sd + torch.where(gold, mu_gold, mu_neg)
     return torch.cat([torch.zeros(n_pairs, 1, dtype=torch.float64), s], 1), labels
@@ -74,9 +85,7 @@ def f1_at_offset(name:str, # a key of LOSSES (its threshold rule is used)
     "Micro F1 of the relations predicted with the threshold moved by b."
     p = LOSSES[name].predict(shift_threshold(logits, b), top_k=None)[:, 1:] > 0.5
     y = labels[:, 1:] > 0.5
-    c, n_p, n_g = int((p & y).sum()), int(p.sum()), int(y.sum())
-    P, R = c / max(n_p, 1), c / max(n_g, 1)
-    return 0.0 if P + R == 0 else 2 * P * R / (P + R)
+    return micro_prf(int(p.sum()), int(y.sum()), int((p & y).sum()))["F1"]
 
 # %% ../nbs/05a_threshold.ipynb #a16839bb
 def threshold_table(logits:Tensor, labels:Tensor, # population
@@ -85,12 +94,11 @@ def threshold_table(logits:Tensor, labels:Tensor, # population
                    ) -> list[dict]: # one row per loss: b_star, gold_below, f1_at_b_star, b_f1, best_f1
     "For each loss: its preferred threshold offset b*, the share of gold relations at or below it, F1 there, and the F1-optimal offset."
     grid = torch.arange(lo, hi + step / 2, step).tolist()
-    gold = labels[:, 1:] > 0.5
     rows = []
     for name in names or list(LOSSES):
         b = loss_optimal_offset(name, logits, labels, lo, hi, step)
         f1s = [f1_at_offset(name, logits, labels, x) for x in grid]
         k = max(range(len(grid)), key=f1s.__getitem__)
-        below = float(((logits[:, 1:] - b <= logits[:, :1]) & gold).sum() / gold.sum())
+        below = threshold_summary(shift_threshold(logits, b), labels, LOSSES[name].threshold)["gold_below"]
         rows.append(dict(loss=name, b_star=b, gold_below=below, f1_at_b_star=f1_at_offset(name, logits, labels, b), b_f1=grid[k], best_f1=f1s[k]))
     return rows

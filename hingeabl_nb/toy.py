@@ -11,6 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from .losses import LOSSES
 from .metrics import micro_prf, threshold_summary
+from .threshold import pair_labels
 
 # %% auto #0
 __all__ = ['DEFAULT_LOSSES', 'toy_data', 'toy_eval', 'fit_toy', 'train_toy', 'plot_toy', 'toy_table', 'toy_parser', 'toy_main']
@@ -29,10 +30,8 @@ def toy_data(n_pairs:int=6000, # entity pairs
     "Synthetic pair features: x = signal * (sum of the gold prototypes) + noise * N(0, I)."
     if not 0 <= na_share < 1: raise ValueError(f"toy_data: na_share must be in [0, 1), got {na_share}")
     P = torch.randn(1 + n_rel, dim, generator=torch.Generator().manual_seed(proto_seed))
-    g = torch.Generator().manual_seed(seed); rel = torch.rand(n_pairs, generator=g) >= na_share
-    y = torch.zeros(n_pairs, 1 + n_rel); y[~rel, 0] = 1
-    first, second = torch.randint(n_rel, (2, n_pairs), generator=g) + 1
-    y[rel, first[rel]] = 1; two = rel & (torch.rand(n_pairs, generator=g) < second_gold); y[two, second[two]] = 1
+    g = torch.Generator().manual_seed(seed)
+    y = pair_labels(torch.rand(n_pairs, generator=g) >= na_share, n_rel, second_gold, g)  # as 05a's population
     return signal * y @ P + noise * torch.randn(n_pairs, dim, generator=g), y
 
 # %% ../nbs/05b_toy.ipynb #44ba7664
