@@ -40,7 +40,7 @@ def sat_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the thresho
     "Eq. (7): SAT = sum over relations of softplus(-d_r), averaged over pairs."
     return neg_log_sigmoid(distances(logits, labels), prob_eps).sum(1).mean()
 
-# %% ../nbs/02_sat.ipynb #485b401e
+# %% ../nbs/02_sat.ipynb #22a57ad4
 def _d_ref(s:list, y:list, r:int) -> float:
     "d_r of eq. (8) for relation r of one pair (Python floats): s_r - s_TH for a gold relation, s_TH - s_r otherwise."
     return s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]

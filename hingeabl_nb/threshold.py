@@ -13,7 +13,7 @@ from .metrics import micro_prf, threshold_summary
 # %% auto #0
 __all__ = ['pair_labels', 'threshold_population', 'shift_threshold', 'loss_optimal_offset', 'f1_at_offset', 'threshold_table']
 
-# %% ../nbs/05a_threshold.ipynb #9887722a
+# %% ../nbs/05a_threshold.ipynb #9ec0cc1d
 def pair_labels(rel:Tensor, # (n_pairs,) bool: the pairs that hold a relation (the others are NA)
                 n_rel:int, # relations, columns 1..n_rel
                 second_gold:float, # share of related pairs with a second gold relation
