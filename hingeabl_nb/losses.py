@@ -15,7 +15,7 @@ from .sat import distances, sat_loss, mean_sat_loss, sat_ref, mean_sat_ref, _neg
 from .hinge import hinge_abl_loss, hinge_abl_ref
 
 # %% auto #0
-__all__ = ['LOSSES', 'REFERENCE', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec',
+__all__ = ['LOSSES', 'REFERENCE', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec', 'check_loss_names',
            'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'predict']
 
 # %% ../nbs/05_losses.ipynb #0e63f235
@@ -104,6 +104,15 @@ LOSSES = {s.name: s for s in [
     LossSpec("SAT", sat_loss, dict(prob_eps=1e-30)),
     LossSpec("MeanSAT", mean_sat_loss, dict(prob_eps=1e-30)),
     LossSpec("HingeABL", hinge_abl_loss, dict(margin=5.0, normalize="separate", detach_weights=False, norm_eps=1e-30, prob_eps=1e-30))]}
+
+# %% ../nbs/05_losses.ipynb #2b8b0cf5
+def check_loss_names(names:list, # loss names, spelt as the keys of LOSSES
+                     error:type=ValueError, # the exception to raise (a caller may have its own)
+                    ) -> list: # the names, unchanged
+    "The names if every one is a key of `LOSSES`; otherwise `error` naming the unknown ones and the allowed ones."
+    bad = [n for n in names if n not in LOSSES]
+    if bad: raise error(f"unknown loss {', '.join(map(repr, bad))}; allowed: {', '.join(LOSSES)}")
+    return list(names)
 
 # %% ../nbs/05_losses.ipynb #12a75b9a
 def balanced_softmax_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here

@@ -147,13 +147,16 @@ def pair_patterns(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
     return out
 
 # %% ../nbs/07_metrics.ipynb #0cf529ac
+def _pattern_totals(c:dict) -> dict:
+    "FN = FN_CRK + FN_IRK, T = TP + TN and F = FP + FN from the five pattern counts."
+    FN = c["FN_CRK"] + c["FN_IRK"]
+    return {"FN": FN, "T": c["TP"] + c["TN"], "F": c["FP"] + FN}
+
 def pattern_ratios(counts:dict, # TP, TN, FP, FN_CRK, FN_IRK counts
                   ) -> dict: # F/(T+F), FN/F, FN_CRK/FN (NaN when a denominator is 0)
     "Table 4 ratios: share of false pairs, share of false negatives among them, share of correct-rank FN."
-    T, FN = counts["TP"] + counts["TN"], counts["FN_CRK"] + counts["FN_IRK"]
-    F = counts["FP"] + FN
-    div = lambda a, b: a / b if b else math.nan
-    return {"F/(T+F)": div(F, T + F), "FN/F": div(FN, F), "FN_CRK/FN": div(counts["FN_CRK"], FN)}
+    t, div = _pattern_totals(counts), lambda a, b: a / b if b else math.nan
+    return {"F/(T+F)": div(t["F"], t["T"] + t["F"]), "FN/F": div(t["FN"], t["F"]), "FN_CRK/FN": div(counts["FN_CRK"], t["FN"])}
 
 def pattern_stats(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
                   labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold
@@ -164,8 +167,7 @@ def pattern_stats(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
     "Figure 2 / Table 4: counts of the five prediction patterns and the ratios F/(T+F), FN/F, FN_CRK/FN."
     idx = pair_patterns(logits, labels, rule, top_k, zero_threshold)
     c = dict(zip(PATTERNS, torch.bincount(idx, minlength=len(PATTERNS)).tolist()))
-    T, FN = c["TP"] + c["TN"], c["FN_CRK"] + c["FN_IRK"]
-    return {**c, "FN": FN, "T": T, "F": c["FP"] + FN, "n_pairs": int(idx.numel()), **pattern_ratios(c)}
+    return {**c, **_pattern_totals(c), "n_pairs": int(idx.numel()), **pattern_ratios(c)}
 
 # %% ../nbs/07_metrics.ipynb #3797924a
 GAP_EDGES = tuple(float(x) for x in range(-10, 11))  # bins of s_r - threshold; values outside land in the end bins

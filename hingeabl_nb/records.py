@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from . import train
 from .core import find_up
-from .losses import LOSSES
+from .losses import LOSSES, check_loss_names
 
 # %% auto #0
 __all__ = ['CLI_OVERRIDES', 'RECORD_KEYS', 'RUN_KEYS', 'check_grid', 'grid_command', 'cell_dir', 'run_grid', 'make_record',
@@ -27,8 +27,7 @@ def check_grid(preset:str, # a key of train.PRESETS
     if preset not in train.PRESETS: raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(train.PRESETS)}")
     losses, seeds = list(losses), list(seeds)
     if not losses or not seeds: raise ValueError("a grid needs at least one loss and one seed")
-    bad = [l for l in losses if l not in LOSSES]
-    if bad: raise ValueError(f"unknown loss {', '.join(map(repr, bad))}; allowed: {', '.join(LOSSES)}")
+    check_loss_names(losses)
     for what, xs in (("loss", losses), ("seed", seeds)):
         dup = sorted({str(x) for x in xs if xs.count(x) > 1})
         if dup: raise ValueError(f"duplicate {what} in the grid: {', '.join(dup)}")

@@ -11,7 +11,7 @@ import torch
 from . import data
 from .core import find_up
 from . import model as atlop_model
-from .losses import LOSSES
+from .losses import LOSSES, check_loss_names
 
 # %% auto #0
 __all__ = ['COSMETIC_FIELDS', 'TrainSetupError', 'choose_mixed_precision', 'check_device', 'check_config', 'make_accelerator',
@@ -50,7 +50,7 @@ def check_config(config # a resolved `train.TrainConfig`
     "Fail early, with a clear message, on a config that cannot run (device, precision, loss, options, sizes)."
     check_device(config)
     choose_mixed_precision(config.mixed_precision, cuda=config.device != "cpu" and torch.cuda.is_available())
-    if config.loss not in LOSSES: raise TrainSetupError(f"unknown loss {config.loss!r}; allowed: {', '.join(LOSSES)}")
+    check_loss_names([config.loss], TrainSetupError)
     bad = sorted(set(config.loss_options) - set(LOSSES[config.loss].options))
     if bad: raise TrainSetupError(f"loss {config.loss} has no option(s) {bad}; its options: "
                                   f"{', '.join(LOSSES[config.loss].options) or 'none'}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import torch
 from torch import Tensor
-from .losses import LOSSES
+from .losses import LOSSES, check_loss_names
 from .metrics import micro_prf, threshold_summary
 
 # %% auto #0
@@ -69,7 +69,7 @@ def loss_optimal_offset(name:str, # a key of LOSSES
                         lo:float=-8.0, hi:float=12.0, step:float=0.1, # scan range of b
                        ) -> float: # b* minimising the mean loss
     "b* = argmin_b LOSSES[name](scores with the threshold moved by b): where the loss wants the threshold."
-    if name not in LOSSES: raise ValueError(f"loss_optimal_offset: unknown loss {name!r}; allowed: {list(LOSSES)}")
+    check_loss_names([name])
     f = lambda b: LOSSES[name](shift_threshold(logits, b), labels).item()
     grid = torch.arange(lo, hi + step / 2, step).tolist()
     with torch.no_grad():

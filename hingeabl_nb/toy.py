@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-from .losses import LOSSES
+from .losses import LOSSES, check_loss_names
 from .metrics import micro_prf, threshold_summary
 from .threshold import pair_labels
 
@@ -76,8 +76,7 @@ def train_toy(losses=DEFAULT_LOSSES, # keys of LOSSES
               **options, # loss options, passed to every loss (e.g. margin=3.0 with losses=["HingeABL"])
              ) -> dict: # JSON-ready: {"setting": {...}, "history": {loss: [eval dicts]}, "seconds": float}
     "Train one linear scorer per loss on the same synthetic pairs; return every loss's evaluation history."
-    bad = [n for n in losses if n not in LOSSES]
-    if bad: raise ValueError(f"train_toy: unknown loss(es) {bad}; allowed: {', '.join(LOSSES)}")
+    check_loss_names(losses)
     d = data or {}; t0 = time.time()
     tr, ho = toy_data(seed=seed, **d), toy_data(seed=seed + 1000, **d)
     hist = {n: fit_toy(n, tr, ho, steps, lr, batch_size, every, seed, progress, **options) for n in losses}
@@ -127,8 +126,8 @@ def toy_main(argv:list|None=None, # arguments (default: sys.argv[1:])
             ) -> int: # exit status
     "Console script `hingeabl-toy`: train, write OUT/toy.png and OUT/toy.json, print the table."
     p = toy_parser(); a = p.parse_args(argv)
-    bad = [n for n in a.losses if n not in LOSSES]
-    if bad: p.error(f"--losses: unknown loss(es) {', '.join(bad)}; allowed: {', '.join(LOSSES)}")
+    try: check_loss_names(a.losses)
+    except ValueError as e: p.error(f"--losses: {e}")
     if a.steps < 1: p.error(f"--steps must be >= 1, got {a.steps}")
     import matplotlib; matplotlib.use("Agg")
     res = train_toy(a.losses, seed=a.seed, steps=a.steps, every=max(1, a.steps // 30), progress=not a.no_progress)
