@@ -4,13 +4,15 @@
 
 # %% ../nbs/08a_encoders.ipynb #2a7627c4
 from __future__ import annotations
+import contextlib
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['ROBERTA_TYPES', 'ATTN_IMPLEMENTATIONS', 'transformer_type', 'encoder_special_tokens', 'load_encoder', 'tiny_bert',
-           'last_self_attention', 'attention_probs', 'uses_eager', 'encoder_forward', 'mention_index', 'pair_index']
+__all__ = ['ROBERTA_TYPES', 'ATTN_IMPLEMENTATIONS', 'transformer_type', 'encoder_special_tokens', 'quiet_transformers',
+           'load_encoder', 'tiny_bert', 'last_self_attention', 'attention_probs', 'uses_eager', 'encoder_forward',
+           'mention_index', 'pair_index']
 
 # %% ../nbs/08a_encoders.ipynb #b10dafee
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
@@ -42,6 +44,18 @@ def _check_impl(attn_implementation):
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"attn_implementation={attn_implementation!r}; allowed: {ATTN_IMPLEMENTATIONS}")
 
+# %% ../nbs/08a_encoders.ipynb #f5ac2bf9
+@contextlib.contextmanager
+def quiet_transformers():
+    "Inside the block, Hugging Face prints errors only and no progress bars (loading, saving); restored after."
+    from transformers.utils import logging as hf_logging
+    old = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error(); hf_logging.disable_progress_bar()
+    try: yield
+    finally:
+        hf_logging.set_verbosity(old[0])
+        if old[1]: hf_logging.enable_progress_bar()
+
 # %% ../nbs/08a_encoders.ipynb #a3d8d024
 def load_encoder(name_or_path:str|Path, # local folder holding config.json and weights (never downloaded)
                  dtype:torch.dtype=torch.float32, # weights dtype (the MiniLM files are fp16: load as float32)
@@ -49,20 +63,14 @@ def load_encoder(name_or_path:str|Path, # local folder holding config.json and w
                 ):
     "Load a local Hugging Face encoder whose last-layer attention `encoder_forward` can return."
     from transformers import AutoConfig, AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
     _check_impl(attn_implementation)
     path = Path(name_or_path).expanduser()
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"encoder not found at {path} (expected a folder with config.json and weights; "
                                 "nothing is downloaded)")
     kw = dict(add_pooling_layer=False) if AutoConfig.from_pretrained(path, local_files_only=True).model_type in ("bert",) + ROBERTA_TYPES else {}
-    quiet = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error(); hf_logging.disable_progress_bar()  # the unused pooler is reported otherwise
-    try: enc = AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation,
-                                         local_files_only=True, **kw)
-    finally:
-        hf_logging.set_verbosity(quiet[0])
-        if quiet[1]: hf_logging.enable_progress_bar()
+    with quiet_transformers():  # the unused pooler is reported otherwise
+        enc = AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True, **kw)
     try: tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError): tok = None
     if tok is not None: enc.config.cls_token_id, enc.config.sep_token_id = tok.cls_token_id, tok.sep_token_id

@@ -71,7 +71,7 @@ def save_tiny_encoder(dest:str|Path, # folder to write config, weights and token
     tok = data.tiny_tokenizer()
     enc = atlop_model.tiny_bert(vocab_size=len(tok), cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, seed=seed)
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    enc.save_pretrained(dest); tok.save_pretrained(dest)
+    with encoders.quiet_transformers(): enc.save_pretrained(dest); tok.save_pretrained(dest)
     return dest
 
 # %% ../nbs/10a_lab_cache.ipynb #c7e79ad3
