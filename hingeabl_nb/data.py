@@ -11,14 +11,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 from .core import find_up
-from .datafiles import (REDOCRED_FILES, REDOCRED_GIT_BLOBS, REDOCRED_URL, DocREDFormatError, Docs, _assets, _label_problems,
+from .datafiles import (REDOCRED_FILES, REDOCRED_GIT_BLOBS, REDOCRED_URL, DocREDFormatError, Docs, _assets, _label_problems, bucket_batches, collate,
                                    _mention_problems, _pair_labels, _read_json_list, _word_pieces, default_cache_dir, download_cli,
                                    download_main, download_redocred, features_cache_key, git_blob_sha1, sha256_file, special_frame,
                                    tiny_tokenizer, tokenizer_fingerprint, urllib_opener)
+_all_ = ['collate', 'bucket_batches']  # batching helpers, defined in 06a_data_internals
 
 # %% auto #0
 __all__ = ['sample_dir', 'locate_redocred', 'load_rel2id', 'load_rel_info', 'id2rel', 'doc_problems', 'load_docs', 'split_docs',
-           'featurize_doc', 'featurize', 'load_features', 'collate', 'bucket_batches', 'doc_stats']
+           'featurize_doc', 'featurize', 'load_features', 'doc_stats', 'collate', 'bucket_batches']
 
 # %% ../nbs/06_data.ipynb #62b1e3be
 def sample_dir() -> Path: # folder with train.json, dev.json, test.json and LICENSE-Re-DocRED
@@ -174,36 +175,6 @@ def load_features(path:str|Path, # a DocRED JSON file
     cache.mkdir(parents=True, exist_ok=True); tmp = file.with_suffix('.part')
     torch.save(feats, tmp); os.replace(tmp, file)
     return feats
-
-# %% ../nbs/06_data.ipynb #489d76f4
-def collate(features:list[dict], # features from `featurize`
-            pad_id:int=0, # id used for padding (tokenizer.pad_token_id)
-           ) -> dict: # input_ids (B, L), attention_mask (B, L), entity_pos, hts, labels (sum n_pairs, C), titles
-    "Pad a batch of features to its longest sequence and stack the pair labels."
-    if not features: raise ValueError("collate needs at least one feature")
-    L = max(len(f['input_ids']) for f in features)
-    input_ids = torch.full((len(features), L), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros(len(features), L)
-    for b, f in enumerate(features):
-        input_ids[b, :len(f['input_ids'])] = torch.as_tensor(f['input_ids'], dtype=torch.long); attention_mask[b, :len(f['input_ids'])] = 1.0
-    return dict(input_ids=input_ids, attention_mask=attention_mask, entity_pos=[f['entity_pos'] for f in features],
-                hts=[f['hts'] for f in features], labels=torch.cat([torch.as_tensor(f['labels'], dtype=torch.float32) for f in features]),
-                titles=[f['title'] for f in features])
-
-# %% ../nbs/06_data.ipynb #5f52a3ea
-def bucket_batches(features:list, # features (or anything with `input_ids`)
-                   batch_size:int, # documents per batch
-                   shuffle:bool=True, # shuffle ties and the order of batches
-                   seed:int=0, # seed of the shuffling
-                  ) -> list[list[int]]: # batches of indices into `features`; each index exactly once
-    "Group features of similar length into batches (less padding); shuffled deterministically by `seed`."
-    if batch_size < 1: raise ValueError(f"batch_size = {batch_size} must be >= 1")
-    rng = random.Random(seed); idx = list(range(len(features)))
-    if shuffle: rng.shuffle(idx)
-    idx.sort(key=lambda i: len(features[i]['input_ids']))  # stable: shuffled ties stay shuffled
-    batches = [idx[k:k + batch_size] for k in range(0, len(idx), batch_size)]
-    if shuffle: rng.shuffle(batches)
-    return batches
 
 # %% ../nbs/06_data.ipynb #134fbacf
 def doc_stats(docs:list, # DocRED documents

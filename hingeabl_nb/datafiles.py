@@ -4,7 +4,7 @@
 
 # %% ../nbs/06a_data_internals.ipynb #d942ec6d
 from __future__ import annotations
-import hashlib, json, os, urllib.error, urllib.request, warnings
+import hashlib, json, os, random, urllib.error, urllib.request, warnings
 from functools import lru_cache
 from pathlib import Path
 import torch
@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'DocREDFormatError', 'Docs', 'sha256_file', 'git_blob_sha1',
            'urllib_opener', 'download_redocred', 'download_cli', 'download_main', 'special_frame', 'tiny_tokenizer',
-           'tokenizer_fingerprint', 'features_cache_key', 'default_cache_dir']
+           'tokenizer_fingerprint', 'features_cache_key', 'default_cache_dir', 'collate', 'bucket_batches']
 
 # %% ../nbs/06a_data_internals.ipynb #8aeec30d
 def _assets() -> Path:
@@ -252,3 +252,33 @@ def features_cache_key(path:str|Path, tokenizer, rel2id:dict[str,int], **kw) -> 
 def default_cache_dir() -> Path:
     "`$HINGEABL_CACHE`, else `~/.cache/hingeabl-nb/features`."
     return Path(os.environ.get('HINGEABL_CACHE') or Path.home()/'.cache'/'hingeabl-nb'/'features')
+
+# %% ../nbs/06a_data_internals.ipynb #ee5d4e2a
+def collate(features:list[dict], # features from `featurize`
+            pad_id:int=0, # id used for padding (tokenizer.pad_token_id)
+           ) -> dict: # input_ids (B, L), attention_mask (B, L), entity_pos, hts, labels (sum n_pairs, C), titles
+    "Pad a batch of features to its longest sequence and stack the pair labels."
+    if not features: raise ValueError("collate needs at least one feature")
+    L = max(len(f['input_ids']) for f in features)
+    input_ids = torch.full((len(features), L), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros(len(features), L)
+    for b, f in enumerate(features):
+        input_ids[b, :len(f['input_ids'])] = torch.as_tensor(f['input_ids'], dtype=torch.long); attention_mask[b, :len(f['input_ids'])] = 1.0
+    return dict(input_ids=input_ids, attention_mask=attention_mask, entity_pos=[f['entity_pos'] for f in features],
+                hts=[f['hts'] for f in features], labels=torch.cat([torch.as_tensor(f['labels'], dtype=torch.float32) for f in features]),
+                titles=[f['title'] for f in features])
+
+# %% ../nbs/06a_data_internals.ipynb #98e8d7f0
+def bucket_batches(features:list, # features (or anything with `input_ids`)
+                   batch_size:int, # documents per batch
+                   shuffle:bool=True, # shuffle ties and the order of batches
+                   seed:int=0, # seed of the shuffling
+                  ) -> list[list[int]]: # batches of indices into `features`; each index exactly once
+    "Group features of similar length into batches (less padding); shuffled deterministically by `seed`."
+    if batch_size < 1: raise ValueError(f"batch_size = {batch_size} must be >= 1")
+    rng = random.Random(seed); idx = list(range(len(features)))
+    if shuffle: rng.shuffle(idx)
+    idx.sort(key=lambda i: len(features[i]['input_ids']))  # stable: shuffled ties stay shuffled
+    batches = [idx[k:k + batch_size] for k in range(0, len(idx), batch_size)]
+    if shuffle: rng.shuffle(batches)
+    return batches

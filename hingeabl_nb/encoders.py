@@ -44,7 +44,7 @@ def _check_impl(attn_implementation):
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"attn_implementation={attn_implementation!r}; allowed: {ATTN_IMPLEMENTATIONS}")
 
-# %% ../nbs/08a_encoders.ipynb #f5ac2bf9
+# %% ../nbs/08a_encoders.ipynb #9d04b716
 @contextlib.contextmanager
 def quiet_transformers():
     "Inside the block, Hugging Face prints errors only and no progress bars (loading, saving); restored after."
