@@ -253,7 +253,7 @@ def default_cache_dir() -> Path:
     "`$HINGEABL_CACHE`, else `~/.cache/hingeabl-nb/features`."
     return Path(os.environ.get('HINGEABL_CACHE') or Path.home()/'.cache'/'hingeabl-nb'/'features')
 
-# %% ../nbs/06a_data_internals.ipynb #ee5d4e2a
+# %% ../nbs/06a_data_internals.ipynb #3d1c1a2f
 def collate(features:list[dict], # features from `featurize`
             pad_id:int=0, # id used for padding (tokenizer.pad_token_id)
            ) -> dict: # input_ids (B, L), attention_mask (B, L), entity_pos, hts, labels (sum n_pairs, C), titles
@@ -268,7 +268,7 @@ def collate(features:list[dict], # features from `featurize`
                 hts=[f['hts'] for f in features], labels=torch.cat([torch.as_tensor(f['labels'], dtype=torch.float32) for f in features]),
                 titles=[f['title'] for f in features])
 
-# %% ../nbs/06a_data_internals.ipynb #98e8d7f0
+# %% ../nbs/06a_data_internals.ipynb #f0809431
 def bucket_batches(features:list, # features (or anything with `input_ids`)
                    batch_size:int, # documents per batch
                    shuffle:bool=True, # shuffle ties and the order of batches
