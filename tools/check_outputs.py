@@ -15,14 +15,15 @@ or calls a function defined earlier in the notebook whose body draws; a cell can
 import ast, re, sys
 from pathlib import Path
 import nbformat
+from execute_nbs import is_flagged, tst_flags
 
-FLAGS = ('slow', 'gpu')
+FLAGS = tuple(tst_flags())
 CLOSE = re.compile(r'\bplt\.close\(')
 FIG = re.compile(r'\bplt\.(?!close\b|rcParams\b|style\b|ioff\b|switch_backend\b|get_backend\b|cm\b|colormaps\b)|\.plot\(|\bsubplots\(|\bplot_\w*\(|\bax\d*\.\w+\(')
 
 def flagged(src):
-    "True if the cell carries a `#| slow`/`#| gpu` directive."
-    return any(re.match(r'#\|\s*(%s)\b' % '|'.join(FLAGS), l.strip()) for l in src.splitlines())
+    "True if the cell carries a `#| slow`/`#| gpu` directive (the rule `execute_nbs` and nbdev_test skip by)."
+    return is_flagged(src, FLAGS)
 
 def _python(src):
     "The cell's source without `#|` directives, IPython magics and shell escapes."
@@ -68,9 +69,12 @@ def is_figure(cell, drawers=frozenset()):
     tags = cell.get('metadata', {}).get('tags', [])
     return 'figure' in tags or analyse(cell.source, drawers)[0]
 
-def has_image(cell):
-    return any(o.get('output_type') in ('display_data', 'execute_result') and
+def image_outputs(cell):
+    "How many outputs of the cell are images."
+    return sum(o.get('output_type') in ('display_data', 'execute_result') and
                any(k.startswith('image/') for k in o.get('data', {})) for o in cell.get('outputs', []))
+
+def has_image(cell): return image_outputs(cell) > 0
 
 def has_text(cell):
     return any(o.get('output_type') == 'stream' and o.get('text') for o in cell.get('outputs', []))

@@ -16,6 +16,8 @@ Prints one line per page with its timings; exits 1 if any check failed.
 import argparse, functools, http.server, os, sys, threading, time
 from pathlib import Path
 from urllib.parse import urlparse
+from check_outputs import image_outputs
+from make_student import is_solution
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ['index', '01_atl', '03_hinge', '05a_threshold', '07_metrics', '11_reproduce']
@@ -28,9 +30,8 @@ def notebook_facts(nb_path):
     import nbformat
     if not Path(nb_path).is_file(): return {'images': 0, 'sol_code': 0, 'sol_md': 0}
     nb = nbformat.read(nb_path, as_version=4)
-    sol = [c for c in nb.cells if 'solution' in c.metadata.get('tags', [])]
-    imgs = sum(1 for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])
-               if o.get('output_type') in ('display_data', 'execute_result') and any(k.startswith('image/') for k in o.get('data', {})))
+    sol = [c for c in nb.cells if is_solution(c)]
+    imgs = sum(image_outputs(c) for c in nb.cells if c.cell_type == 'code')
     return {'images': imgs, 'sol_code': sum(c.cell_type == 'code' for c in sol), 'sol_md': sum(c.cell_type == 'markdown' for c in sol)}
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -108,7 +109,6 @@ def check_page(page, base, stem, facts, shots=None):
         errs.append(f"the notebook has {facts['images']} image outputs, the page shows {f['outImgs']}")
     if f['traceback']: errs.append('a Python traceback is visible')
     errs += check_solutions(page, facts)
-    f['folded'] = facts['folded']
     if shots: page.screenshot(path=str(Path(shots) / f'{stem}.png'), full_page=False)
     f.update(facts)
     return errs, t_load, t_math, f
