@@ -148,8 +148,8 @@ def build_model(config, # uses encoder, seed, attn_implementation, emb_size, blo
 
 # %% ../nbs/09a_train_internals.ipynb #b7436fb4
 def prepare_run(config # resolved config
-               ) -> dict: # tokenizer, rel2id, id2rel, docs and features of each split
-    "Load everything a run reads from disk (documents, tokenizer, features)."
+               ) -> dict: # tokenizer, pad_id, rel2id, id2rel, docs and features of each split
+    "Load everything a run reads from disk (documents, tokenizer and its pad id, features)."
     rel2id = data.load_rel2id()
     docs = load_splits(config, rel2id)
     tokenizer = load_tokenizer(config)
@@ -157,7 +157,7 @@ def prepare_run(config # resolved config
                                neg_sample_rate=config.neg_sample_rate if k == "train" else 1.0, seed=config.seed,
                                progress=config.progress)
              for k, v in docs.items()}
-    return {"tokenizer": tokenizer, "rel2id": rel2id, "id2rel": {v: k for k, v in rel2id.items()},
+    return {"tokenizer": tokenizer, "pad_id": tokenizer.pad_token_id or 0, "rel2id": rel2id, "id2rel": {v: k for k, v in rel2id.items()},
             "docs": docs, "features": feats}
 
 # %% ../nbs/09a_train_internals.ipynb #1d6539a6

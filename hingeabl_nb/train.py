@@ -19,8 +19,8 @@ from .runs import (TrainSetupError, atomic_save, build_model, check_config, choo
 
 # %% auto #0
 __all__ = ['PAPER_SEEDS', 'PRESETS', 'TrainConfig', 'resolve_config', 'warmup_steps', 'padding_fraction', 'epoch_batches', 'fit',
-           'predict_logits', 'score', 'run_training', 'train_and_test', 'new_state', 'resume_run', 'end_of_epoch',
-           'finish_run', 'train_main']
+           'predict_logits', 'score', 'run_training', 'train_and_test', 'new_state', 'resume_run', 'evaluate_split',
+           'end_of_epoch', 'finish_run', 'train_main']
 
 # %% ../nbs/09_train.ipynb #0ff92248
 PAPER_SEEDS = (1, 5, 42, 66, 233) # Appendix B: every experiment is averaged over these seeds
@@ -212,7 +212,7 @@ def run_training(config:TrainConfig, # resolved config (see `resolve_config`)
 def train_and_test(config:TrainConfig, out:Path, stop_after:int|None, resume:bool) -> dict:
     "The body of `run_training` (same arguments): set up, resume, `fit` with the dev hook, score test."
     t0 = time.time(); accelerator, mp = make_accelerator(config); set_seed(config.seed)
-    run = prepare_run(config); feats, pad = run["features"]["train"], run["tokenizer"].pad_token_id or 0
+    run = prepare_run(config); feats, pad = run["features"]["train"], run["pad_id"]
     model = build_model(config, run["tokenizer"]); dev, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     optimizer = torch.optim.AdamW(model.param_groups(config.lr, config.head_lr), lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay)
     total = len(epoch_batches(feats, config, 0, rank, world)) * config.epochs
@@ -249,15 +249,20 @@ def resume_run(out:Path, config:TrainConfig, accelerator, model, optimizer, sche
         (out / "log.jsonl").write_text("".join(json.dumps(l) + "\n" for l in ck["state"]["history"]))
     return ck["state"]
 
+# %% ../nbs/09_train.ipynb #6c8e8458
+def evaluate_split(net, run:dict, split:str, config:TrainConfig, accelerator) -> tuple[list, dict]:
+    "Logits and scores (`score`) of one split, 'dev' or 'test', of a prepared run (main process)."
+    f = run["features"][split]
+    logits = predict_logits(net, f, config.test_batch_size, accelerator.device, accelerator.autocast, run["pad_id"])
+    return logits, score(logits, f, run["docs"][split], run["docs"]["train"], config, run["id2rel"])
+
 # %% ../nbs/09_train.ipynb #71cffbd0
 def end_of_epoch(out:Path, config:TrainConfig, accelerator, model, optimizer, scheduler, run:dict, state:dict,
                  epoch:int, n_steps:int, train_loss:float, seconds:float) -> dict:
     "Dev evaluation, best-model bookkeeping, log line and checkpoint after one epoch; the new run state."
     state = dict(state, epoch=epoch + 1, step=state["step"] + n_steps, history=list(state["history"]))
     if accelerator.is_main_process:
-        net, f = accelerator.unwrap_model(model), run["features"]["dev"]
-        lg = predict_logits(net, f, config.test_batch_size, accelerator.device, accelerator.autocast, run["tokenizer"].pad_token_id or 0)
-        dev = score(lg, f, run["docs"]["dev"], run["docs"]["train"], config, run["id2rel"])
+        net = accelerator.unwrap_model(model); _, dev = evaluate_split(net, run, "dev", config, accelerator)
         line = {"epoch": epoch + 1, "step": state["step"], "train_loss": train_loss, "dev_F1": dev["F1"],
                 "dev_Ign_F1": dev["Ign_F1"], "lr": scheduler.get_last_lr()[0], "seconds": seconds}
         state["history"].append(line); new_best = dev["F1"] > state["best_f1"]
@@ -275,9 +280,8 @@ def finish_run(out:Path, config:TrainConfig, accelerator, model, run:dict, state
     if accelerator.is_main_process:
         net = accelerator.unwrap_model(model); best = out / "checkpoint" / state["best_file"]
         net.load_state_dict(torch.load(best, map_location="cpu"))
-        f, d = run["features"]["test"], run["docs"]["test"]
-        logits = predict_logits(net, f, config.test_batch_size, accelerator.device, accelerator.autocast, run["tokenizer"].pad_token_id or 0)
-        test, labels = score(logits, f, d, run["docs"]["train"], config, run["id2rel"]), torch.cat([x["labels"] for x in f])
+        logits, test = evaluate_split(net, run, "test", config, accelerator)
+        f = run["features"]["test"]; labels = torch.cat([x["labels"] for x in f])
         atomic_save({"logits": torch.cat(logits).half(), "labels": labels.to(torch.uint8),
                      "titles": [x["title"] for x in f], "hts": [x["hts"] for x in f]}, out / "test_logits.pt")
         device = torch.cuda.get_device_name(accelerator.device) if accelerator.device.type == "cuda" else "cpu"
