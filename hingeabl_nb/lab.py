@@ -37,8 +37,7 @@ def dev_f1(logits:Tensor, # (N, 1+n_rel) scores; column 0 is TH
            top_k:int=4, # as `predict`
           ) -> float: # micro F1 in percent over relation columns 1..
     "Micro F1 (percent) of `LOSSES[loss].predict` against the pair labels."
-    p, g = LOSSES[loss].predict(logits, top_k=top_k)[:, 1:] > 0.5, labels[:, 1:] > 0.5
-    return 100 * metrics.micro_prf(int(p.sum()), int(g.sum()), int((p & g).sum()))["F1"]
+    return 100 * metrics.pair_prf(logits, labels, loss, top_k)["F1"]
 
 # %% ../nbs/10_lab.ipynb #a2014b95
 def train_head(tr:dict, # training pair set

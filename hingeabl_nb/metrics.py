@@ -8,12 +8,12 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
-from .losses import predict
+from .losses import LOSSES, predict
 from .scoring import (_as_numpy, _as_facts, _check_labels, _need, gold_index, judge, relation_counts,
                                  train_facts, unique_keys)
 
 # %% auto #0
-__all__ = ['PATTERNS', 'GAP_EDGES', 'to_official', 'micro_prf', 'prf_from_counts', 'official_scores', 'macro_scores',
+__all__ = ['PATTERNS', 'GAP_EDGES', 'to_official', 'micro_prf', 'prf_from_counts', 'pair_prf', 'official_scores', 'macro_scores',
            'gold_ranks', 'correct_rank', 'pair_patterns', 'pattern_ratios', 'pattern_stats', 'threshold_summary',
            'plot_threshold_summaries']
 
@@ -62,6 +62,16 @@ def prf_from_counts(n_pred:int, # unique predictions
     if n_pred == 0: return dict(**prf, Ign_P=0.0, Ign_F1=0.0)
     Ign_P, R = (n_correct - n_correct_in_train) / (n_pred - n_correct_in_train + 1e-5), prf["R"]
     return dict(**prf, Ign_P=Ign_P, Ign_F1=0.0 if Ign_P + R == 0 else 2 * Ign_P * R / (Ign_P + R))
+
+# %% ../nbs/07_metrics.ipynb #706c236d
+def pair_prf(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
+             labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold
+             loss:str="ATL", # a key of LOSSES: its threshold rule predicts
+             top_k:int|None=None, # at most this many relations per pair, as `predict` (None: no cap)
+            ) -> dict: # P, R, F1 as fractions, over (pair, relation) cells
+    "Micro P/R/F1 of `LOSSES[loss].predict` against the pair labels (relation columns only)."
+    p, g = LOSSES[loss].predict(logits, top_k=top_k)[:, 1:] > 0.5, labels[:, 1:] > 0.5
+    return micro_prf(int(p.sum()), int(g.sum()), int((p & g).sum()))
 
 # %% ../nbs/07_metrics.ipynb #59c9cd92
 def official_scores(triples:list, # predictions [{"title", "h_idx", "t_idx", "r"}, ...]; duplicates allowed

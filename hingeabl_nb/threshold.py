@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 from .losses import LOSSES, check_loss_names
-from .metrics import micro_prf, threshold_summary
+from .metrics import pair_prf, threshold_summary
 
 # %% auto #0
 __all__ = ['pair_labels', 'threshold_population', 'shift_threshold', 'loss_optimal_offset', 'f1_at_offset', 'threshold_table']
@@ -83,9 +83,7 @@ def f1_at_offset(name:str, # a key of LOSSES (its threshold rule is used)
                  b:float, # threshold offset
                 ) -> float: # micro F1 over (pair, relation), no top-k cap
     "Micro F1 of the relations predicted with the threshold moved by b."
-    p = LOSSES[name].predict(shift_threshold(logits, b), top_k=None)[:, 1:] > 0.5
-    y = labels[:, 1:] > 0.5
-    return micro_prf(int(p.sum()), int(y.sum()), int((p & y).sum()))["F1"]
+    return pair_prf(shift_threshold(logits, b), labels, name)["F1"]
 
 # %% ../nbs/05a_threshold.ipynb #a16839bb
 def threshold_table(logits:Tensor, labels:Tensor, # population

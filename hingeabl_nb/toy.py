@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 from .losses import LOSSES, check_loss_names
-from .metrics import micro_prf, threshold_summary
+from .metrics import pair_prf, threshold_summary
 from .threshold import pair_labels
 
 # %% auto #0
@@ -43,9 +43,7 @@ def toy_eval(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
     spec, gold = LOSSES[loss], labels[:, 1:] > 0.5
     t = threshold_summary(logits, labels, spec.threshold)
     margin = (logits[:, 1:] - spec.thresholds(logits)[:, None])[gold].mean()
-    pred = spec.predict(logits, top_k=None)[:, 1:] > 0.5
-    prf = micro_prf(int(pred.sum()), int(gold.sum()), int((pred & gold).sum()))
-    return dict(gold_below=t["gold_below"], gold_margin=float(margin), s_th=t["s_th"]["mean"], **prf)
+    return dict(gold_below=t["gold_below"], gold_margin=float(margin), s_th=t["s_th"]["mean"], **pair_prf(logits, labels, loss))
 
 # %% ../nbs/05b_toy.ipynb #9827194f
 def fit_toy(loss:str, # a key of LOSSES
