@@ -4,7 +4,9 @@
 
 # %% ../nbs/01_atl.ipynb #26625835
 from __future__ import annotations
+
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,100 +15,139 @@ from torch import Tensor
 __all__ = ['as_float', 'check_pairs', 'atl_parts', 'atl_loss', 'atl_ref', 'threshold_grad_split', 'synthetic_batch']
 
 # %% ../nbs/01_atl.ipynb #1d00faeb
-def as_float(x:Tensor # any float tensor
-            ) -> Tensor: # float32 for float16/bfloat16/float32 input, float64 stays float64
+def as_float(
+    x: Tensor,  # any float tensor
+) -> Tensor:  # float32 for float16/bfloat16/float32 input, float64 stays float64
     "Promote `x` to at least float32 so losses never compute in half precision."
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 # %% ../nbs/01_atl.ipynb #1e503f6b
-def check_pairs(logits:Tensor, # should be (n_pairs, 1+n_rel) float
-                labels:Tensor, # should have the same shape
-                where:str, # name of the calling function, used in the error message
-               ) -> None:
+def check_pairs(
+    logits: Tensor,  # should be (n_pairs, 1+n_rel) float
+    labels: Tensor,  # should have the same shape
+    where: str,  # name of the calling function, used in the error message
+) -> None:
     "Raise an error naming `where` unless logits/labels are matching (n_pairs, 1+n_rel) tensors, logits float."
     for name, t in (("logits", logits), ("labels", labels)):
-        if not isinstance(t, Tensor): raise TypeError(f"{where}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if not isinstance(t, Tensor):
+            raise TypeError(
+                f"{where}: {name} must be a torch.Tensor, got {type(t).__name__}"
+            )
     if logits.ndim != 2 or logits.shape[1] < 2:
-        raise ValueError(f"{where}: logits must have shape (n_pairs, 1+n_rel) with n_rel >= 1 (2-D), got {tuple(logits.shape)}")
+        raise ValueError(
+            f"{where}: logits must have shape (n_pairs, 1+n_rel) with n_rel >= 1 (2-D), got {tuple(logits.shape)}"
+        )
     if labels.shape != logits.shape:
-        raise ValueError(f"{where}: labels shape {tuple(labels.shape)} must equal logits shape {tuple(logits.shape)} "
-                         f"(logits and labels must have the same shape)")
+        raise ValueError(
+            f"{where}: labels shape {tuple(labels.shape)} must equal logits shape {tuple(logits.shape)} "
+            f"(logits and labels must have the same shape)"
+        )
     if not logits.is_floating_point():
-        raise ValueError(f"{where}: logits must be a float tensor, got dtype {logits.dtype}")
+        raise ValueError(
+            f"{where}: logits must be a float tensor, got dtype {logits.dtype}"
+        )
 
 # %% ../nbs/01_atl.ipynb #c75f8a37
-def atl_parts(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
-              labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
-             ) -> tuple[Tensor, Tensor]: # L1, L2, each (n_pairs,)
+def atl_parts(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+) -> tuple[Tensor, Tensor]:  # L1, L2, each (n_pairs,)
     "Eqs. (3) and (4): per-pair ATL parts L1 (positives above TH) and L2 (TH above negatives), in log space."
     check_pairs(logits, labels, "atl_parts")
     s = as_float(logits)
     pos = labels[:, 1:] > 0.5
-    pos = torch.cat([torch.zeros_like(pos[:, :1]), pos], dim=1)  # TH is never a positive class
-    th = torch.zeros_like(pos); th[:, 0] = True
-    lse_p = torch.logsumexp(s.masked_fill(~(pos | th), float("-inf")), dim=1)  # over P ∪ {TH}
-    lse_n = torch.logsumexp(s.masked_fill(pos, float("-inf")), dim=1)         # over N ∪ {TH}
+    pos = torch.cat(
+        [torch.zeros_like(pos[:, :1]), pos], dim=1
+    )  # TH is never a positive class
+    th = torch.zeros_like(pos)
+    th[:, 0] = True
+    lse_p = torch.logsumexp(
+        s.masked_fill(~(pos | th), float("-inf")), dim=1
+    )  # over P ∪ {TH}
+    lse_n = torch.logsumexp(s.masked_fill(pos, float("-inf")), dim=1)  # over N ∪ {TH}
     L1 = torch.where(pos, lse_p[:, None] - s, torch.zeros_like(s)).sum(1)
     L2 = lse_n - s[:, 0]
     return L1, L2
 
 # %% ../nbs/01_atl.ipynb #957048d1
-def atl_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
-             labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
-            ) -> Tensor: # scalar (float32, or float64 for float64 logits), mean over pairs
+def atl_loss(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+) -> Tensor:  # scalar (float32, or float64 for float64 logits), mean over pairs
     "Eq. (5): ATL = L1 + L2, averaged over entity pairs."
     L1, L2 = atl_parts(logits, labels)
     return (L1 + L2).mean()
 
 # %% ../nbs/01_atl.ipynb #c14127bf
-def _lse(xs:list) -> float:
+def _lse(xs: list) -> float:
     "log(sum(exp(x))) of a list of Python floats, shifted by the maximum (float64, never overflows)."
     mx = max(xs)
     return mx + math.log(sum(math.exp(x - mx) for x in xs))
 
 # %% ../nbs/01_atl.ipynb #27a7e1de
-def atl_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
-            labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
-           ) -> float: # mean ATL over pairs, computed in float64
+def atl_ref(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+) -> float:  # mean ATL over pairs, computed in float64
     "Eqs. (3)-(5) with Python loops and `math` in float64: the reference `atl_loss` is tested against."
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        P = [r for r in range(1, len(s)) if y[r] > 0.5]     # column 0 (TH) is never a positive
+        P = [
+            r for r in range(1, len(s)) if y[r] > 0.5
+        ]  # column 0 (TH) is never a positive
         N = [r for r in range(1, len(s)) if y[r] <= 0.5]
-        L1 = sum(_lse([s[0]] + [s[q] for q in P]) - s[r] for r in P)   # eq. (3)
-        L2 = _lse([s[0]] + [s[r] for r in N]) - s[0]                   # eq. (4)
+        L1 = sum(_lse([s[0]] + [s[q] for q in P]) - s[r] for r in P)  # eq. (3)
+        L2 = _lse([s[0]] + [s[r] for r in N]) - s[0]  # eq. (4)
         total += L1 + L2
     return total / len(logits)
 
 # %% ../nbs/01_atl.ipynb #96847da8
-def threshold_grad_split(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
-                         labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
-                        ) -> dict: # grad_L1, grad_L2, share_L2, step_L1, step_L2, step_total, na_share
+def threshold_grad_split(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+) -> dict:  # grad_L1, grad_L2, share_L2, step_L1, step_L2, step_total, na_share
     "Autograd split of d ATL / d s_TH (eq. 5, summed over pairs) into its L1 and L2 parts; step_* = -sign (+1 raises s_TH)."
     s = as_float(logits).detach().requires_grad_()
     L1, L2 = atl_parts(s, labels)
     g1 = torch.autograd.grad(L1.mean(), s, retain_graph=True)[0][:, 0].sum().item()
     g2 = torch.autograd.grad(L2.mean(), s)[0][:, 0].sum().item()
     sign = lambda g: -int(math.copysign(1, g)) if g != 0 else 0
-    return dict(grad_L1=g1, grad_L2=g2, share_L2=abs(g2) / max(abs(g1) + abs(g2), 1e-300),
-                step_L1=sign(g1), step_L2=sign(g2), step_total=sign(g1 + g2),
-                na_share=(labels[:, 0] > 0.5).float().mean().item())
+    return dict(
+        grad_L1=g1,
+        grad_L2=g2,
+        share_L2=abs(g2) / max(abs(g1) + abs(g2), 1e-300),
+        step_L1=sign(g1),
+        step_L2=sign(g2),
+        step_total=sign(g1 + g2),
+        na_share=(labels[:, 0] > 0.5).float().mean().item(),
+    )
 
 # %% ../nbs/01_atl.ipynb #8a508984
-def synthetic_batch(n_pairs:int=400, # number of entity pairs
-                    n_rel:int=96, # number of relations (Re-DocRED: 96)
-                    na_share:float=0.94, # fraction of NA pairs
-                    gap:float=3.0, # gold scores are shifted by +gap, absent ones by -gap
-                    seed:int=0, # seed of a private torch.Generator
-                   ) -> tuple[Tensor, Tensor]: # logits, labels: (n_pairs, 1+n_rel) float32
+def synthetic_batch(
+    n_pairs: int = 400,  # number of entity pairs
+    n_rel: int = 96,  # number of relations (Re-DocRED: 96)
+    na_share: float = 0.94,  # fraction of NA pairs
+    gap: float = 3.0,  # gold scores are shifted by +gap, absent ones by -gap
+    seed: int = 0,  # seed of a private torch.Generator
+) -> tuple[Tensor, Tensor]:  # logits, labels: (n_pairs, 1+n_rel) float32
     "A Re-DocRED-shaped random batch of scores and multi-hot labels, for analyses and tests."
-    if not 0 <= na_share <= 1: raise ValueError(f"synthetic_batch: na_share must be in [0, 1], got {na_share}")
+    if not 0 <= na_share <= 1:
+        raise ValueError(f"synthetic_batch: na_share must be in [0, 1], got {na_share}")
     g = torch.Generator().manual_seed(seed)
     n_na = round(na_share * n_pairs)
-    labels = torch.zeros(n_pairs, 1 + n_rel); labels[:n_na, 0] = 1
-    k = torch.multinomial(torch.tensor([0.8, 0.15, 0.05]), max(n_pairs - n_na, 1), replacement=True, generator=g) + 1
-    for i, ki in enumerate(k[:n_pairs - n_na].tolist()):
-        labels[n_na + i, 1 + torch.randperm(n_rel, generator=g)[:min(ki, n_rel)]] = 1
+    labels = torch.zeros(n_pairs, 1 + n_rel)
+    labels[:n_na, 0] = 1
+    k = (
+        torch.multinomial(
+            torch.tensor([0.8, 0.15, 0.05]),
+            max(n_pairs - n_na, 1),
+            replacement=True,
+            generator=g,
+        )
+        + 1
+    )
+    for i, ki in enumerate(k[: n_pairs - n_na].tolist()):
+        labels[n_na + i, 1 + torch.randperm(n_rel, generator=g)[: min(ki, n_rel)]] = 1
     labels = labels[torch.randperm(n_pairs, generator=g)]
     logits = torch.randn(n_pairs, 1 + n_rel, generator=g)
     logits[:, 1:] += gap * (2 * labels[:, 1:] - 1)

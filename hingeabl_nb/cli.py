@@ -4,9 +4,13 @@
 
 # %% ../nbs/11b_cli.ipynb #fe16f022
 from __future__ import annotations
-import argparse, json, sys
+
+import argparse
+import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
+
 from . import data, lab, records, reproduce, train
 from .core import find_up
 from .losses import LOSSES
@@ -15,133 +19,374 @@ from .losses import LOSSES
 __all__ = ['parse_loss_options', 'train_parser', 'train_cli', 'lab_parser', 'lab_cli', 'compare_parser', 'compare_main']
 
 # %% ../nbs/11b_cli.ipynb #71a44b15
-def parse_loss_options(items:list|None # ["margin=3", "normalize=joint", ...]
-                      ) -> dict: # {"margin": 3, "normalize": "joint"}
+def parse_loss_options(
+    items: list | None,  # ["margin=3", "normalize=joint", ...]
+) -> dict:  # {"margin": 3, "normalize": "joint"}
     "The `--loss-option NAME=VALUE` flags as a dict (VALUE as JSON when it parses, else a string)."
     out = {}
     for item in items or []:
         name, eq, value = item.partition("=")
-        if not eq or not name: raise argparse.ArgumentTypeError(f"--loss-option {item!r}: expected NAME=VALUE, e.g. margin=3")
-        try: out[name] = json.loads(value)
-        except json.JSONDecodeError: out[name] = value
+        if not eq or not name:
+            raise argparse.ArgumentTypeError(
+                f"--loss-option {item!r}: expected NAME=VALUE, e.g. margin=3"
+            )
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
     return out
 
 # %% ../nbs/11b_cli.ipynb #02256863
 def train_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-train`."
-    p = argparse.ArgumentParser(prog="hingeabl-train", description="Train ATLOP on Re-DocRED with one loss and one seed.")
-    p.add_argument("--preset", default="smoke", help=f"one of {', '.join(train.PRESETS)} (default: smoke)")
-    p.add_argument("--loss", default=None, help="a key of hingeabl_nb.losses.LOSSES (default: the preset's, HingeABL)")
-    p.add_argument("--loss-option", action="append", metavar="NAME=VALUE", help="an option of the loss, e.g. margin=3 (repeatable)")
-    p.add_argument("--seed", type=int, default=None, help=f"random seed (paper: {', '.join(map(str, train.PAPER_SEEDS))})")
-    p.add_argument("--out", default=None, help="run folder (resumes from its checkpoint when present)")
-    p.add_argument("--model", default=None, help="encoder folder or name (default: the preset's)")
-    p.add_argument("--data-dir", default=None, help="folder with the preset's data files (default: located automatically)")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the preset's)")
-    p.add_argument("--train-batch-size", type=int, default=None, help="documents per step and process (default: the preset's)")
-    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="where to train (default: auto)")
-    p.add_argument("--mixed-precision", default=None, choices=["auto", "no", "fp16", "bf16"], help="default: auto")
-    p.add_argument("--max-train-docs", type=int, default=None, help="train on the first N documents only")
-    p.add_argument("--max-eval-docs", type=int, default=None, help="evaluate on the first N dev/test documents only")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: the preset's; 0 = PyTorch default)")
+    p = argparse.ArgumentParser(
+        prog="hingeabl-train",
+        description="Train ATLOP on Re-DocRED with one loss and one seed.",
+    )
+    p.add_argument(
+        "--preset",
+        default="smoke",
+        help=f"one of {', '.join(train.PRESETS)} (default: smoke)",
+    )
+    p.add_argument(
+        "--loss",
+        default=None,
+        help="a key of hingeabl_nb.losses.LOSSES (default: the preset's, HingeABL)",
+    )
+    p.add_argument(
+        "--loss-option",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an option of the loss, e.g. margin=3 (repeatable)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"random seed (paper: {', '.join(map(str, train.PAPER_SEEDS))})",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run folder (resumes from its checkpoint when present)",
+    )
+    p.add_argument(
+        "--model", default=None, help="encoder folder or name (default: the preset's)"
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the preset's data files (default: located automatically)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="number of epochs (default: the preset's)",
+    )
+    p.add_argument(
+        "--train-batch-size",
+        type=int,
+        default=None,
+        help="documents per step and process (default: the preset's)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=["auto", "cpu", "cuda"],
+        help="where to train (default: auto)",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        default=None,
+        choices=["auto", "no", "fp16", "bf16"],
+        help="default: auto",
+    )
+    p.add_argument(
+        "--max-train-docs",
+        type=int,
+        default=None,
+        help="train on the first N documents only",
+    )
+    p.add_argument(
+        "--max-eval-docs",
+        type=int,
+        default=None,
+        help="evaluate on the first N dev/test documents only",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for PyTorch (default: the preset's; 0 = PyTorch default)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as JSON and exit",
+    )
     return p
 
 # %% ../nbs/11b_cli.ipynb #ff8233d7
-def train_cli(argv:list|None=None # arguments (default: sys.argv[1:])
-             ) -> dict|None: # metrics.json content, or None with --print-config
+def train_cli(
+    argv: list | None = None,  # arguments (default: sys.argv[1:])
+) -> dict | None:  # metrics.json content, or None with --print-config
     "Entry point of `hingeabl-train`: resolve the preset with the flags, then print the config or run `train.run_training`."
     a = train_parser().parse_args(argv)
     try:
-        cfg = train.resolve_config(a.preset, loss=a.loss, seed=a.seed, encoder=a.model, data_dir=a.data_dir, epochs=a.epochs,
-                                   device=a.device, mixed_precision=a.mixed_precision, max_train_docs=a.max_train_docs,
-                                   max_eval_docs=a.max_eval_docs, num_threads=a.threads, progress=not a.no_progress,
-                                   train_batch_size=a.train_batch_size, loss_options=parse_loss_options(a.loss_option) or None)
+        cfg = train.resolve_config(
+            a.preset,
+            loss=a.loss,
+            seed=a.seed,
+            encoder=a.model,
+            data_dir=a.data_dir,
+            epochs=a.epochs,
+            device=a.device,
+            mixed_precision=a.mixed_precision,
+            max_train_docs=a.max_train_docs,
+            max_eval_docs=a.max_eval_docs,
+            num_threads=a.threads,
+            progress=not a.no_progress,
+            train_batch_size=a.train_batch_size,
+            loss_options=parse_loss_options(a.loss_option) or None,
+        )
         train.check_config(cfg)
-        if a.print_config: print(json.dumps(asdict(cfg), indent=1)); return None
-        if a.out is None: raise train.TrainSetupError("--out DIR is required to train (or pass --print-config)")
+        if a.print_config:
+            print(json.dumps(asdict(cfg), indent=1))
+            return None
+        if a.out is None:
+            raise train.TrainSetupError(
+                "--out DIR is required to train (or pass --print-config)"
+            )
         res = train.run_training(cfg, a.out)
-    except (train.TrainSetupError, argparse.ArgumentTypeError) as e: raise SystemExit(f"hingeabl-train: error: {e}") from None
-    if res: print(f"{cfg.protocol}\ntest F1 {res['test']['F1']:.2f}  Ign_F1 {res['test']['Ign_F1']:.2f}  "
-                  f"(best dev epoch {res['best_epoch']}); wrote {Path(a.out) / 'metrics.json'}")
+    except (train.TrainSetupError, argparse.ArgumentTypeError) as e:
+        raise SystemExit(f"hingeabl-train: error: {e}") from None
+    if res:
+        print(
+            f"{cfg.protocol}\ntest F1 {res['test']['F1']:.2f}  Ign_F1 {res['test']['Ign_F1']:.2f}  "
+            f"(best dev epoch {res['best_epoch']}); wrote {Path(a.out) / 'metrics.json'}"
+        )
     return res
 
 # %% ../nbs/11b_cli.ipynb #a5bc25dd
 def lab_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-lab` (defaults: `train.PRESETS['lab']`)."
     d = train.PRESETS["lab"]
-    p = argparse.ArgumentParser(prog="hingeabl-lab", description="Compare the losses on the ATLOP head over a frozen, "
-                                "cached pretrained encoder (CPU friendly). Writes the grid record OUT/grid.json and prints tables.")
-    p.add_argument("--model", default=None, help="encoder folder (default: shared/models/minilm-l6-h384-uncased found walking up)")
-    p.add_argument("--data-dir", default=None, help="Re-DocRED folder (default: $HINGEABL_DATA or shared/data/redocred walking up)")
+    p = argparse.ArgumentParser(
+        prog="hingeabl-lab",
+        description="Compare the losses on the ATLOP head over a frozen, "
+        "cached pretrained encoder (CPU friendly). Writes the grid record OUT/grid.json and prints tables.",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="encoder folder (default: shared/models/minilm-l6-h384-uncased found walking up)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="Re-DocRED folder (default: $HINGEABL_DATA or shared/data/redocred walking up)",
+    )
     p.add_argument("--out", required=True, help="output folder for grid.json")
-    p.add_argument("--record", default=None, help="also copy the record to this path (e.g. nbs/results/lab-cpu.json)")
-    p.add_argument("--losses", nargs="+", default=None, choices=list(LOSSES), metavar="LOSS", help=f"default: all of {', '.join(LOSSES)}")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="head seeds (default: 0)")
-    p.add_argument("--loss-option", action="append", metavar="NAME=VALUE", help="an option of every loss run, e.g. margin=3")
-    p.add_argument("--epochs", type=int, default=None, help=f"epochs per run (default: {d.epochs})")
-    p.add_argument("--lr", type=float, default=None, help=f"head learning rate (default: {d.lr})")
-    p.add_argument("--batch-pairs", type=int, default=None, help=f"pairs per step (default: {d.train_batch_size})")
-    p.add_argument("--emb-size", type=int, default=None, help=f"head embedding size (default: {d.emb_size}; ATLOP: 768)")
-    p.add_argument("--block-size", type=int, default=None, help=f"bilinear block size (default: {d.block_size}; ATLOP: 64)")
-    p.add_argument("--n-holdout", type=int, default=None, help=f"dev documents held out without a train file (default: {d.n_holdout})")
-    p.add_argument("--cache-dir", default=None, help="feature cache (default: $HINGEABL_CACHE/lab or ~/.cache/hingeabl-nb/lab)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: available cores)")
+    p.add_argument(
+        "--record",
+        default=None,
+        help="also copy the record to this path (e.g. nbs/results/lab-cpu.json)",
+    )
+    p.add_argument(
+        "--losses",
+        nargs="+",
+        default=None,
+        choices=list(LOSSES),
+        metavar="LOSS",
+        help=f"default: all of {', '.join(LOSSES)}",
+    )
+    p.add_argument(
+        "--seeds", nargs="+", type=int, default=[0], help="head seeds (default: 0)"
+    )
+    p.add_argument(
+        "--loss-option",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an option of every loss run, e.g. margin=3",
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help=f"epochs per run (default: {d.epochs})"
+    )
+    p.add_argument(
+        "--lr", type=float, default=None, help=f"head learning rate (default: {d.lr})"
+    )
+    p.add_argument(
+        "--batch-pairs",
+        type=int,
+        default=None,
+        help=f"pairs per step (default: {d.train_batch_size})",
+    )
+    p.add_argument(
+        "--emb-size",
+        type=int,
+        default=None,
+        help=f"head embedding size (default: {d.emb_size}; ATLOP: 768)",
+    )
+    p.add_argument(
+        "--block-size",
+        type=int,
+        default=None,
+        help=f"bilinear block size (default: {d.block_size}; ATLOP: 64)",
+    )
+    p.add_argument(
+        "--n-holdout",
+        type=int,
+        default=None,
+        help=f"dev documents held out without a train file (default: {d.n_holdout})",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature cache (default: $HINGEABL_CACHE/lab or ~/.cache/hingeabl-nb/lab)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: available cores)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     return p
 
 # %% ../nbs/11b_cli.ipynb #d6041cae
-def lab_cli(argv:list|None=None # arguments (default: sys.argv[1:])
-           ) -> dict: # the grid record
+def lab_cli(
+    argv: list | None = None,  # arguments (default: sys.argv[1:])
+) -> dict:  # the grid record
     "Entry point of `hingeabl-lab`: check the folders, run `lab.run_lab`, print the tables, optionally copy the record."
-    p = lab_parser(); a = p.parse_args(argv)
+    p = lab_parser()
+    a = p.parse_args(argv)
     model = a.model or find_up("shared/models/minilm-l6-h384-uncased")
-    if model is None: p.error("no --model given and no shared/models/minilm-l6-h384-uncased found walking up from " + str(Path.cwd()))
-    if not (Path(model).expanduser()/"config.json").is_file(): p.error(f"--model {model}: not an encoder folder (no config.json there); nothing is downloaded")
+    if model is None:
+        p.error(
+            "no --model given and no shared/models/minilm-l6-h384-uncased found walking up from "
+            + str(Path.cwd())
+        )
+    if not (Path(model).expanduser() / "config.json").is_file():
+        p.error(
+            f"--model {model}: not an encoder folder (no config.json there); nothing is downloaded"
+        )
     data_dir = a.data_dir or data.locate_redocred()
-    if data_dir is None: p.error("no --data-dir given, $HINGEABL_DATA unset and no shared/data/redocred found walking up")
-    try: lab.lab_files(data_dir); opts = parse_loss_options(a.loss_option)
-    except (FileNotFoundError, argparse.ArgumentTypeError) as e: p.error(str(e))
-    over = dict(epochs=a.epochs, lr=a.lr, train_batch_size=a.batch_pairs, emb_size=a.emb_size, block_size=a.block_size,
-                n_holdout=a.n_holdout, loss_options=opts or None, progress=not a.no_progress)
+    if data_dir is None:
+        p.error(
+            "no --data-dir given, $HINGEABL_DATA unset and no shared/data/redocred found walking up"
+        )
+    try:
+        lab.lab_files(data_dir)
+        opts = parse_loss_options(a.loss_option)
+    except (FileNotFoundError, argparse.ArgumentTypeError) as e:
+        p.error(str(e))
+    over = dict(
+        epochs=a.epochs,
+        lr=a.lr,
+        train_batch_size=a.batch_pairs,
+        emb_size=a.emb_size,
+        block_size=a.block_size,
+        n_holdout=a.n_holdout,
+        loss_options=opts or None,
+        progress=not a.no_progress,
+    )
     cmd = " ".join(["hingeabl-lab", *(argv if argv is not None else sys.argv[1:])])
-    try: rec = lab.run_lab(Path(model).expanduser(), data_dir, a.out, a.losses, a.seeds, a.cache_dir, a.threads, cmd, **over)
-    except train.TrainSetupError as e: raise SystemExit(f"hingeabl-lab: error: {e}") from None
-    print(reproduce.tables_markdown(rec)); print(f"wrote {Path(a.out) / 'grid.json'}")
-    if a.record: print(f"record written to {records.save_record(rec, a.record)}")
+    try:
+        rec = lab.run_lab(
+            Path(model).expanduser(),
+            data_dir,
+            a.out,
+            a.losses,
+            a.seeds,
+            a.cache_dir,
+            a.threads,
+            cmd,
+            **over,
+        )
+    except train.TrainSetupError as e:
+        raise SystemExit(f"hingeabl-lab: error: {e}") from None
+    print(reproduce.tables_markdown(rec))
+    print(f"wrote {Path(a.out) / 'grid.json'}")
+    if a.record:
+        print(f"record written to {records.save_record(rec, a.record)}")
     return rec
 
 # %% ../nbs/11b_cli.ipynb #80de9189
 def compare_parser() -> argparse.ArgumentParser:
     "The argument parser of hingeabl-compare."
-    p = argparse.ArgumentParser(prog="hingeabl-compare", description="Train a grid of losses x seeds (resumable) and "
-                                "print Tables 3, 4 and 7 beside the paper's numbers.")
-    p.add_argument("--preset", required=True, help=f"training preset: {', '.join(train.PRESETS)}")
-    p.add_argument("--losses", nargs="+", required=True, help=f"losses to compare: {', '.join(LOSSES)}")
-    p.add_argument("--seeds", nargs="+", type=int, required=True, help=f"random seeds (the paper: {' '.join(map(str, train.PAPER_SEEDS))})")
-    p.add_argument("--out", required=True, help="grid folder (one subfolder per loss and seed)")
-    p.add_argument("--jobs", type=int, default=1, help="cells trained at once, each in its own process (default: 1)")
+    p = argparse.ArgumentParser(
+        prog="hingeabl-compare",
+        description="Train a grid of losses x seeds (resumable) and "
+        "print Tables 3, 4 and 7 beside the paper's numbers.",
+    )
+    p.add_argument(
+        "--preset", required=True, help=f"training preset: {', '.join(train.PRESETS)}"
+    )
+    p.add_argument(
+        "--losses",
+        nargs="+",
+        required=True,
+        help=f"losses to compare: {', '.join(LOSSES)}",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        required=True,
+        help=f"random seeds (the paper: {' '.join(map(str, train.PAPER_SEEDS))})",
+    )
+    p.add_argument(
+        "--out", required=True, help="grid folder (one subfolder per loss and seed)"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="cells trained at once, each in its own process (default: 1)",
+    )
     p.add_argument("--model", help="encoder name or path (overrides the preset)")
     p.add_argument("--data-dir", help="Re-DocRED folder (overrides the preset)")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
-    p.add_argument("--max-train-docs", type=int, help="train on the first N documents only (quick runs)")
-    p.add_argument("--max-eval-docs", type=int, help="evaluate on the first N dev/test documents only (quick runs)")
-    p.add_argument("--record", help="also copy the record to this path; {device} is replaced by the device name")
+    p.add_argument(
+        "--max-train-docs",
+        type=int,
+        help="train on the first N documents only (quick runs)",
+    )
+    p.add_argument(
+        "--max-eval-docs",
+        type=int,
+        help="evaluate on the first N dev/test documents only (quick runs)",
+    )
+    p.add_argument(
+        "--record",
+        help="also copy the record to this path; {device} is replaced by the device name",
+    )
     return p
 
 # %% ../nbs/11b_cli.ipynb #6c4ca301
-def compare_main(argv:list[str]|None=None) -> None:
+def compare_main(argv: list[str] | None = None) -> None:
     "Entry point of `hingeabl-compare`: run the grid, write out/grid.json and out/tables.md, print the tables."
-    p = compare_parser(); a = p.parse_args(argv)
-    over = {k: getattr(a, "model" if k == "encoder" else k) for k in records.CLI_OVERRIDES}
+    p = compare_parser()
+    a = p.parse_args(argv)
+    over = {
+        k: getattr(a, "model" if k == "encoder" else k) for k in records.CLI_OVERRIDES
+    }
     over = {k: v for k, v in over.items() if v is not None}
     for k in ("epochs", "max_train_docs", "max_eval_docs"):
-        if over.get(k, 1) < 1: p.error(f"{records.CLI_OVERRIDES[k]} must be >= 1, got {over[k]}")
-    if a.jobs < 1: p.error(f"--jobs must be >= 1, got {a.jobs}")
-    try: records.check_grid(a.preset, a.losses, a.seeds)
-    except ValueError as e: p.error(str(e))
+        if over.get(k, 1) < 1:
+            p.error(f"{records.CLI_OVERRIDES[k]} must be >= 1, got {over[k]}")
+    if a.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {a.jobs}")
+    try:
+        records.check_grid(a.preset, a.losses, a.seeds)
+    except ValueError as e:
+        p.error(str(e))
     records.run_grid(a.preset, a.losses, a.seeds, a.out, jobs=a.jobs, **over)
-    record = records.collect_runs(a.out); md = reproduce.tables_markdown(record)
-    (Path(a.out) / "tables.md").write_text(md); print(md)
-    if a.record: print(f"record written to {records.save_record(record, a.record)}")
+    record = records.collect_runs(a.out)
+    md = reproduce.tables_markdown(record)
+    (Path(a.out) / "tables.md").write_text(md)
+    print(md)
+    if a.record:
+        print(f"record written to {records.save_record(record, a.record)}")

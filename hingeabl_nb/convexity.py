@@ -4,9 +4,11 @@
 
 # %% ../nbs/04_convexity.ipynb #f2ca14df
 from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
 from .hinge import hinge_weights
 
 # %% auto #0
@@ -14,71 +16,91 @@ __all__ = ['aml_class_loss', 'hinge_class_loss', 'hinge_class_grad', 'hinge_clas
            'pair_loss', 'hessian_eigs', 'min_hessian_eig']
 
 # %% ../nbs/04_convexity.ipynb #e3108037
-def aml_class_loss(c:Tensor, # c_r = -d_r, any shape
-                   m:float=1.0, # AML margin (official code: 1)
-                  ) -> Tensor: # max(0, m + c), same shape
+def aml_class_loss(
+    c: Tensor,  # c_r = -d_r, any shape
+    m: float = 1.0,  # AML margin (official code: 1)
+) -> Tensor:  # max(0, m + c), same shape
     "Eqs. (12)-(13): AML's per-class loss as a function of c_r = -d_r."
     return F.relu(m + c)
 
 # %% ../nbs/04_convexity.ipynb #c92ff911
-def hinge_class_loss(c:Tensor, # c_r = -d_r, any shape
-                     m:float=5.0, # HingeABL margin m
-                    ) -> Tensor: # max(0, m + c) * log(1 + e^c), same shape
+def hinge_class_loss(
+    c: Tensor,  # c_r = -d_r, any shape
+    m: float = 5.0,  # HingeABL margin m
+) -> Tensor:  # max(0, m + c) * log(1 + e^c), same shape
     "Eqs. (17)-(18) without the normaliser: w_r * softplus(c_r) with w_r = max(0, m + c_r)."
-    return hinge_weights(-c, m) * -F.logsigmoid(-c)  # exact softplus (F.softplus turns linear past 20)
+    return hinge_weights(-c, m) * -F.logsigmoid(
+        -c
+    )  # exact softplus (F.softplus turns linear past 20)
 
 # %% ../nbs/04_convexity.ipynb #71c57657
-def hinge_class_grad(c:Tensor, # c_r = -d_r, any shape, c > -m
-                     m:float=5.0, # HingeABL margin m
-                    ) -> Tensor: # dL_r/dc_r, same shape
+def hinge_class_grad(
+    c: Tensor,  # c_r = -d_r, any shape, c > -m
+    m: float = 5.0,  # HingeABL margin m
+) -> Tensor:  # dL_r/dc_r, same shape
     "Eq. (19): dL_r/dc_r = log(1 + e^c) + (m + c) * sigmoid(c), valid for c > -m."
     return -F.logsigmoid(-c) + (m + c) * torch.sigmoid(c)
 
 # %% ../nbs/04_convexity.ipynb #7157441b
-def hinge_class_curvature(c:Tensor, # c_r = -d_r, any shape, c > -m
-                          m:float=5.0, # HingeABL margin m
-                         ) -> Tensor: # d^2 L_r / dc_r^2, same shape
+def hinge_class_curvature(
+    c: Tensor,  # c_r = -d_r, any shape, c > -m
+    m: float = 5.0,  # HingeABL margin m
+) -> Tensor:  # d^2 L_r / dc_r^2, same shape
     "Eq. (20): d2L_r/dc_r2 = 2 sigmoid(c) + (m + c) sigmoid(c) sigmoid(-c), valid for c > -m."
     return 2 * torch.sigmoid(c) + (m + c) * torch.sigmoid(c) * torch.sigmoid(-c)
 
 # %% ../nbs/04_convexity.ipynb #b169830f
-def one_sided_derivatives(f, # scalar function of a float64 tensor, applied elementwise
-                          c0:float, # point where the derivative may jump
-                          h:float=1e-7, # step of the one-sided difference quotients
-                         ) -> tuple[float, float]: # (left derivative, right derivative)
+def one_sided_derivatives(
+    f,  # scalar function of a float64 tensor, applied elementwise
+    c0: float,  # point where the derivative may jump
+    h: float = 1e-7,  # step of the one-sided difference quotients
+) -> tuple[float, float]:  # (left derivative, right derivative)
     "Left and right difference quotients (f(c0) - f(c0 - h)) / h and (f(c0 + h) - f(c0)) / h in float64."
     x = torch.tensor([c0 - h, c0, c0 + h], dtype=torch.float64)
     y = f(x)
     return ((y[1] - y[0]) / h).item(), ((y[2] - y[1]) / h).item()
 
 # %% ../nbs/04_convexity.ipynb #7f27b2cd
-def pair_loss(s:Tensor, # (1+R,) scores of one pair, float64 for analysis; s[0] is TH
-              pos:Tensor, # (R,) bool, True for the pair's positive relations
-              m:float=5.0, # HingeABL margin
-              normalize:str="separate", # "separate" (official code), "joint" (eq. 10) or "none" (Appendix E)
-              detach_weights:bool=False, # treat the weights as constants (stop-gradient)
-              norm_eps:float=1e-30, # added to each normaliser, as in the official code
-             ) -> Tensor: # scalar per-pair HingeABL
+def pair_loss(
+    s: Tensor,  # (1+R,) scores of one pair, float64 for analysis; s[0] is TH
+    pos: Tensor,  # (R,) bool, True for the pair's positive relations
+    m: float = 5.0,  # HingeABL margin
+    normalize: str = "separate",  # "separate" (official code), "joint" (eq. 10) or "none" (Appendix E)
+    detach_weights: bool = False,  # treat the weights as constants (stop-gradient)
+    norm_eps: float = 1e-30,  # added to each normaliser, as in the official code
+) -> Tensor:  # scalar per-pair HingeABL
     "Eq. (10) for one pair as a function of its scores, with the normaliser of choice."
     d = torch.where(pos, s[1:] - s[0], s[0] - s[1:])
     w = hinge_weights(d, m)
-    if detach_weights: w = w.detach()
-    if normalize == "joint": w = w / (w.sum() + norm_eps)
-    elif normalize == "separate": w = w * pos / ((w * pos).sum() + norm_eps) + w * ~pos / ((w * ~pos).sum() + norm_eps)
-    elif normalize != "none": raise ValueError(f"pair_loss: normalize must be 'separate', 'joint' or 'none', got {normalize!r}")
+    if detach_weights:
+        w = w.detach()
+    if normalize == "joint":
+        w = w / (w.sum() + norm_eps)
+    elif normalize == "separate":
+        w = w * pos / ((w * pos).sum() + norm_eps) + w * ~pos / (
+            (w * ~pos).sum() + norm_eps
+        )
+    elif normalize != "none":
+        raise ValueError(
+            f"pair_loss: normalize must be 'separate', 'joint' or 'none', got {normalize!r}"
+        )
     return (w * -F.logsigmoid(d)).sum()
 
 # %% ../nbs/04_convexity.ipynb #cae114a5
-def hessian_eigs(f, # scalar function of one 1-D float64 tensor
-                 x:Tensor, # (n,) point, float64
-                ) -> tuple[Tensor, Tensor]: # eigenvalues (ascending, (n,)) and eigenvectors (columns, (n, n))
+def hessian_eigs(
+    f,  # scalar function of one 1-D float64 tensor
+    x: Tensor,  # (n,) point, float64
+) -> tuple[
+    Tensor, Tensor
+]:  # eigenvalues (ascending, (n,)) and eigenvectors (columns, (n, n))
     "Eigen-decomposition of the autograd Hessian of `f` at `x` (float64)."
     H = torch.autograd.functional.hessian(f, x.double())
     return torch.linalg.eigh((H + H.T) / 2)
 
 # %% ../nbs/04_convexity.ipynb #f17abe87
-def min_hessian_eig(f, # scalar function of one 1-D float64 tensor
-                    x:Tensor, # (n,) point, float64
-                   ) -> float: # smallest eigenvalue of the Hessian of f at x
+def min_hessian_eig(
+    f,  # scalar function of one 1-D float64 tensor
+    x: Tensor,  # (n,) point, float64
+) -> float:  # smallest eigenvalue of the Hessian of f at x
     "Smallest Hessian eigenvalue of `f` at `x`: negative means f is not convex near x."
     return hessian_eigs(f, x)[0][0].item()

@@ -4,8 +4,11 @@
 
 # %% ../nbs/00_core.ipynb #d9c81fae
 from __future__ import annotations
-import os, random
+
+import os
+import random
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -14,34 +17,54 @@ from torch import Tensor
 __all__ = ['compare', 'set_seed', 'find_up']
 
 # %% ../nbs/00_core.ipynb #1c14afd4
-def compare(name:str, # what is being compared, printed first
-            ours, # our result (tensor, array or number)
-            ref, # the independent reference (autograd, sympy, a loop)
-            atol:float=1e-6, # largest absolute difference accepted
-           ) -> float: # the largest absolute difference
+def compare(
+    name: str,  # what is being compared, printed first
+    ours,  # our result (tensor, array or number)
+    ref,  # the independent reference (autograd, sympy, a loop)
+    atol: float = 1e-6,  # largest absolute difference accepted
+) -> float:  # the largest absolute difference
     "Print exact / allclose / maxdiff of `ours` against `ref`, assert `maxdiff <= atol`, return maxdiff."
-    a, b = (x.detach().double().cpu() if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
-            for x in (ours, ref))
-    if a.shape != b.shape: raise ValueError(f"{name}: shapes differ, ours {tuple(a.shape)} vs ref {tuple(b.shape)}")
+    a, b = (
+        x.detach().double().cpu()
+        if isinstance(x, Tensor)
+        else torch.as_tensor(np.asarray(x, dtype=np.float64))
+        for x in (ours, ref)
+    )
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name}: shapes differ, ours {tuple(a.shape)} vs ref {tuple(b.shape)}"
+        )
     diff = (a - b).abs().max().item() if a.numel() else 0.0
-    print(f"{name}: exact={torch.equal(a, b)} allclose={diff <= atol} maxdiff={diff:.3e}")
-    assert diff <= atol, f"{name}: max abs difference {diff:.3e} exceeds atol={atol:.1e}"
+    print(
+        f"{name}: exact={torch.equal(a, b)} allclose={diff <= atol} maxdiff={diff:.3e}"
+    )
+    assert diff <= atol, (
+        f"{name}: max abs difference {diff:.3e} exceeds atol={atol:.1e}"
+    )
     return diff
 
 # %% ../nbs/00_core.ipynb #639dc924
-def set_seed(seed:int # the seed for `random`, NumPy and PyTorch (CPU and CUDA)
-            ) -> None:
+def set_seed(
+    seed: int,  # the seed for `random`, NumPy and PyTorch (CPU and CUDA)
+) -> None:
     "Seed every random number generator this project uses."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 # %% ../nbs/00_core.ipynb #3233696e
-def find_up(rel:str, # relative path to look for, e.g. "shared/models/minilm-l6-h384-uncased"
-            start:str|Path|None=None, # folder to start from (default: current directory)
-           ) -> Path|None: # the first existing `<ancestor>/rel`, or None
+def find_up(
+    rel: str,  # relative path to look for, e.g. "shared/models/minilm-l6-h384-uncased"
+    start: str
+    | Path
+    | None = None,  # folder to start from (default: current directory)
+) -> Path | None:  # the first existing `<ancestor>/rel`, or None
     "Return the first `<folder>/rel` that exists, walking up from `start`."
     here = Path(start or Path.cwd()).resolve()
     for d in (here, *here.parents):
-        if (d / rel).exists(): return d / rel
+        if (d / rel).exists():
+            return d / rel
     return None

@@ -4,187 +4,362 @@
 
 # %% ../nbs/06_data.ipynb #22e0981f
 from __future__ import annotations
-import hashlib, json, os, random, warnings
+
+import hashlib
+import json
+import os
+import random
+import warnings
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+
 from .core import find_up
-from .datafiles import (REDOCRED_FILES, REDOCRED_GIT_BLOBS, REDOCRED_URL, DocREDFormatError, Docs, _assets, _label_problems, bucket_batches, collate,
-                                   _mention_problems, _pair_labels, _read_json_list, _word_pieces, default_cache_dir, download_cli,
-                                   download_main, download_redocred, features_cache_key, git_blob_sha1, sha256_file, special_frame,
-                                   tiny_tokenizer, tokenizer_fingerprint, urllib_opener)
-_all_ = ['collate', 'bucket_batches']  # batching helpers, defined in 06a_data_internals
+from hingeabl_nb.datafiles import (
+    REDOCRED_FILES,
+    REDOCRED_GIT_BLOBS,
+    REDOCRED_URL,
+    DocREDFormatError,
+    Docs,
+    _assets,
+    _label_problems,
+    _mention_problems,
+    _pair_labels,
+    _read_json_list,
+    _word_pieces,
+    bucket_batches,
+    collate,
+    default_cache_dir,
+    download_cli,
+    download_main,
+    download_redocred,
+    features_cache_key,
+    git_blob_sha1,
+    sha256_file,
+    special_frame,
+    tiny_tokenizer,
+    tokenizer_fingerprint,
+    urllib_opener,
+)
+
+_all_ = ["collate", "bucket_batches"]  # batching helpers, defined in 06a_data_internals
 
 # %% auto #0
 __all__ = ['sample_dir', 'locate_redocred', 'load_rel2id', 'load_rel_info', 'id2rel', 'doc_problems', 'load_docs', 'split_docs',
            'featurize_doc', 'featurize', 'load_features', 'doc_stats', 'collate', 'bucket_batches']
 
 # %% ../nbs/06_data.ipynb #62b1e3be
-def sample_dir() -> Path: # folder with train.json, dev.json, test.json and LICENSE-Re-DocRED
+def sample_dir() -> (
+    Path
+):  # folder with train.json, dev.json, test.json and LICENSE-Re-DocRED
     "The embedded Re-DocRED sample (32 train / 8 dev documents from dev_revised, 8 test documents from test_revised)."
-    return _assets()/'redocred_sample'
+    return _assets() / "redocred_sample"
 
-def locate_redocred(data_dir:str|Path|None=None, # explicit folder; must exist
-                    start:str|Path|None=None, # where the upward search begins (default: current directory)
-                   ) -> Path|None: # folder holding dev_revised.json etc., or None
+
+def locate_redocred(
+    data_dir: str | Path | None = None,  # explicit folder; must exist
+    start: str
+    | Path
+    | None = None,  # where the upward search begins (default: current directory)
+) -> Path | None:  # folder holding dev_revised.json etc., or None
     "Find the Re-DocRED folder: `data_dir`, else `$HINGEABL_DATA`, else the first `shared/data/redocred` walking up."
-    for given, what in [(data_dir, 'data_dir'), (os.environ.get('HINGEABL_DATA') or None, '$HINGEABL_DATA')]:
-        if given is None: continue
+    for given, what in [
+        (data_dir, "data_dir"),
+        (os.environ.get("HINGEABL_DATA") or None, "$HINGEABL_DATA"),
+    ]:
+        if given is None:
+            continue
         p = Path(given).expanduser()
-        if not p.is_dir(): raise FileNotFoundError(f"{what} = {str(given)!r} is not a folder (expected one holding dev_revised.json / test_revised.json)")
+        if not p.is_dir():
+            raise FileNotFoundError(
+                f"{what} = {str(given)!r} is not a folder (expected one holding dev_revised.json / test_revised.json)"
+            )
         return p
-    return find_up('shared/data/redocred', start)
+    return find_up("shared/data/redocred", start)
 
 # %% ../nbs/06_data.ipynb #435b060e
-def load_rel2id(path:str|Path|None=None, # a rel2id.json; None: the embedded Re-DocRED copy
-               ) -> dict[str,int]: # relation id (e.g. 'P17') -> column; 'Na' -> 0
+def load_rel2id(
+    path: str | Path | None = None,  # a rel2id.json; None: the embedded Re-DocRED copy
+) -> dict[str, int]:  # relation id (e.g. 'P17') -> column; 'Na' -> 0
     "Read and check a relation vocabulary: `Na` is column 0 and the columns are 0..n-1 without gaps."
-    path = Path(path) if path is not None else _assets()/'rel2id.json'
-    rel2id = json.loads(Path(path).read_text(encoding='utf-8'))
-    if not isinstance(rel2id, dict) or not all(isinstance(k, str) and type(v) is int for k, v in rel2id.items()):
-        raise ValueError(f"{path.name}: expected a JSON object relation -> integer column")
-    if rel2id.get('Na') != 0: raise ValueError(f"{path.name}: 'Na' must map to column 0 (the threshold class), got {rel2id.get('Na')!r}")
+    path = Path(path) if path is not None else _assets() / "rel2id.json"
+    rel2id = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(rel2id, dict) or not all(
+        isinstance(k, str) and type(v) is int for k, v in rel2id.items()
+    ):
+        raise ValueError(
+            f"{path.name}: expected a JSON object relation -> integer column"
+        )
+    if rel2id.get("Na") != 0:
+        raise ValueError(
+            f"{path.name}: 'Na' must map to column 0 (the threshold class), got {rel2id.get('Na')!r}"
+        )
     if sorted(rel2id.values()) != list(range(len(rel2id))):
-        raise ValueError(f"{path.name}: columns must be exactly 0..{len(rel2id)-1}, each once")
+        raise ValueError(
+            f"{path.name}: columns must be exactly 0..{len(rel2id) - 1}, each once"
+        )
     return rel2id
 
-def load_rel_info(path:str|Path|None=None, # a rel_info.json; None: the embedded copy
-                 ) -> dict[str,str]: # relation id -> readable name, e.g. 'P17' -> 'country'
-    "Read the readable names of the Re-DocRED relations."
-    path = Path(path) if path is not None else _assets()/'rel_info.json'
-    return json.loads(Path(path).read_text(encoding='utf-8'))
 
-def id2rel(rel2id:dict[str,int]|None=None, # relation -> column; None: the embedded Re-DocRED vocabulary
-          ) -> dict[int,str]: # column -> relation id
+def load_rel_info(
+    path: str | Path | None = None,  # a rel_info.json; None: the embedded copy
+) -> dict[str, str]:  # relation id -> readable name, e.g. 'P17' -> 'country'
+    "Read the readable names of the Re-DocRED relations."
+    path = Path(path) if path is not None else _assets() / "rel_info.json"
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def id2rel(
+    rel2id: dict[str, int]
+    | None = None,  # relation -> column; None: the embedded Re-DocRED vocabulary
+) -> dict[int, str]:  # column -> relation id
     "Invert `rel2id` (column 0 -> 'Na')."
     return {i: r for r, i in (rel2id if rel2id is not None else load_rel2id()).items()}
 
 # %% ../nbs/06_data.ipynb #982a9667
-def doc_problems(doc, # one DocRED document (a dict)
-                 rel2id:dict[str,int]|None=None, # known relations; None: relation ids are not checked
-                ) -> list[str]: # one message per problem, each naming its field; [] if valid
+def doc_problems(
+    doc,  # one DocRED document (a dict)
+    rel2id: dict[str, int]
+    | None = None,  # known relations; None: relation ids are not checked
+) -> list[str]:  # one message per problem, each naming its field; [] if valid
     "Everything wrong with one DocRED document (title, sents, vertexSet, labels)."
-    if not isinstance(doc, dict): return [f"the document is a {type(doc).__name__}, expected an object with title, sents, vertexSet, labels"]
-    out = [f"missing field {k!r}" for k in ('title', 'sents', 'vertexSet') if k not in doc]
-    if out: return out
-    if not isinstance(doc['title'], str): out.append(f"title = {doc['title']!r} is not a string")
-    sents = doc['sents']
-    if not isinstance(sents, list) or not sents: return out + ["sents is empty (a document needs at least one sentence)" if sents == [] else "sents is not a list of sentences"]
+    if not isinstance(doc, dict):
+        return [
+            f"the document is a {type(doc).__name__}, expected an object with title, sents, vertexSet, labels"
+        ]
+    out = [
+        f"missing field {k!r}" for k in ("title", "sents", "vertexSet") if k not in doc
+    ]
+    if out:
+        return out
+    if not isinstance(doc["title"], str):
+        out.append(f"title = {doc['title']!r} is not a string")
+    sents = doc["sents"]
+    if not isinstance(sents, list) or not sents:
+        return out + [
+            "sents is empty (a document needs at least one sentence)"
+            if sents == []
+            else "sents is not a list of sentences"
+        ]
     for i, s in enumerate(sents):
         if not isinstance(s, list) or not s or not all(isinstance(w, str) for w in s):
-            out.append(f"sents[{i}] is {'empty' if s == [] else 'not a list of word strings'}")
-    if out: return out
-    ents = doc['vertexSet']
-    if not isinstance(ents, list) or not ents: return ["vertexSet is empty (a document needs entities)" if ents == [] else "vertexSet is not a list of entities"]
+            out.append(
+                f"sents[{i}] is {'empty' if s == [] else 'not a list of word strings'}"
+            )
+    if out:
+        return out
+    ents = doc["vertexSet"]
+    if not isinstance(ents, list) or not ents:
+        return [
+            "vertexSet is empty (a document needs entities)"
+            if ents == []
+            else "vertexSet is not a list of entities"
+        ]
     for i, e in enumerate(ents):
-        if not isinstance(e, list) or not e: out.append(f"vertexSet[{i}] is {'an empty entity (no mentions)' if e == [] else 'not a list of mentions'}"); continue
-        for j, m in enumerate(e): out += _mention_problems(m, f"vertexSet[{i}][{j}]", sents)
-    labels = doc.get('labels', [])
-    if not isinstance(labels, list): return out + ["labels is not a list of relation triples"]
-    for i, l in enumerate(labels): out += _label_problems(l, f"labels[{i}]", len(ents), len(sents), rel2id)
+        if not isinstance(e, list) or not e:
+            out.append(
+                f"vertexSet[{i}] is {'an empty entity (no mentions)' if e == [] else 'not a list of mentions'}"
+            )
+            continue
+        for j, m in enumerate(e):
+            out += _mention_problems(m, f"vertexSet[{i}][{j}]", sents)
+    labels = doc.get("labels", [])
+    if not isinstance(labels, list):
+        return out + ["labels is not a list of relation triples"]
+    for i, l in enumerate(labels):
+        out += _label_problems(l, f"labels[{i}]", len(ents), len(sents), rel2id)
     return out
 
 # %% ../nbs/06_data.ipynb #7bc7fd52
-def load_docs(path:str|Path, # a DocRED / Re-DocRED JSON file (list of documents)
-              strict:bool=True, # True: raise on the first bad document; False: drop it with a warning
-              rel2id:dict[str,int]|None=None, # known relations; None: the embedded Re-DocRED vocabulary (`load_rel2id()`)
-              check_relations:bool=True, # False: accept any relation id (`rel2id` is then ignored)
-             ) -> Docs: # the valid documents (raw dicts); `.dropped` lists (index, title, problems)
+def load_docs(
+    path: str | Path,  # a DocRED / Re-DocRED JSON file (list of documents)
+    strict: bool = True,  # True: raise on the first bad document; False: drop it with a warning
+    rel2id: dict[str, int]
+    | None = None,  # known relations; None: the embedded Re-DocRED vocabulary (`load_rel2id()`)
+    check_relations: bool = True,  # False: accept any relation id (`rel2id` is then ignored)
+) -> Docs:  # the valid documents (raw dicts); `.dropped` lists (index, title, problems)
     "Read and validate a DocRED file; errors name the file, document index, title, field and allowed values."
-    path = Path(path); kept, dropped = [], []
-    rel2id = (rel2id if rel2id is not None else load_rel2id()) if check_relations else None
+    path = Path(path)
+    kept, dropped = [], []
+    rel2id = (
+        (rel2id if rel2id is not None else load_rel2id()) if check_relations else None
+    )
     for i, doc in enumerate(_read_json_list(path)):
         problems = doc_problems(doc, rel2id)
-        if not problems: kept.append(doc); continue
-        title = doc.get('title', '<no title>') if isinstance(doc, dict) else '<no title>'
-        msg = f"{path.name}: document {i} ({title!r}): {problems[0]}" + (f" (and {len(problems)-1} more problems)" if len(problems) > 1 else '')
-        if 'is not a known relation' in problems[0]: msg += "; pass check_relations=False to accept unknown relations"
-        if strict: raise DocREDFormatError(msg)
-        warnings.warn(msg, stacklevel=2); dropped.append((i, title, problems))
-    if dropped: warnings.warn(f"{path.name}: dropped {len(dropped)} of {len(kept)+len(dropped)} documents (see .dropped)", stacklevel=2)
+        if not problems:
+            kept.append(doc)
+            continue
+        title = (
+            doc.get("title", "<no title>") if isinstance(doc, dict) else "<no title>"
+        )
+        msg = f"{path.name}: document {i} ({title!r}): {problems[0]}" + (
+            f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        )
+        if "is not a known relation" in problems[0]:
+            msg += "; pass check_relations=False to accept unknown relations"
+        if strict:
+            raise DocREDFormatError(msg)
+        warnings.warn(msg, stacklevel=2)
+        dropped.append((i, title, problems))
+    if dropped:
+        warnings.warn(
+            f"{path.name}: dropped {len(dropped)} of {len(kept) + len(dropped)} documents (see .dropped)",
+            stacklevel=2,
+        )
     return Docs(kept, source=str(path), dropped=dropped)
 
 # %% ../nbs/06_data.ipynb #a5ed6915
-def split_docs(docs:list, # documents, e.g. the 500 of dev_revised.json
-               n_holdout:int=100, # documents held out for validation
-               seed:int=0, # seed of the random choice
-              ) -> tuple[list, list]: # (train_docs, holdout_docs), each in file order
+def split_docs(
+    docs: list,  # documents, e.g. the 500 of dev_revised.json
+    n_holdout: int = 100,  # documents held out for validation
+    seed: int = 0,  # seed of the random choice
+) -> tuple[list, list]:  # (train_docs, holdout_docs), each in file order
     "Deterministic random split of `docs` into training and held-out documents (the reduced protocol)."
-    if not 0 < n_holdout < len(docs): raise ValueError(f"n_holdout = {n_holdout} must be between 1 and {len(docs)-1} (got {len(docs)} documents)")
+    if not 0 < n_holdout < len(docs):
+        raise ValueError(
+            f"n_holdout = {n_holdout} must be between 1 and {len(docs) - 1} (got {len(docs)} documents)"
+        )
     held = set(random.Random(seed).sample(range(len(docs)), n_holdout))
-    return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
+    return [d for i, d in enumerate(docs) if i not in held], [
+        d for i, d in enumerate(docs) if i in held
+    ]
 
 # %% ../nbs/06_data.ipynb #94301eb6
-def featurize_doc(doc:dict, # one validated DocRED document
-                  tokenizer, # any Hugging Face tokenizer (BERT, RoBERTa, ...)
-                  rel2id:dict[str,int], # relation -> column, 'Na' -> 0
-                  max_len:int=1024, # longest input_ids, special tokens included
-                  neg_sample_rate:float=1.0, # share of NA pairs kept (1.0: all)
-                  seed:int=0, doc_index:int=0, # negative sampling uses the generator seeded with (seed, doc_index)
-                 ) -> dict: # a feature: title, input_ids, entity_pos, hts, labels (n_pairs, n_classes), doc_index
+def featurize_doc(
+    doc: dict,  # one validated DocRED document
+    tokenizer,  # any Hugging Face tokenizer (BERT, RoBERTa, ...)
+    rel2id: dict[str, int],  # relation -> column, 'Na' -> 0
+    max_len: int = 1024,  # longest input_ids, special tokens included
+    neg_sample_rate: float = 1.0,  # share of NA pairs kept (1.0: all)
+    seed: int = 0,
+    doc_index: int = 0,  # negative sampling uses the generator seeded with (seed, doc_index)
+) -> dict:  # a feature: title, input_ids, entity_pos, hts, labels (n_pairs, n_classes), doc_index
     "ATLOP features of one document: `*`-marked sub-word ids, marker positions (CLS offset applied), pairs and labels."
-    pre, post = special_frame(tokenizer); keep = max_len - len(pre) - len(post)
-    if keep < 1: raise ValueError(f"max_len = {max_len} leaves no room beside {len(pre) + len(post)} special tokens")
-    if tokenizer.convert_tokens_to_ids('*') == tokenizer.unk_token_id: raise ValueError(f"{type(tokenizer).__name__} has no '*' token for the mention markers")
+    pre, post = special_frame(tokenizer)
+    keep = max_len - len(pre) - len(post)
+    if keep < 1:
+        raise ValueError(
+            f"max_len = {max_len} leaves no room beside {len(pre) + len(post)} special tokens"
+        )
+    if tokenizer.convert_tokens_to_ids("*") == tokenizer.unk_token_id:
+        raise ValueError(
+            f"{type(tokenizer).__name__} has no '*' token for the mention markers"
+        )
     pieces, sent_map = _word_pieces(doc, tokenizer)
     input_ids = pre + tokenizer.convert_tokens_to_ids(pieces[:keep]) + post
-    at = lambda i: i + len(pre) if i < keep else i + len(pre) + len(post)  # cut-off markers land >= len(input_ids)
-    entity_pos = [[(at(sent_map[m['sent_id']][m['pos'][0]]), at(sent_map[m['sent_id']][m['pos'][1]] - 1)) for m in e]
-                  for e in doc['vertexSet']]
+    at = lambda i: (
+        i + len(pre) if i < keep else i + len(pre) + len(post)
+    )  # cut-off markers land >= len(input_ids)
+    entity_pos = [
+        [
+            (
+                at(sent_map[m["sent_id"]][m["pos"][0]]),
+                at(sent_map[m["sent_id"]][m["pos"][1]] - 1),
+            )
+            for m in e
+        ]
+        for e in doc["vertexSet"]
+    ]
     hts, labels = _pair_labels(doc, rel2id)
     if neg_sample_rate < 1.0:
         rng = np.random.default_rng([seed, doc_index])
-        keep_pair = (labels[:, 0] == 0) | torch.from_numpy(rng.random(len(hts)) < neg_sample_rate)
-        hts, labels = [ht for ht, k in zip(hts, keep_pair.tolist()) if k], labels[keep_pair]
-    return dict(title=doc['title'], input_ids=input_ids, entity_pos=entity_pos, hts=hts, labels=labels, doc_index=doc_index)
+        keep_pair = (labels[:, 0] == 0) | torch.from_numpy(
+            rng.random(len(hts)) < neg_sample_rate
+        )
+        hts, labels = (
+            [ht for ht, k in zip(hts, keep_pair.tolist()) if k],
+            labels[keep_pair],
+        )
+    return dict(
+        title=doc["title"],
+        input_ids=input_ids,
+        entity_pos=entity_pos,
+        hts=hts,
+        labels=labels,
+        doc_index=doc_index,
+    )
 
-def featurize(docs:list, # validated DocRED documents
-              tokenizer, # any Hugging Face tokenizer
-              rel2id:dict[str,int], # relation -> column, 'Na' -> 0
-              max_len:int=1024, # longest input_ids, special tokens included
-              neg_sample_rate:float=1.0, # share of NA pairs kept in each document
-              seed:int=0, # seed of the negative sampling
-              progress:bool=True, # show a tqdm bar
-             ) -> list[dict]: # one feature per document; doc_index = position in `docs`
+
+def featurize(
+    docs: list,  # validated DocRED documents
+    tokenizer,  # any Hugging Face tokenizer
+    rel2id: dict[str, int],  # relation -> column, 'Na' -> 0
+    max_len: int = 1024,  # longest input_ids, special tokens included
+    neg_sample_rate: float = 1.0,  # share of NA pairs kept in each document
+    seed: int = 0,  # seed of the negative sampling
+    progress: bool = True,  # show a tqdm bar
+) -> list[dict]:  # one feature per document; doc_index = position in `docs`
     "ATLOP features of every document (validated first; errors name the document and field)."
-    if not 0.0 <= neg_sample_rate <= 1.0: raise ValueError(f"neg_sample_rate = {neg_sample_rate} must be in [0, 1]")
+    if not 0.0 <= neg_sample_rate <= 1.0:
+        raise ValueError(f"neg_sample_rate = {neg_sample_rate} must be in [0, 1]")
     feats = []
-    for i, doc in enumerate(tqdm(docs, desc='featurize', disable=not progress, leave=False)):
-        if (p := doc_problems(doc, rel2id)): raise DocREDFormatError(f"document {i} ({doc.get('title', '<no title>') if isinstance(doc, dict) else '<no title>'!r}): {p[0]}")
-        feats.append(featurize_doc(doc, tokenizer, rel2id, max_len, neg_sample_rate, seed, i))
+    for i, doc in enumerate(
+        tqdm(docs, desc="featurize", disable=not progress, leave=False)
+    ):
+        if p := doc_problems(doc, rel2id):
+            raise DocREDFormatError(
+                f"document {i} ({doc.get('title', '<no title>') if isinstance(doc, dict) else '<no title>'!r}): {p[0]}"
+            )
+        feats.append(
+            featurize_doc(doc, tokenizer, rel2id, max_len, neg_sample_rate, seed, i)
+        )
     return feats
 
 # %% ../nbs/06_data.ipynb #4523833f
-def load_features(path:str|Path, # a DocRED JSON file
-                  tokenizer, # any Hugging Face tokenizer
-                  rel2id:dict[str,int], # relation -> column
-                  cache_dir:str|Path|None=None, # None: default_cache_dir(); False: no cache
-                  **kw, # max_len, neg_sample_rate, seed, progress: passed to `featurize`
-                 ) -> list[dict]: # features, as `featurize` returns them
+def load_features(
+    path: str | Path,  # a DocRED JSON file
+    tokenizer,  # any Hugging Face tokenizer
+    rel2id: dict[str, int],  # relation -> column
+    cache_dir: str | Path | None = None,  # None: default_cache_dir(); False: no cache
+    **kw,  # max_len, neg_sample_rate, seed, progress: passed to `featurize`
+) -> list[dict]:  # features, as `featurize` returns them
     "Featurise a DocRED file, cached on disk under a key of the file's SHA-256, the tokenizer and the arguments."
-    progress = kw.pop('progress', True)
-    if cache_dir is False: return featurize(load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw)
+    progress = kw.pop("progress", True)
+    if cache_dir is False:
+        return featurize(
+            load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
+        )
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir())
-    file = cache/f"{Path(path).stem}-{features_cache_key(path, tokenizer, rel2id, **kw)[:20]}.pt"
+    file = (
+        cache
+        / f"{Path(path).stem}-{features_cache_key(path, tokenizer, rel2id, **kw)[:20]}.pt"
+    )
     if file.exists():
-        try: return torch.load(file, weights_only=True)
-        except Exception as e: warnings.warn(f"{file}: unreadable cache ({e}); rebuilding it")
-    feats = featurize(load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw)
-    cache.mkdir(parents=True, exist_ok=True); tmp = file.with_suffix('.part')
-    torch.save(feats, tmp); os.replace(tmp, file)
+        try:
+            return torch.load(file, weights_only=True)
+        except Exception as e:
+            warnings.warn(f"{file}: unreadable cache ({e}); rebuilding it")
+    feats = featurize(
+        load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
+    )
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".part")
+    torch.save(feats, tmp)
+    os.replace(tmp, file)
     return feats
 
 # %% ../nbs/06_data.ipynb #134fbacf
-def doc_stats(docs:list, # DocRED documents
-             ) -> dict: # documents, entities, triples, sentences, words, entity_pairs (averages per document), na_share, relations
+def doc_stats(
+    docs: list,  # DocRED documents
+) -> dict:  # documents, entities, triples, sentences, words, entity_pairs (averages per document), na_share, relations
     "Tables 5-6 statistics of a set of documents: per-document averages and the share of NA entity pairs."
-    n = len(docs); ents = [len(d['vertexSet']) for d in docs]
+    n = len(docs)
+    ents = [len(d["vertexSet"]) for d in docs]
     pairs = sum(e * (e - 1) for e in ents)
-    pos = sum(len({(l['h'], l['t']) for l in d.get('labels', [])}) for d in docs)
-    triples = [len({(l['h'], l['t'], l['r']) for l in d.get('labels', [])}) for d in docs]
-    return dict(documents=n, entities=sum(ents) / n, triples=sum(triples) / n,
-                sentences=sum(len(d['sents']) for d in docs) / n, words=sum(len(s) for d in docs for s in d['sents']) / n,
-                entity_pairs=pairs / n, na_share=1 - pos / pairs,
-                relations=len({l['r'] for d in docs for l in d.get('labels', [])}))
+    pos = sum(len({(l["h"], l["t"]) for l in d.get("labels", [])}) for d in docs)
+    triples = [
+        len({(l["h"], l["t"], l["r"]) for l in d.get("labels", [])}) for d in docs
+    ]
+    return dict(
+        documents=n,
+        entities=sum(ents) / n,
+        triples=sum(triples) / n,
+        sentences=sum(len(d["sents"]) for d in docs) / n,
+        words=sum(len(s) for d in docs for s in d["sents"]) / n,
+        entity_pairs=pairs / n,
+        na_share=1 - pos / pairs,
+        relations=len({l["r"] for d in docs for l in d.get("labels", [])}),
+    )

@@ -4,9 +4,17 @@
 
 # %% ../nbs/06a_data_internals.ipynb #d942ec6d
 from __future__ import annotations
-import hashlib, json, os, random, urllib.error, urllib.request, warnings
+
+import hashlib
+import json
+import os
+import random
+import urllib.error
+import urllib.request
+import warnings
 from functools import lru_cache
 from pathlib import Path
+
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -20,265 +28,485 @@ __all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'DocREDFormat
 def _assets() -> Path:
     "Folder of the files shipped with the package."
     import hingeabl_nb
-    return Path(hingeabl_nb.__file__).parent/'assets'
+
+    return Path(hingeabl_nb.__file__).parent / "assets"
 
 # %% ../nbs/06a_data_internals.ipynb #0ab36848
 class DocREDFormatError(ValueError):
     "A DocRED file or document that breaks the format; the message names the file, document index, title and field."
 
-def _is_int(x) -> bool: return isinstance(x, int) and not isinstance(x, bool)
 
-def _mention_problems(m, where:str, sents:list) -> list[str]:
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _mention_problems(m, where: str, sents: list) -> list[str]:
     "Problems of one mention `m` found at `where` (e.g. 'vertexSet[2][0]')."
-    if not isinstance(m, dict): return [f"{where} is a {type(m).__name__}, expected an object with pos, sent_id, type, name"]
-    out = [f"{where} has no {k!r}" for k in ('pos', 'sent_id', 'type', 'name') if k not in m]
-    if out: return out
-    sid, pos = m['sent_id'], m['pos']
+    if not isinstance(m, dict):
+        return [
+            f"{where} is a {type(m).__name__}, expected an object with pos, sent_id, type, name"
+        ]
+    out = [
+        f"{where} has no {k!r}"
+        for k in ("pos", "sent_id", "type", "name")
+        if k not in m
+    ]
+    if out:
+        return out
+    sid, pos = m["sent_id"], m["pos"]
     if not _is_int(sid) or not 0 <= sid < len(sents):
-        return [f"{where}.sent_id = {sid!r} is out of range (the document has {len(sents)} sentences)"]
+        return [
+            f"{where}.sent_id = {sid!r} is out of range (the document has {len(sents)} sentences)"
+        ]
     if not (isinstance(pos, list) and len(pos) == 2 and all(map(_is_int, pos))):
         return [f"{where}.pos = {pos!r} is not a [start, end) pair of integers"]
     if not 0 <= pos[0] < pos[1] <= len(sents[sid]):
-        return [f"{where}.pos = {pos!r} is not a non-empty span inside sentence {sid} ({len(sents[sid])} words)"]
-    return [f"{where}.{k} = {m[k]!r} is not a string" for k in ('type', 'name') if not isinstance(m[k], str)]
+        return [
+            f"{where}.pos = {pos!r} is not a non-empty span inside sentence {sid} ({len(sents[sid])} words)"
+        ]
+    return [
+        f"{where}.{k} = {m[k]!r} is not a string"
+        for k in ("type", "name")
+        if not isinstance(m[k], str)
+    ]
 
-def _allowed(rel2id:dict) -> str:
+
+def _allowed(rel2id: dict) -> str:
     "The allowed relation ids of `rel2id`, abbreviated for an error message."
-    ids = sorted((r for r in rel2id if r != 'Na'), key=lambda r: (len(r), r))
-    return f"allowed: the {len(ids)} ids of rel2id, " + ', '.join(ids[:6]) + (f", ..., {ids[-1]}" if len(ids) > 6 else '')
+    ids = sorted((r for r in rel2id if r != "Na"), key=lambda r: (len(r), r))
+    return (
+        f"allowed: the {len(ids)} ids of rel2id, "
+        + ", ".join(ids[:6])
+        + (f", ..., {ids[-1]}" if len(ids) > 6 else "")
+    )
 
-def _label_problems(l, where:str, n_ent:int, n_sent:int, rel2id:dict|None) -> list[str]:
+
+def _label_problems(
+    l, where: str, n_ent: int, n_sent: int, rel2id: dict | None
+) -> list[str]:
     "Problems of one relation triple `l` found at `where` (e.g. 'labels[3]')."
-    if not isinstance(l, dict): return [f"{where} is a {type(l).__name__}, expected an object with h, t, r"]
-    out = [f"{where} has no {k!r}" for k in ('h', 't', 'r') if k not in l]
-    if out: return out
-    for k in ('h', 't'):
+    if not isinstance(l, dict):
+        return [f"{where} is a {type(l).__name__}, expected an object with h, t, r"]
+    out = [f"{where} has no {k!r}" for k in ("h", "t", "r") if k not in l]
+    if out:
+        return out
+    for k in ("h", "t"):
         if not _is_int(l[k]) or not 0 <= l[k] < n_ent:
-            out.append(f"{where}.{k} = {l[k]!r} is out of range (the document has {n_ent} entities)")
-    if not out and l['h'] == l['t']: out.append(f"{where}: h = t = {l['h']} (a relation needs two different entities)")
-    r = l['r']
-    if not isinstance(r, str): out.append(f"{where}.r = {r!r} is not a string")
-    elif r == 'Na': out.append(f"{where}.r = 'Na' is the no-relation class; NA pairs are simply not listed")
-    elif rel2id is not None and r not in rel2id: out.append(f"{where}.r = {r!r} is not a known relation ({_allowed(rel2id)})")
-    ev = l.get('evidence', [])
+            out.append(
+                f"{where}.{k} = {l[k]!r} is out of range (the document has {n_ent} entities)"
+            )
+    if not out and l["h"] == l["t"]:
+        out.append(
+            f"{where}: h = t = {l['h']} (a relation needs two different entities)"
+        )
+    r = l["r"]
+    if not isinstance(r, str):
+        out.append(f"{where}.r = {r!r} is not a string")
+    elif r == "Na":
+        out.append(
+            f"{where}.r = 'Na' is the no-relation class; NA pairs are simply not listed"
+        )
+    elif rel2id is not None and r not in rel2id:
+        out.append(f"{where}.r = {r!r} is not a known relation ({_allowed(rel2id)})")
+    ev = l.get("evidence", [])
     if not (isinstance(ev, list) and all(_is_int(e) and 0 <= e < n_sent for e in ev)):
-        out.append(f"{where}.evidence = {ev!r} must list sentence ids in 0..{n_sent-1}")
+        out.append(
+            f"{where}.evidence = {ev!r} must list sentence ids in 0..{n_sent - 1}"
+        )
     return out
 
 # %% ../nbs/06a_data_internals.ipynb #14be6c63
 class Docs(list):
     "A list of DocRED documents that remembers its source file and the documents dropped from it (`strict=False`)."
-    def __init__(self, docs=(), source:str='', dropped:list|None=None):
-        super().__init__(docs); self.source, self.dropped = source, list(dropped or [])
 
-def _read_json_list(path:Path) -> list:
+    def __init__(self, docs=(), source: str = "", dropped: list | None = None):
+        super().__init__(docs)
+        self.source, self.dropped = source, list(dropped or [])
+
+
+def _read_json_list(path: Path) -> list:
     "Parse a JSON file that must hold a non-empty list, with errors naming the file."
-    text = path.read_text(encoding='utf-8')
-    if not text.strip(): raise DocREDFormatError(f"{path.name}: the file is empty (expected a JSON list of documents)")
-    try: data = json.loads(text)
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise DocREDFormatError(
+            f"{path.name}: the file is empty (expected a JSON list of documents)"
+        )
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DocREDFormatError(f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-                                f"the file may be truncated: download it again") from None
-    if not isinstance(data, list): raise DocREDFormatError(f"{path.name}: the top level is a {type(data).__name__}, expected a list of documents")
-    if not data: raise DocREDFormatError(f"{path.name}: the list of documents is empty")
+        raise DocREDFormatError(
+            f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+            f"the file may be truncated: download it again"
+        ) from None
+    if not isinstance(data, list):
+        raise DocREDFormatError(
+            f"{path.name}: the top level is a {type(data).__name__}, expected a list of documents"
+        )
+    if not data:
+        raise DocREDFormatError(f"{path.name}: the list of documents is empty")
     return data
 
 # %% ../nbs/06a_data_internals.ipynb #f8b3cb30
-REDOCRED_URL = 'https://raw.githubusercontent.com/tonytan48/Re-DocRED/main/data/'
+REDOCRED_URL = "https://raw.githubusercontent.com/tonytan48/Re-DocRED/main/data/"
 # split -> (file name, SHA-256, size in bytes); None where it could not be measured offline
 REDOCRED_FILES = {
-    'train': ('train_revised.json', None, None),  # not available offline: verify with sha256={'train': ...}
-    'dev': ('dev_revised.json', '051ee1d057204a5d08ef5502beacdadf191245b5eaf0e29ec2c607cf002c016f', 3245588),
-    'test': ('test_revised.json', 'ea673b7ef91e16510d7eb88863d3903e47318dc5653ef361266f27ae3b84723c', 3207228),
+    "train": (
+        "train_revised.json",
+        None,
+        None,
+    ),  # not available offline: verify with sha256={'train': ...}
+    "dev": (
+        "dev_revised.json",
+        "051ee1d057204a5d08ef5502beacdadf191245b5eaf0e29ec2c607cf002c016f",
+        3245588,
+    ),
+    "test": (
+        "test_revised.json",
+        "ea673b7ef91e16510d7eb88863d3903e47318dc5653ef361266f27ae3b84723c",
+        3207228,
+    ),
 }
 # split -> git blob id (SHA-1 of b"blob <size>\0" + content), from `git ls-tree -r HEAD` of tonytan48/Re-DocRED at ccfb54f
 REDOCRED_GIT_BLOBS = {
-    'train': '1ba485adf8e4cb789c441de2f6fe41de95690caa',
-    'dev': '56c7700aaa9a6f9b1c99f0cdf0b576890fddcadc',
-    'test': 'f59191a3f954ee623ed67cb5740a6e1aedd13a0b',
+    "train": "1ba485adf8e4cb789c441de2f6fe41de95690caa",
+    "dev": "56c7700aaa9a6f9b1c99f0cdf0b576890fddcadc",
+    "test": "f59191a3f954ee623ed67cb5740a6e1aedd13a0b",
 }
 
-def _digest(h, path:str|Path, chunk:int=1<<20) -> str:
+
+def _digest(h, path: str | Path, chunk: int = 1 << 20) -> str:
     "Feed a file to the hashlib object `h` in chunks and return its hex digest."
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(chunk), b''): h.update(b)
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(chunk), b""):
+            h.update(b)
     return h.hexdigest()
 
-def sha256_file(path:str|Path, chunk:int=1<<20) -> str:
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     "Hex SHA-256 of a file, read in chunks."
     return _digest(hashlib.sha256(), path, chunk)
 
-def git_blob_sha1(path:str|Path, chunk:int=1<<20) -> str:
+
+def git_blob_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
     "Git's blob id of a file: hex SHA-1 of `b'blob <size>\\0'` followed by the content."
-    return _digest(hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode()), path, chunk)
+    return _digest(
+        hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode()), path, chunk
+    )
 
-def urllib_opener(url:str, headers:dict, timeout:float=60):
+
+def urllib_opener(url: str, headers: dict, timeout: float = 60):
     "Default transport: `urllib.request.urlopen`; an HTTP error status is returned as the response, not raised."
-    try: return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as e: return e
+    try:
+        return urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        )
+    except urllib.error.HTTPError as e:
+        return e
 
-def _fetch_part(url:str, part:Path, opener, chunk_size:int, progress:bool) -> None:
+
+def _fetch_part(url: str, part: Path, opener, chunk_size: int, progress: bool) -> None:
     "One attempt: append to `part` from where it stops (HTTP Range), or restart it if the server ignores the range."
     have = part.stat().st_size if part.exists() else 0
-    resp = opener(url, {'Range': f'bytes={have}-'} if have else {})
-    status = getattr(resp, 'status', None) or resp.getcode() or 200  # file:// URLs (a local mirror) carry no status
-    if status == 416: part.unlink(); raise ConnectionError(f"{url}: range {have}- not satisfiable; restarting from scratch")
-    if status not in (200, 206): raise ConnectionError(f"{url}: HTTP status {status}")
-    if status == 200: have = 0  # the server sent the whole file: start the .part again
-    length = resp.headers.get('Content-Length')
+    resp = opener(url, {"Range": f"bytes={have}-"} if have else {})
+    status = (
+        getattr(resp, "status", None) or resp.getcode() or 200
+    )  # file:// URLs (a local mirror) carry no status
+    if status == 416:
+        part.unlink()
+        raise ConnectionError(
+            f"{url}: range {have}- not satisfiable; restarting from scratch"
+        )
+    if status not in (200, 206):
+        raise ConnectionError(f"{url}: HTTP status {status}")
+    if status == 200:
+        have = 0  # the server sent the whole file: start the .part again
+    length = resp.headers.get("Content-Length")
     total = have + int(length) if length is not None else None
     try:
-        with open(part, 'ab' if have else 'wb') as f, tqdm(total=total, initial=have, unit='B', unit_scale=True,
-                                                          desc=part.name[:-5], disable=not progress, leave=False) as bar:
-            for b in iter(lambda: resp.read(chunk_size), b''): f.write(b); bar.update(len(b))
+        with (
+            open(part, "ab" if have else "wb") as f,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                desc=part.name[:-5],
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
+            for b in iter(lambda: resp.read(chunk_size), b""):
+                f.write(b)
+                bar.update(len(b))
     finally:
-        if hasattr(resp, 'close'): resp.close()
+        if hasattr(resp, "close"):
+            resp.close()
     if total is not None and part.stat().st_size < total:
-        raise ConnectionError(f"{url}: connection closed after {part.stat().st_size} of {total} bytes")
+        raise ConnectionError(
+            f"{url}: connection closed after {part.stat().st_size} of {total} bytes"
+        )
 
 # %% ../nbs/06a_data_internals.ipynb #5383dc7b
-def download_redocred(dest:str|Path, # folder to write train_revised.json etc. into
-                      splits=('train', 'dev', 'test'), # which of REDOCRED_FILES to fetch
-                      base_url:str=REDOCRED_URL, # where the files live (ends with '/')
-                      sha256:dict[str,str]|None=None, # split -> expected SHA-256, overrides REDOCRED_FILES
-                      opener=None, # transport `opener(url, headers) -> response`; None: urllib
-                      retries:int=3, # attempts per file; each resumes where the last stopped
-                      chunk_size:int=1<<16, progress:bool=True,
-                     ) -> dict[str,Path]: # split -> path of the verified file
+def download_redocred(
+    dest: str | Path,  # folder to write train_revised.json etc. into
+    splits=("train", "dev", "test"),  # which of REDOCRED_FILES to fetch
+    base_url: str = REDOCRED_URL,  # where the files live (ends with '/')
+    sha256: dict[str, str]
+    | None = None,  # split -> expected SHA-256, overrides REDOCRED_FILES
+    opener=None,  # transport `opener(url, headers) -> response`; None: urllib
+    retries: int = 3,  # attempts per file; each resumes where the last stopped
+    chunk_size: int = 1 << 16,
+    progress: bool = True,
+) -> dict[str, Path]:  # split -> path of the verified file
     "Download Re-DocRED splits with resume (HTTP Range), atomic rename and SHA-256 verification."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True); opener = opener or urllib_opener; out = {}
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    opener = opener or urllib_opener
+    out = {}
     for split in splits:
-        if split not in REDOCRED_FILES: raise ValueError(f"unknown split {split!r}; known: {sorted(REDOCRED_FILES)}")
-        name, want, _ = REDOCRED_FILES[split]; want = (sha256 or {}).get(split, want)
-        blob = REDOCRED_GIT_BLOBS.get(split) if want is None else None  # fall back on the git blob id
-        target, part = dest/name, dest/(name + '.part')
-        if target.exists() and want is None and blob is None:  # cannot verify: keep it, say so
-            warnings.warn(f"{target}: kept without verification (no hash recorded); pass sha256={{{split!r}: ...}} to check it, "
-                          f"or delete it to download again"); out[split] = target; continue
-        if target.exists() and (sha256_file(target) == want if want else git_blob_sha1(target) == blob):
-            out[split] = target; continue
+        if split not in REDOCRED_FILES:
+            raise ValueError(
+                f"unknown split {split!r}; known: {sorted(REDOCRED_FILES)}"
+            )
+        name, want, _ = REDOCRED_FILES[split]
+        want = (sha256 or {}).get(split, want)
+        blob = (
+            REDOCRED_GIT_BLOBS.get(split) if want is None else None
+        )  # fall back on the git blob id
+        target, part = dest / name, dest / (name + ".part")
+        if (
+            target.exists() and want is None and blob is None
+        ):  # cannot verify: keep it, say so
+            warnings.warn(
+                f"{target}: kept without verification (no hash recorded); pass sha256={{{split!r}: ...}} to check it, "
+                f"or delete it to download again"
+            )
+            out[split] = target
+            continue
+        if target.exists() and (
+            sha256_file(target) == want if want else git_blob_sha1(target) == blob
+        ):
+            out[split] = target
+            continue
         for attempt in range(1, retries + 1):
-            try: _fetch_part(base_url + name, part, opener, chunk_size, progress); break
+            try:
+                _fetch_part(base_url + name, part, opener, chunk_size, progress)
+                break
             except (OSError, ConnectionError) as e:
-                if attempt == retries: raise ConnectionError(f"{name}: download failed after {retries} attempts ({e}); "
-                                                             f"{part.name} is kept, call again to resume") from e
+                if attempt == retries:
+                    raise ConnectionError(
+                        f"{name}: download failed after {retries} attempts ({e}); "
+                        f"{part.name} is kept, call again to resume"
+                    ) from e
         got = sha256_file(part)
         if want is not None and got != want:
             part.unlink()
-            raise ValueError(f"{name}: SHA-256 {got} does not match the expected {want}; the partial file was removed "
-                             f"(if the upstream file was revised on purpose, pass sha256={{{split!r}: {got!r}}})")
-        if want is None and blob is not None and (got_blob := git_blob_sha1(part)) != blob:
+            raise ValueError(
+                f"{name}: SHA-256 {got} does not match the expected {want}; the partial file was removed "
+                f"(if the upstream file was revised on purpose, pass sha256={{{split!r}: {got!r}}})"
+            )
+        if (
+            want is None
+            and blob is not None
+            and (got_blob := git_blob_sha1(part)) != blob
+        ):
             part.unlink()
-            raise ValueError(f"{name}: git blob id {got_blob} does not match the expected {blob} "
-                             f"(tonytan48/Re-DocRED at ccfb54f); the partial file was removed")
+            raise ValueError(
+                f"{name}: git blob id {got_blob} does not match the expected {blob} "
+                f"(tonytan48/Re-DocRED at ccfb54f); the partial file was removed"
+            )
         if want is None and blob is None:
             from hingeabl_nb.data import load_docs  # here: `data` imports this module
+
             load_docs(part, strict=True)  # at least a complete, valid DocRED file
-            warnings.warn(f"{name}: no SHA-256 is recorded for this file; downloaded sha256={got}. "
-                          f"It parses as valid DocRED; pin it with sha256={{{split!r}: {got!r}}}")
-        os.replace(part, target); out[split] = target
+            warnings.warn(
+                f"{name}: no SHA-256 is recorded for this file; downloaded sha256={got}. "
+                f"It parses as valid DocRED; pin it with sha256={{{split!r}: {got!r}}}"
+            )
+        os.replace(part, target)
+        out[split] = target
     return out
 
-def download_cli(argv:list[str]|None=None, opener=None) -> dict[str,Path]:
+
+def download_cli(argv: list[str] | None = None, opener=None) -> dict[str, Path]:
     "Command line: `download_redocred DEST [--splits train dev test] [--sha256 train=HEX ...]`."
     import argparse
-    ap = argparse.ArgumentParser(description='Download the Re-DocRED splits (resumable, SHA-256 verified).')
-    ap.add_argument('dest'); ap.add_argument('--splits', nargs='+', default=['train', 'dev', 'test'], choices=sorted(REDOCRED_FILES))
-    ap.add_argument('--sha256', nargs='*', default=[], metavar='SPLIT=HEX', help='expected SHA-256, e.g. train=<hex>')
+
+    ap = argparse.ArgumentParser(
+        description="Download the Re-DocRED splits (resumable, SHA-256 verified)."
+    )
+    ap.add_argument("dest")
+    ap.add_argument(
+        "--splits",
+        nargs="+",
+        default=["train", "dev", "test"],
+        choices=sorted(REDOCRED_FILES),
+    )
+    ap.add_argument(
+        "--sha256",
+        nargs="*",
+        default=[],
+        metavar="SPLIT=HEX",
+        help="expected SHA-256, e.g. train=<hex>",
+    )
     a = ap.parse_args(argv)
-    bad = [x for x in a.sha256 if '=' not in x]
-    if bad: ap.error(f"--sha256 takes SPLIT=HEX, got {bad}")
-    out = download_redocred(a.dest, a.splits, sha256=dict(x.split('=', 1) for x in a.sha256), opener=opener)
-    for k, v in out.items(): print(f'{k}: {v} sha256={sha256_file(v)}')
+    bad = [x for x in a.sha256 if "=" not in x]
+    if bad:
+        ap.error(f"--sha256 takes SPLIT=HEX, got {bad}")
+    out = download_redocred(
+        a.dest, a.splits, sha256=dict(x.split("=", 1) for x in a.sha256), opener=opener
+    )
+    for k, v in out.items():
+        print(f"{k}: {v} sha256={sha256_file(v)}")
     return out
+
 
 def download_main() -> None:
     "Console script `hingeabl-download`: run `download_cli` on the command line, exit status 0 on success."
     download_cli()
 
 # %% ../nbs/06a_data_internals.ipynb #9f27ebd5
-def special_frame(tokenizer) -> tuple[list[int], list[int]]: # (ids before the text, ids after it)
+def special_frame(
+    tokenizer,
+) -> tuple[list[int], list[int]]:  # (ids before the text, ids after it)
     "Special-token ids a tokenizer puts around a single sequence, e.g. ([CLS], [SEP]) for BERT."
-    if hasattr(tokenizer, 'build_inputs_with_special_tokens'):  # transformers 4.x
-        ids = tokenizer.build_inputs_with_special_tokens([-1]); k = ids.index(-1)
-        return list(ids[:k]), list(ids[k+1:])
-    plain = tokenizer.encode('a', add_special_tokens=False); full = tokenizer.encode('a', add_special_tokens=True)
-    k = next(k for k in range(len(full)) if full[k:k+len(plain)] == plain)
-    return full[:k], full[k+len(plain):]
+    if hasattr(tokenizer, "build_inputs_with_special_tokens"):  # transformers 4.x
+        ids = tokenizer.build_inputs_with_special_tokens([-1])
+        k = ids.index(-1)
+        return list(ids[:k]), list(ids[k + 1 :])
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    full = tokenizer.encode("a", add_special_tokens=True)
+    k = next(k for k in range(len(full)) if full[k : k + len(plain)] == plain)
+    return full[:k], full[k + len(plain) :]
+
 
 @lru_cache(maxsize=None)
 def tiny_tokenizer():
     "A BertTokenizerFast (uncased) over the ~5k-line vocabulary in `assets/tiny-vocab` (no download)."
     from transformers import BertTokenizerFast
-    return BertTokenizerFast.from_pretrained(str(_assets()/'tiny-vocab'), do_lower_case=True)
+
+    return BertTokenizerFast.from_pretrained(
+        str(_assets() / "tiny-vocab"), do_lower_case=True
+    )
 
 # %% ../nbs/06a_data_internals.ipynb #18ac618f
-def _word_pieces(doc:dict, tokenizer) -> tuple[list[str], list[list[int]]]:
+def _word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
     "Pieces of the whole document with `*` around mentions, and per sentence the token position of each word (one extra at the end)."
-    starts = {(m['sent_id'], m['pos'][0]) for e in doc['vertexSet'] for m in e}
-    ends = {(m['sent_id'], m['pos'][1] - 1) for e in doc['vertexSet'] for m in e}
+    starts = {(m["sent_id"], m["pos"][0]) for e in doc["vertexSet"] for m in e}
+    ends = {(m["sent_id"], m["pos"][1] - 1) for e in doc["vertexSet"] for m in e}
     pieces, sent_map = [], []
-    for s, sent in enumerate(doc['sents']):
+    for s, sent in enumerate(doc["sents"]):
         where = []
         for i, w in enumerate(sent):
             where.append(len(pieces))
-            pieces += ['*'] * ((s, i) in starts) + tokenizer.tokenize(w) + ['*'] * ((s, i) in ends)
+            pieces += (
+                ["*"] * ((s, i) in starts)
+                + tokenizer.tokenize(w)
+                + ["*"] * ((s, i) in ends)
+            )
         sent_map.append(where + [len(pieces)])
     return pieces, sent_map
 
-def _pair_labels(doc:dict, rel2id:dict[str,int]) -> tuple[list[tuple[int,int]], Tensor]:
+
+def _pair_labels(
+    doc: dict, rel2id: dict[str, int]
+) -> tuple[list[tuple[int, int]], Tensor]:
     "All ordered pairs (h, t), h != t, row-major, and their multi-hot labels (n_pairs, n_classes); NA = column 0."
-    n = len(doc['vertexSet']); hts = [(h, t) for h in range(n) for t in range(n) if h != t]
-    row = {ht: k for k, ht in enumerate(hts)}; labels = torch.zeros(len(hts), len(rel2id))
-    for l in doc.get('labels', []): labels[row[l['h'], l['t']], rel2id[l['r']]] = 1.0
+    n = len(doc["vertexSet"])
+    hts = [(h, t) for h in range(n) for t in range(n) if h != t]
+    row = {ht: k for k, ht in enumerate(hts)}
+    labels = torch.zeros(len(hts), len(rel2id))
+    for l in doc.get("labels", []):
+        labels[row[l["h"], l["t"]], rel2id[l["r"]]] = 1.0
     labels[:, 0] = (labels[:, 1:].sum(1) == 0).float()
     return hts, labels
 
 # %% ../nbs/06a_data_internals.ipynb #1c9057e2
-def tokenizer_fingerprint(tokenizer) -> str: # hex SHA-256
+def tokenizer_fingerprint(tokenizer) -> str:  # hex SHA-256
     "Hash of a tokenizer's class and full content (vocabulary, normaliser, special tokens), not its path."
     h = hashlib.sha256(type(tokenizer).__name__.encode())
-    backend = getattr(tokenizer, 'backend_tokenizer', None)
-    h.update(backend.to_str().encode() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items())).encode())
-    h.update(json.dumps([tokenizer.all_special_tokens, special_frame(tokenizer)]).encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    h.update(
+        backend.to_str().encode()
+        if backend is not None
+        else json.dumps(sorted(tokenizer.get_vocab().items())).encode()
+    )
+    h.update(
+        json.dumps([tokenizer.all_special_tokens, special_frame(tokenizer)]).encode()
+    )
     return h.hexdigest()
 
-def features_cache_key(path:str|Path, tokenizer, rel2id:dict[str,int], **kw) -> str: # hex SHA-256
+
+def features_cache_key(
+    path: str | Path, tokenizer, rel2id: dict[str, int], **kw
+) -> str:  # hex SHA-256
     "Cache key of `load_features`: data file SHA-256, tokenizer fingerprint, rel2id and featurisation arguments."
     args = dict(max_len=1024, neg_sample_rate=1.0, seed=0) | kw
-    blob = json.dumps(dict(v=1, file=sha256_file(path), tok=tokenizer_fingerprint(tokenizer), rel2id=rel2id, args=args), sort_keys=True)
+    blob = json.dumps(
+        dict(
+            v=1,
+            file=sha256_file(path),
+            tok=tokenizer_fingerprint(tokenizer),
+            rel2id=rel2id,
+            args=args,
+        ),
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
+
 
 def default_cache_dir() -> Path:
     "`$HINGEABL_CACHE`, else `~/.cache/hingeabl-nb/features`."
-    return Path(os.environ.get('HINGEABL_CACHE') or Path.home()/'.cache'/'hingeabl-nb'/'features')
+    return Path(
+        os.environ.get("HINGEABL_CACHE")
+        or Path.home() / ".cache" / "hingeabl-nb" / "features"
+    )
 
 # %% ../nbs/06a_data_internals.ipynb #3d1c1a2f
-def collate(features:list[dict], # features from `featurize`
-            pad_id:int=0, # id used for padding (tokenizer.pad_token_id)
-           ) -> dict: # input_ids (B, L), attention_mask (B, L), entity_pos, hts, labels (sum n_pairs, C), titles
+def collate(
+    features: list[dict],  # features from `featurize`
+    pad_id: int = 0,  # id used for padding (tokenizer.pad_token_id)
+) -> dict:  # input_ids (B, L), attention_mask (B, L), entity_pos, hts, labels (sum n_pairs, C), titles
     "Pad a batch of features to its longest sequence and stack the pair labels."
-    if not features: raise ValueError("collate needs at least one feature")
-    L = max(len(f['input_ids']) for f in features)
+    if not features:
+        raise ValueError("collate needs at least one feature")
+    L = max(len(f["input_ids"]) for f in features)
     input_ids = torch.full((len(features), L), pad_id, dtype=torch.long)
     attention_mask = torch.zeros(len(features), L)
     for b, f in enumerate(features):
-        input_ids[b, :len(f['input_ids'])] = torch.as_tensor(f['input_ids'], dtype=torch.long); attention_mask[b, :len(f['input_ids'])] = 1.0
-    return dict(input_ids=input_ids, attention_mask=attention_mask, entity_pos=[f['entity_pos'] for f in features],
-                hts=[f['hts'] for f in features], labels=torch.cat([torch.as_tensor(f['labels'], dtype=torch.float32) for f in features]),
-                titles=[f['title'] for f in features])
+        input_ids[b, : len(f["input_ids"])] = torch.as_tensor(
+            f["input_ids"], dtype=torch.long
+        )
+        attention_mask[b, : len(f["input_ids"])] = 1.0
+    return dict(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        entity_pos=[f["entity_pos"] for f in features],
+        hts=[f["hts"] for f in features],
+        labels=torch.cat(
+            [torch.as_tensor(f["labels"], dtype=torch.float32) for f in features]
+        ),
+        titles=[f["title"] for f in features],
+    )
 
 # %% ../nbs/06a_data_internals.ipynb #f0809431
-def bucket_batches(features:list, # features (or anything with `input_ids`)
-                   batch_size:int, # documents per batch
-                   shuffle:bool=True, # shuffle ties and the order of batches
-                   seed:int=0, # seed of the shuffling
-                  ) -> list[list[int]]: # batches of indices into `features`; each index exactly once
+def bucket_batches(
+    features: list,  # features (or anything with `input_ids`)
+    batch_size: int,  # documents per batch
+    shuffle: bool = True,  # shuffle ties and the order of batches
+    seed: int = 0,  # seed of the shuffling
+) -> list[list[int]]:  # batches of indices into `features`; each index exactly once
     "Group features of similar length into batches (less padding); shuffled deterministically by `seed`."
-    if batch_size < 1: raise ValueError(f"batch_size = {batch_size} must be >= 1")
-    rng = random.Random(seed); idx = list(range(len(features)))
-    if shuffle: rng.shuffle(idx)
-    idx.sort(key=lambda i: len(features[i]['input_ids']))  # stable: shuffled ties stay shuffled
-    batches = [idx[k:k + batch_size] for k in range(0, len(idx), batch_size)]
-    if shuffle: rng.shuffle(batches)
+    if batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size} must be >= 1")
+    rng = random.Random(seed)
+    idx = list(range(len(features)))
+    if shuffle:
+        rng.shuffle(idx)
+    idx.sort(
+        key=lambda i: len(features[i]["input_ids"])
+    )  # stable: shuffled ties stay shuffled
+    batches = [idx[k : k + batch_size] for k in range(0, len(idx), batch_size)]
+    if shuffle:
+        rng.shuffle(batches)
     return batches

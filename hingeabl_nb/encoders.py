@@ -4,9 +4,13 @@
 
 # %% ../nbs/08a_encoders.ipynb #2a7627c4
 from __future__ import annotations
+
 import contextlib
 from pathlib import Path
-import torch, torch.nn as nn, torch.nn.functional as F
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
@@ -17,80 +21,135 @@ __all__ = ['ROBERTA_TYPES', 'ATTN_IMPLEMENTATIONS', 'transformer_type', 'encoder
 # %% ../nbs/08a_encoders.ipynb #b10dafee
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
 
+
 def transformer_type(config) -> str:
     "ATLOP's encoder family: 'roberta' (two [SEP] tokens between segments) or 'bert'."
-    return "roberta" if getattr(config, "model_type", "bert") in ROBERTA_TYPES else "bert"
+    return (
+        "roberta" if getattr(config, "model_type", "bert") in ROBERTA_TYPES else "bert"
+    )
 
 # %% ../nbs/08a_encoders.ipynb #31f4082d
-def encoder_special_tokens(encoder, # a Hugging Face encoder (its `.config` is read)
-                           tokenizer=None, # optional tokenizer giving `cls_token_id`, `sep_token_id`
-                          ) -> tuple[list[int], list[int]]: # (start_tokens, end_tokens) of a window
+def encoder_special_tokens(
+    encoder,  # a Hugging Face encoder (its `.config` is read)
+    tokenizer=None,  # optional tokenizer giving `cls_token_id`, `sep_token_id`
+) -> tuple[list[int], list[int]]:  # (start_tokens, end_tokens) of a window
     "Tokens that open and close each 512-token window: [CLS]/[SEP] for BERT, <s>/</s></s> for RoBERTa."
     cfg = encoder.config
     src = tokenizer if tokenizer is not None else cfg
-    cls_id, sep_id = getattr(src, "cls_token_id", None), getattr(src, "sep_token_id", None)
+    cls_id, sep_id = (
+        getattr(src, "cls_token_id", None),
+        getattr(src, "sep_token_id", None),
+    )
     if tokenizer is None and transformer_type(cfg) == "roberta":
         cls_id = cls_id if cls_id is not None else cfg.bos_token_id
         sep_id = sep_id if sep_id is not None else cfg.eos_token_id
     if cls_id is None or sep_id is None:
-        raise ValueError(f"encoder_special_tokens: {type(encoder).__name__} config has no cls_token_id/sep_token_id; "
-                         "pass `tokenizer=`, or use load_encoder / tiny_bert(cls_token_id=..., sep_token_id=...)")
-    return ([cls_id], [sep_id, sep_id]) if transformer_type(cfg) == "roberta" else ([cls_id], [sep_id])
+        raise ValueError(
+            f"encoder_special_tokens: {type(encoder).__name__} config has no cls_token_id/sep_token_id; "
+            "pass `tokenizer=`, or use load_encoder / tiny_bert(cls_token_id=..., sep_token_id=...)"
+        )
+    return (
+        ([cls_id], [sep_id, sep_id])
+        if transformer_type(cfg) == "roberta"
+        else ([cls_id], [sep_id])
+    )
 
 # %% ../nbs/08a_encoders.ipynb #aecee761
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
+
 def _check_impl(attn_implementation):
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
-        raise ValueError(f"attn_implementation={attn_implementation!r}; allowed: {ATTN_IMPLEMENTATIONS}")
+        raise ValueError(
+            f"attn_implementation={attn_implementation!r}; allowed: {ATTN_IMPLEMENTATIONS}"
+        )
 
 # %% ../nbs/08a_encoders.ipynb #9d04b716
 @contextlib.contextmanager
 def quiet_transformers():
     "Inside the block, Hugging Face prints errors only and no progress bars (loading, saving); restored after."
     from transformers.utils import logging as hf_logging
+
     old = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error(); hf_logging.disable_progress_bar()
-    try: yield
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
     finally:
         hf_logging.set_verbosity(old[0])
-        if old[1]: hf_logging.enable_progress_bar()
+        if old[1]:
+            hf_logging.enable_progress_bar()
 
 # %% ../nbs/08a_encoders.ipynb #a3d8d024
-def load_encoder(name_or_path:str|Path, # local folder holding config.json and weights (never downloaded)
-                 dtype:torch.dtype=torch.float32, # weights dtype (the MiniLM files are fp16: load as float32)
-                 attn_implementation:str="eager", # 'eager' (ATLOP) or 'sdpa' (fast; last attention recomputed)
-                ):
+def load_encoder(
+    name_or_path: str
+    | Path,  # local folder holding config.json and weights (never downloaded)
+    dtype: torch.dtype = torch.float32,  # weights dtype (the MiniLM files are fp16: load as float32)
+    attn_implementation: str = "eager",  # 'eager' (ATLOP) or 'sdpa' (fast; last attention recomputed)
+):
     "Load a local Hugging Face encoder whose last-layer attention `encoder_forward` can return."
     from transformers import AutoConfig, AutoModel, AutoTokenizer
+
     _check_impl(attn_implementation)
     path = Path(name_or_path).expanduser()
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"encoder not found at {path} (expected a folder with config.json and weights; "
-                                "nothing is downloaded)")
-    kw = dict(add_pooling_layer=False) if AutoConfig.from_pretrained(path, local_files_only=True).model_type in ("bert",) + ROBERTA_TYPES else {}
+        raise FileNotFoundError(
+            f"encoder not found at {path} (expected a folder with config.json and weights; "
+            "nothing is downloaded)"
+        )
+    kw = (
+        dict(add_pooling_layer=False)
+        if AutoConfig.from_pretrained(path, local_files_only=True).model_type
+        in ("bert",) + ROBERTA_TYPES
+        else {}
+    )
     with quiet_transformers():  # the unused pooler is reported otherwise
-        enc = AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True, **kw)
-    try: tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError): tok = None
-    if tok is not None: enc.config.cls_token_id, enc.config.sep_token_id = tok.cls_token_id, tok.sep_token_id
-    if attn_implementation != "eager": last_self_attention(enc)  # fail now, not at the first batch
+        enc = AutoModel.from_pretrained(
+            path,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            local_files_only=True,
+            **kw,
+        )
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError):
+        tok = None
+    if tok is not None:
+        enc.config.cls_token_id, enc.config.sep_token_id = (
+            tok.cls_token_id,
+            tok.sep_token_id,
+        )
+    if attn_implementation != "eager":
+        last_self_attention(enc)  # fail now, not at the first batch
     return enc
 
 # %% ../nbs/08a_encoders.ipynb #a59a82ce
-def tiny_bert(vocab_size:int, # tokenizer vocabulary size
-              hidden_size:int=64, num_layers:int=2, num_heads:int=4,
-              max_position_embeddings:int=512, # 512 as BERT, so long documents need two windows
-              cls_token_id:int|None=None, sep_token_id:int|None=None, # window tokens (see `encoder_special_tokens`)
-              attn_implementation:str="eager", # 'eager' or 'sdpa'
-              seed:int=0, # initialisation seed (the global RNG is left untouched)
-              dtype:torch.dtype=torch.float32):
+def tiny_bert(
+    vocab_size: int,  # tokenizer vocabulary size
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_position_embeddings: int = 512,  # 512 as BERT, so long documents need two windows
+    cls_token_id: int | None = None,
+    sep_token_id: int | None = None,  # window tokens (see `encoder_special_tokens`)
+    attn_implementation: str = "eager",  # 'eager' or 'sdpa'
+    seed: int = 0,  # initialisation seed (the global RNG is left untouched)
+    dtype: torch.dtype = torch.float32,
+):
     "A small randomly initialised BERT for the smoke preset and tests."
     from transformers import BertConfig, BertModel
+
     _check_impl(attn_implementation)
-    cfg = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-                     num_attention_heads=num_heads, intermediate_size=4*hidden_size,
-                     max_position_embeddings=max_position_embeddings, attn_implementation=attn_implementation)
+    cfg = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=max_position_embeddings,
+        attn_implementation=attn_implementation,
+    )
     cfg.cls_token_id, cfg.sep_token_id = cls_token_id, sep_token_id
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -100,90 +159,152 @@ def tiny_bert(vocab_size:int, # tokenizer vocabulary size
 # %% ../nbs/08a_encoders.ipynb #07708cf0
 def last_self_attention(encoder) -> nn.Module:
     "The self-attention module of the encoder's last layer (BERT/RoBERTa layout)."
-    try: module = encoder.encoder.layer[-1].attention.self
+    try:
+        module = encoder.encoder.layer[-1].attention.self
     except AttributeError:
-        raise TypeError(f"last_self_attention: {type(encoder).__name__} has no encoder.layer[-1].attention.self; "
-                        "use attn_implementation='eager'") from None
-    if getattr(encoder.config, "position_embedding_type", "absolute") not in (None, "absolute"):
-        raise ValueError(f"last_self_attention: position_embedding_type={encoder.config.position_embedding_type!r} "
-                         "is not recomputed here; use attn_implementation='eager'")
+        raise TypeError(
+            f"last_self_attention: {type(encoder).__name__} has no encoder.layer[-1].attention.self; "
+            "use attn_implementation='eager'"
+        ) from None
+    if getattr(encoder.config, "position_embedding_type", "absolute") not in (
+        None,
+        "absolute",
+    ):
+        raise ValueError(
+            f"last_self_attention: position_embedding_type={encoder.config.position_embedding_type!r} "
+            "is not recomputed here; use attn_implementation='eager'"
+        )
     return module
 
-def attention_probs(self_attn:nn.Module, # a BERT-style self-attention (query, key, heads)
-                    hidden:Tensor, # (B, L, H) the layer's input
-                    attention_mask:Tensor, # (B, L) 1 = token, 0 = padding
-                   ) -> Tensor: # (B, heads, L, L) softmax(Q K^T / sqrt(d) + mask)
+
+def attention_probs(
+    self_attn: nn.Module,  # a BERT-style self-attention (query, key, heads)
+    hidden: Tensor,  # (B, L, H) the layer's input
+    attention_mask: Tensor,  # (B, L) 1 = token, 0 = padding
+) -> Tensor:  # (B, heads, L, L) softmax(Q K^T / sqrt(d) + mask)
     "Recompute a layer's attention probabilities softmax(QK^T/sqrt(d) + mask) from its input."
     B, L, _ = hidden.shape
-    nh = self_attn.num_attention_heads; d = self_attn.attention_head_size
+    nh = self_attn.num_attention_heads
+    d = self_attn.attention_head_size
     q = self_attn.query(hidden).view(B, L, nh, d).transpose(1, 2)
     k = self_attn.key(hidden).view(B, L, nh, d).transpose(1, 2)
-    scores = (q @ k.transpose(-1, -2)) * getattr(self_attn, "scaling", d ** -0.5)
-    neg = (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * torch.finfo(scores.dtype).min
+    scores = (q @ k.transpose(-1, -2)) * getattr(self_attn, "scaling", d**-0.5)
+    neg = (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * torch.finfo(
+        scores.dtype
+    ).min
     p = F.softmax(scores + neg, dim=-1)
-    return F.dropout(p, p=self_attn.dropout.p, training=self_attn.training)  # eager returns dropped-out probs too
+    return F.dropout(
+        p, p=self_attn.dropout.p, training=self_attn.training
+    )  # eager returns dropped-out probs too
 
 # %% ../nbs/08a_encoders.ipynb #f241f413
 def uses_eager(encoder) -> bool:
     "True when the encoder runs eager attention (then it returns attention maps itself)."
     return getattr(encoder.config, "_attn_implementation", "eager") == "eager"
 
-def encoder_forward(encoder, # Hugging Face encoder
-                    input_ids:Tensor, # (B, L) with L <= max positions
-                    attention_mask:Tensor, # (B, L)
-                   ) -> tuple[Tensor, Tensor]: # (B, L, H) hidden states, (B, heads, L, L) last attention
+
+def encoder_forward(
+    encoder,  # Hugging Face encoder
+    input_ids: Tensor,  # (B, L) with L <= max positions
+    attention_mask: Tensor,  # (B, L)
+) -> tuple[Tensor, Tensor]:  # (B, L, H) hidden states, (B, heads, L, L) last attention
     "One encoder pass returning the last hidden states and the last layer's attention probabilities."
     if uses_eager(encoder):
-        out = encoder(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+        out = encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_attentions=True
+        )
         return out.last_hidden_state, out.attentions[-1]
     self_attn, seen = last_self_attention(encoder), {}
-    def grab(module, args, kwargs): seen["hidden"] = args[0] if args else kwargs["hidden_states"]
+
+    def grab(module, args, kwargs):
+        seen["hidden"] = args[0] if args else kwargs["hidden_states"]
+
     handle = self_attn.register_forward_pre_hook(grab, with_kwargs=True)
-    try: out = encoder(input_ids=input_ids, attention_mask=attention_mask)
-    finally: handle.remove()
-    return out.last_hidden_state, attention_probs(self_attn, seen["hidden"], attention_mask)
+    try:
+        out = encoder(input_ids=input_ids, attention_mask=attention_mask)
+    finally:
+        handle.remove()
+    return out.last_hidden_state, attention_probs(
+        self_attn, seen["hidden"], attention_mask
+    )
 
 # %% ../nbs/08a_encoders.ipynb #35888b5c
-def _take(x:Tensor, src:Tensor) -> Tensor:
+def _take(x: Tensor, src: Tensor) -> Tensor:
     "x (N, W, ...) gathered along dim 1 at src (N, L)."
-    return x.gather(1, src.view(*src.shape, *[1]*(x.dim()-2)).expand(*src.shape, *x.shape[2:]))
+    return x.gather(
+        1, src.view(*src.shape, *[1] * (x.dim() - 2)).expand(*src.shape, *x.shape[2:])
+    )
 
-def _take_square(a:Tensor, src:Tensor) -> Tensor:
+
+def _take_square(a: Tensor, src: Tensor) -> Tensor:
     "a (N, h, W, W) -> (N, h, L, L) with rows and columns taken at src (N, L)."
-    N, h, W, _ = a.shape; L = src.shape[1]
+    N, h, W, _ = a.shape
+    L = src.shape[1]
     a = a.gather(2, src[:, None, :, None].expand(N, h, L, W))
     return a.gather(3, src[:, None, None, :].expand(N, h, L, L))
 
 # %% ../nbs/08a_encoders.ipynb #66edcf2c
-def mention_index(entity_pos:list, # per doc, per entity, per mention: (start, end)
-                  lengths:list[int], # per doc number of real tokens
-                  device=None,
-                 ) -> tuple[Tensor, Tensor]: # (B, E, M) start indices (0 where absent), (B, E, M) bool visible
+def mention_index(
+    entity_pos: list,  # per doc, per entity, per mention: (start, end)
+    lengths: list[int],  # per doc number of real tokens
+    device=None,
+) -> tuple[
+    Tensor, Tensor
+]:  # (B, E, M) start indices (0 where absent), (B, E, M) bool visible
     "Padded tensor of mention start positions and a mask of the visible ones."
     B = len(entity_pos)
     E = max((len(ents) for ents in entity_pos), default=0)
     M = max((len(m) for ents in entity_pos for m in ents), default=0) or 1
     pad = lambda xs, n, fill: list(xs) + [fill] * (n - len(xs))
-    starts = [pad([pad([int(m[0]) for m in ms], M, -1) for ms in ents], E, [-1] * M) for ents in entity_pos]
-    idx = torch.tensor(starts, dtype=torch.long).view(B, E, M)    # -1 marks padding
-    bad = next(((b, e, k, m) for b, ents in enumerate(entity_pos) for e, ms in enumerate(ents)
-                for k, m in enumerate(ms) if int(m[0]) < 0), None)
-    if bad: raise ValueError(f"mention_index: entity_pos of document {bad[0]}, entity {bad[1]}, mention {bad[2]} "
-                             f"has a negative start {tuple(bad[3])}")
-    visible = (idx >= 0) & (idx < torch.tensor(lengths, dtype=torch.long)[:, None, None])
+    starts = [
+        pad([pad([int(m[0]) for m in ms], M, -1) for ms in ents], E, [-1] * M)
+        for ents in entity_pos
+    ]
+    idx = torch.tensor(starts, dtype=torch.long).view(B, E, M)  # -1 marks padding
+    bad = next(
+        (
+            (b, e, k, m)
+            for b, ents in enumerate(entity_pos)
+            for e, ms in enumerate(ents)
+            for k, m in enumerate(ms)
+            if int(m[0]) < 0
+        ),
+        None,
+    )
+    if bad:
+        raise ValueError(
+            f"mention_index: entity_pos of document {bad[0]}, entity {bad[1]}, mention {bad[2]} "
+            f"has a negative start {tuple(bad[3])}"
+        )
+    visible = (idx >= 0) & (
+        idx < torch.tensor(lengths, dtype=torch.long)[:, None, None]
+    )
     return idx.where(visible, 0).to(device), visible.to(device)
 
 # %% ../nbs/08a_encoders.ipynb #ff7225e7
-def pair_index(hts:list, # per doc: (h, t) entity index pairs
-               n_ents:list[int], # per doc number of entities
-               device=None,
-              ) -> tuple[Tensor, Tensor, Tensor]: # (P,) doc, head and tail index of every pair
+def pair_index(
+    hts: list,  # per doc: (h, t) entity index pairs
+    n_ents: list[int],  # per doc number of entities
+    device=None,
+) -> tuple[Tensor, Tensor, Tensor]:  # (P,) doc, head and tail index of every pair
     "Flat (doc, head, tail) index tensors of all pairs of a batch; pairs must name existing entities."
-    if len(hts) != len(n_ents): raise ValueError(f"pair_index: {len(hts)} hts lists for {len(n_ents)} documents")
-    b = torch.tensor([i for i, pairs in enumerate(hts) for _ in pairs], dtype=torch.long)
-    ht = torch.tensor([[int(p[0]), int(p[1])] for pairs in hts for p in pairs], dtype=torch.long).view(-1, 2)
-    bad = (ht < 0).any(1) | (ht >= torch.tensor(n_ents, dtype=torch.long)[b][:, None]).any(1)
+    if len(hts) != len(n_ents):
+        raise ValueError(
+            f"pair_index: {len(hts)} hts lists for {len(n_ents)} documents"
+        )
+    b = torch.tensor(
+        [i for i, pairs in enumerate(hts) for _ in pairs], dtype=torch.long
+    )
+    ht = torch.tensor(
+        [[int(p[0]), int(p[1])] for pairs in hts for p in pairs], dtype=torch.long
+    ).view(-1, 2)
+    bad = (ht < 0).any(1) | (
+        ht >= torch.tensor(n_ents, dtype=torch.long)[b][:, None]
+    ).any(1)
     if bad.any():
-        k = int(bad.nonzero()[0]); doc = int(b[k])
-        raise ValueError(f"pair_index: document {doc} has {n_ents[doc]} entities but hts names pair {tuple(ht[k].tolist())}")
+        k = int(bad.nonzero()[0])
+        doc = int(b[k])
+        raise ValueError(
+            f"pair_index: document {doc} has {n_ents[doc]} entities but hts names pair {tuple(ht[k].tolist())}"
+        )
     return b.to(device), ht[:, 0].to(device), ht[:, 1].to(device)

@@ -4,18 +4,21 @@
 
 # %% ../nbs/03_hinge.ipynb #e13b38a7
 from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .sat import distances, neg_log_sigmoid, _neg_log_sigmoid_ref, _d_ref
+
+from .sat import _d_ref, _neg_log_sigmoid_ref, distances, neg_log_sigmoid
 
 # %% auto #0
 __all__ = ['NORMALIZE', 'hinge_weights', 'normalized_weights', 'hinge_abl_per_pair', 'hinge_abl_loss', 'hinge_abl_ref']
 
 # %% ../nbs/03_hinge.ipynb #976e234c
-def hinge_weights(d:Tensor, # distances d_r (eq. 8), any shape
-                  m:float=5.0, # margin m
-                 ) -> Tensor: # w_r = max(0, m - d_r), same shape
+def hinge_weights(
+    d: Tensor,  # distances d_r (eq. 8), any shape
+    m: float = 5.0,  # margin m
+) -> Tensor:  # w_r = max(0, m - d_r), same shape
     "Eq. (9): hinge weight w_r = max(0, m - d_r)."
     return F.relu(m - d)
 
@@ -23,61 +26,88 @@ def hinge_weights(d:Tensor, # distances d_r (eq. 8), any shape
 NORMALIZE = ("separate", "joint")
 
 # %% ../nbs/03_hinge.ipynb #921f3f21
-def normalized_weights(w:Tensor, # (n_pairs, n_rel) hinge weights
-                       pos:Tensor, # (n_pairs, n_rel) bool, True for positive relations
-                       normalize:str="separate", # "separate" (official code) or "joint" (eq. 10)
-                       norm_eps:float=1e-30, # added to each normaliser, as in the official code
-                      ) -> Tensor: # (n_pairs, n_rel) normalised weights
+def normalized_weights(
+    w: Tensor,  # (n_pairs, n_rel) hinge weights
+    pos: Tensor,  # (n_pairs, n_rel) bool, True for positive relations
+    normalize: str = "separate",  # "separate" (official code) or "joint" (eq. 10)
+    norm_eps: float = 1e-30,  # added to each normaliser, as in the official code
+) -> Tensor:  # (n_pairs, n_rel) normalised weights
     "Eq. (10) weights: w_r / sum(w) over all relations ('joint') or within positives and negatives ('separate')."
-    if normalize == "joint": return w / (w.sum(1, keepdim=True) + norm_eps)
+    if normalize == "joint":
+        return w / (w.sum(1, keepdim=True) + norm_eps)
     if normalize != "separate":
-        raise ValueError(f"hinge_abl_loss: normalize must be one of {NORMALIZE}, got {normalize!r}")
+        raise ValueError(
+            f"hinge_abl_loss: normalize must be one of {NORMALIZE}, got {normalize!r}"
+        )
     wp, wn = w * pos, w * ~pos
-    return wp / (wp.sum(1, keepdim=True) + norm_eps) + wn / (wn.sum(1, keepdim=True) + norm_eps)
+    return wp / (wp.sum(1, keepdim=True) + norm_eps) + wn / (
+        wn.sum(1, keepdim=True) + norm_eps
+    )
 
 # %% ../nbs/03_hinge.ipynb #ab81150e
-def hinge_abl_per_pair(d:Tensor, # (n_pairs, n_rel) distances (eq. 8)
-                       pos:Tensor, # (n_pairs, n_rel) bool, True for positive relations
-                       margin:float=5.0, # margin m of eq. (9)
-                       normalize:str="separate", # "separate" (official code) or "joint" (eq. 10)
-                       detach_weights:bool=False, # stop the gradient through the weights (official code: False)
-                       norm_eps:float=1e-30, # added to each normaliser, as in the official code
-                       prob_eps:float=1e-30, # added to sigma(d) inside the log, as in the official code
-                      ) -> Tensor: # (n_pairs,) HingeABL of each pair
+def hinge_abl_per_pair(
+    d: Tensor,  # (n_pairs, n_rel) distances (eq. 8)
+    pos: Tensor,  # (n_pairs, n_rel) bool, True for positive relations
+    margin: float = 5.0,  # margin m of eq. (9)
+    normalize: str = "separate",  # "separate" (official code) or "joint" (eq. 10)
+    detach_weights: bool = False,  # stop the gradient through the weights (official code: False)
+    norm_eps: float = 1e-30,  # added to each normaliser, as in the official code
+    prob_eps: float = 1e-30,  # added to sigma(d) inside the log, as in the official code
+) -> Tensor:  # (n_pairs,) HingeABL of each pair
     "Eq. (10) for each pair, from the distances d_r."
     w = hinge_weights(d, margin)
-    if detach_weights: w = w.detach()
-    return (normalized_weights(w, pos, normalize, norm_eps) * neg_log_sigmoid(d, prob_eps)).sum(1)
+    if detach_weights:
+        w = w.detach()
+    return (
+        normalized_weights(w, pos, normalize, norm_eps) * neg_log_sigmoid(d, prob_eps)
+    ).sum(1)
 
 # %% ../nbs/03_hinge.ipynb #46523f4f
-def hinge_abl_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
-                   labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
-                   margin:float=5.0, # margin m of eq. (9)
-                   normalize:str="separate", # "separate" (official code) or "joint" (eq. 10)
-                   detach_weights:bool=False, # stop the gradient through the weights (official code: False)
-                   norm_eps:float=1e-30, # added to each normaliser, as in the official code
-                   prob_eps:float=1e-30, # added to sigma(d) inside the log, as in the official code
-                  ) -> Tensor: # scalar (float32, float64 for float64 logits), mean over pairs
+def hinge_abl_loss(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+    margin: float = 5.0,  # margin m of eq. (9)
+    normalize: str = "separate",  # "separate" (official code) or "joint" (eq. 10)
+    detach_weights: bool = False,  # stop the gradient through the weights (official code: False)
+    norm_eps: float = 1e-30,  # added to each normaliser, as in the official code
+    prob_eps: float = 1e-30,  # added to sigma(d) inside the log, as in the official code
+) -> Tensor:  # scalar (float32, float64 for float64 logits), mean over pairs
     "Eq. (10): HingeABL, the hinge-weighted SAT loss, averaged over pairs."
     d = distances(logits, labels)
-    return hinge_abl_per_pair(d, labels[:, 1:] > 0.5, margin, normalize, detach_weights, norm_eps, prob_eps).mean()
+    return hinge_abl_per_pair(
+        d, labels[:, 1:] > 0.5, margin, normalize, detach_weights, norm_eps, prob_eps
+    ).mean()
 
 # %% ../nbs/03_hinge.ipynb #c39c4259
-def hinge_abl_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
-                  labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
-                  margin:float=5.0, # margin m of eq. (9)
-                  normalize:str="separate", # "separate" (official code) or "joint" (eq. 10)
-                  prob_eps:float=1e-30, # official epsilon inside the log; 0 = exact softplus(-d_r)
-                 ) -> float: # mean HingeABL over pairs, computed in float64
+def hinge_abl_ref(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
+    margin: float = 5.0,  # margin m of eq. (9)
+    normalize: str = "separate",  # "separate" (official code) or "joint" (eq. 10)
+    prob_eps: float = 1e-30,  # official epsilon inside the log; 0 = exact softplus(-d_r)
+) -> float:  # mean HingeABL over pairs, computed in float64
     "Eqs. (8)-(10) with Python loops and `math` in float64: the reference `hinge_abl_loss` is tested against."
-    if normalize not in NORMALIZE: raise ValueError(f"hinge_abl_ref: normalize must be one of {NORMALIZE}, got {normalize!r}")
+    if normalize not in NORMALIZE:
+        raise ValueError(
+            f"hinge_abl_ref: normalize must be one of {NORMALIZE}, got {normalize!r}"
+        )
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         terms = []  # (is_positive, w_r, -log sigma(d_r))
         for r in range(1, len(s)):
-            d_r = _d_ref(s, y, r)                                                                    # eq. (8)
-            terms.append((y[r] > 0.5, max(0.0, margin - d_r), _neg_log_sigmoid_ref(d_r, prob_eps)))  # eq. (9)
-        groups = [terms] if normalize == "joint" else [[t for t in terms if t[0]], [t for t in terms if not t[0]]]
-        for g in groups:                                                                             # eq. (10)
+            d_r = _d_ref(s, y, r)  # eq. (8)
+            terms.append(
+                (
+                    y[r] > 0.5,
+                    max(0.0, margin - d_r),
+                    _neg_log_sigmoid_ref(d_r, prob_eps),
+                )
+            )  # eq. (9)
+        groups = (
+            [terms]
+            if normalize == "joint"
+            else [[t for t in terms if t[0]], [t for t in terms if not t[0]]]
+        )
+        for g in groups:  # eq. (10)
             total += sum(w * l for _, w, l in g) / (sum(w for _, w, _ in g) + 1e-30)
     return total / len(logits)

@@ -4,115 +4,242 @@
 
 # %% ../nbs/10_lab.ipynb #5c613ae8
 from __future__ import annotations
-import dataclasses, json, os, sys, time
+
+import dataclasses
+import json
+import os
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
+
 import torch
 from torch import Tensor
 from transformers import get_linear_schedule_with_warmup
-from .core import set_seed
+
 from . import data, metrics, records, train
-from .labcache import doc_features, lab_files, load_lab_data, machine_info, peak_rss_mb, save_tiny_encoder
-from .losses import LOSSES
 from . import model as atlop_model
+from .core import set_seed
+from hingeabl_nb.labcache import (
+    doc_features,
+    lab_files,
+    load_lab_data,
+    machine_info,
+    peak_rss_mb,
+    save_tiny_encoder,
+)
+from .losses import LOSSES
 
 # %% auto #0
 __all__ = ['head_logits', 'dev_f1', 'train_head', 'run_one', 'run_lab', 'lab_record', 'lab_main']
 
 # %% ../nbs/10_lab.ipynb #94d142cf
 @torch.no_grad()
-def head_logits(head, # a trained `ATLOPHead`
-                ps:dict, # a pair set
-                batch_pairs:int=8192, # pairs per forward pass
-               ) -> Tensor: # (N, n_classes) float32
+def head_logits(
+    head,  # a trained `ATLOPHead`
+    ps: dict,  # a pair set
+    batch_pairs: int = 8192,  # pairs per forward pass
+) -> Tensor:  # (N, n_classes) float32
     "Scores of every pair of a pair set."
-    head.eval(); f = lambda k, i: ps[k][i:i + batch_pairs].float()
-    out = [head(f("hs", i), f("rs", i), f("ts", i)) for i in range(0, ps["hs"].shape[0], batch_pairs)]
+    head.eval()
+    f = lambda k, i: ps[k][i : i + batch_pairs].float()
+    out = [
+        head(f("hs", i), f("rs", i), f("ts", i))
+        for i in range(0, ps["hs"].shape[0], batch_pairs)
+    ]
     return torch.cat(out) if out else torch.zeros(0, ps["labels"].shape[1])
 
 # %% ../nbs/10_lab.ipynb #3e5ba4d1
-def dev_f1(logits:Tensor, # (N, 1+n_rel) scores; column 0 is TH
-           labels:Tensor, # (N, 1+n_rel) multi-hot gold
-           loss:str="ATL", # the loss the scores were trained with: its threshold rule predicts
-           top_k:int=4, # as `predict`
-          ) -> float: # micro F1 in percent over relation columns 1..
+def dev_f1(
+    logits: Tensor,  # (N, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (N, 1+n_rel) multi-hot gold
+    loss: str = "ATL",  # the loss the scores were trained with: its threshold rule predicts
+    top_k: int = 4,  # as `predict`
+) -> float:  # micro F1 in percent over relation columns 1..
     "Micro F1 (percent) of `LOSSES[loss].predict` against the pair labels."
     return 100 * metrics.pair_prf(logits, labels, loss, top_k)["F1"]
 
 # %% ../nbs/10_lab.ipynb #a2014b95
-def train_head(tr:dict, # training pair set
-               dev:dict, # validation pair set (model selection)
-               config:train.TrainConfig, # uses loss, loss_options, seed, epochs, lr, train_batch_size (pairs), emb/block size, ...
-              ) -> tuple: # (head with the best dev epoch's weights, history: list of per-epoch dicts)
+def train_head(
+    tr: dict,  # training pair set
+    dev: dict,  # validation pair set (model selection)
+    config: train.TrainConfig,  # uses loss, loss_options, seed, epochs, lr, train_batch_size (pairs), emb/block size, ...
+) -> (
+    tuple
+):  # (head with the best dev epoch's weights, history: list of per-epoch dicts)
     "Train a fresh ATLOP head on cached pair features with `train.fit`; keep the epoch with the best dev F1."
-    train.check_config(config); set_seed(config.seed)
+    train.check_config(config)
+    set_seed(config.seed)
     (N, H), bs = tr["hs"].shape, config.train_batch_size
-    head = atlop_model.ATLOPHead(H, n_classes=tr["labels"].shape[1], emb_size=config.emb_size, block_size=config.block_size)
-    opt = torch.optim.AdamW(head.parameters(), lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay)
+    head = atlop_model.ATLOPHead(
+        H,
+        n_classes=tr["labels"].shape[1],
+        emb_size=config.emb_size,
+        block_size=config.block_size,
+    )
+    opt = torch.optim.AdamW(
+        head.parameters(),
+        lr=config.lr,
+        eps=config.adam_eps,
+        weight_decay=config.weight_decay,
+    )
     steps = config.epochs * -(-N // bs)
-    sched = get_linear_schedule_with_warmup(opt, train.warmup_steps(steps, config.warmup_ratio), steps)
+    sched = get_linear_schedule_with_warmup(
+        opt, train.warmup_steps(steps, config.warmup_ratio), steps
+    )
     g, best, history = torch.Generator().manual_seed(config.seed), {}, []
+
     def end(epoch, loss, n, seconds):
         f1 = dev_f1(head_logits(head, dev), dev["labels"], config.loss, config.top_k)
-        history.append(dict(epoch=epoch + 1, train_loss=loss, dev_F1=f1, seconds=seconds))
-        if not best or f1 > best["f1"]: best.update(f1=f1, state={k: v.clone() for k, v in head.state_dict().items()})
-    train.fit(head, opt, sched, config, lambda e: list(torch.randperm(N, generator=g).split(bs)),
-              lambda i: (head(tr["hs"][i].float(), tr["rs"][i].float(), tr["ts"][i].float()), tr["labels"][i]), end)
-    head.load_state_dict(best["state"]); head.eval()
+        history.append(
+            dict(epoch=epoch + 1, train_loss=loss, dev_F1=f1, seconds=seconds)
+        )
+        if not best or f1 > best["f1"]:
+            best.update(
+                f1=f1, state={k: v.clone() for k, v in head.state_dict().items()}
+            )
+
+    train.fit(
+        head,
+        opt,
+        sched,
+        config,
+        lambda e: list(torch.randperm(N, generator=g).split(bs)),
+        lambda i: (
+            head(tr["hs"][i].float(), tr["rs"][i].float(), tr["ts"][i].float()),
+            tr["labels"][i],
+        ),
+        end,
+    )
+    head.load_state_dict(best["state"])
+    head.eval()
     return head, history
 
 # %% ../nbs/10_lab.ipynb #214e19bb
-def run_one(lab:dict, # from `labcache.load_lab_data`
-            config:train.TrainConfig, # the `lab` preset with loss and seed set
-           ) -> dict: # a record run: loss, seed, dev, test (percent + patterns), wall_seconds, best_epoch, history, thresholds
+def run_one(
+    lab: dict,  # from `labcache.load_lab_data`
+    config: train.TrainConfig,  # the `lab` preset with loss and seed set
+) -> dict:  # a record run: loss, seed, dev, test (percent + patterns), wall_seconds, best_epoch, history, thresholds
     "Train one head and score it on dev and test; summarise its test threshold (Figure 1)."
     t0, P, D = time.time(), lab["pairs"], lab["docs"]
-    head, history = train_head(P["train"], P["dev"], config); out = {}
+    head, history = train_head(P["train"], P["dev"], config)
+    out = {}
     for split in ("dev", "test"):
         lg, ptr = head_logits(head, P[split]), P[split]["doc_ptr"].tolist()
-        out[split] = train.score([lg[a:b] for a, b in zip(ptr, ptr[1:])], doc_features(P[split]), D[split], D["train"],
-                                 config, data.id2rel(lab["rel2id"]))
-    thresholds = metrics.threshold_summary(lg, P["test"]["labels"].float(), LOSSES[config.loss].threshold)
-    return dict(loss=config.loss, seed=config.seed, dev=out["dev"], test=out["test"], wall_seconds=time.time() - t0,
-                best_epoch=max(history, key=lambda x: x["dev_F1"])["epoch"], history=history, thresholds=thresholds)
+        out[split] = train.score(
+            [lg[a:b] for a, b in zip(ptr, ptr[1:])],
+            doc_features(P[split]),
+            D[split],
+            D["train"],
+            config,
+            data.id2rel(lab["rel2id"]),
+        )
+    thresholds = metrics.threshold_summary(
+        lg, P["test"]["labels"].float(), LOSSES[config.loss].threshold
+    )
+    return dict(
+        loss=config.loss,
+        seed=config.seed,
+        dev=out["dev"],
+        test=out["test"],
+        wall_seconds=time.time() - t0,
+        best_epoch=max(history, key=lambda x: x["dev_F1"])["epoch"],
+        history=history,
+        thresholds=thresholds,
+    )
 
 # %% ../nbs/10_lab.ipynb #78fc3b98
-def run_lab(model:str|Path, # encoder folder, e.g. shared/models/minilm-l6-h384-uncased
-            data_dir:str|Path, # dev_revised.json, test_revised.json (and train_revised.json), or the sample
-            out:str|Path, # output folder; the record goes to out/grid.json
-            losses:list|None=None, # keys of `LOSSES` (default: all seven)
-            seeds:list|tuple=(0,), # head seeds
-            cache_dir:str|Path|None=None, # pair-feature cache (default: `labcache.default_lab_cache()`)
-            threads:int|None=None, # torch threads (default: the cores this process may use)
-            command:str|None=None, # how the run was started, for the record
-            **overrides, # `TrainConfig` fields replacing the `lab` preset's (epochs, lr, train_batch_size, ...)
-           ) -> dict: # the grid record (also in out/grid.json)
+def run_lab(
+    model: str | Path,  # encoder folder, e.g. shared/models/minilm-l6-h384-uncased
+    data_dir: str
+    | Path,  # dev_revised.json, test_revised.json (and train_revised.json), or the sample
+    out: str | Path,  # output folder; the record goes to out/grid.json
+    losses: list | None = None,  # keys of `LOSSES` (default: all seven)
+    seeds: list | tuple = (0,),  # head seeds
+    cache_dir: str
+    | Path
+    | None = None,  # pair-feature cache (default: `labcache.default_lab_cache()`)
+    threads: int
+    | None = None,  # torch threads (default: the cores this process may use)
+    command: str | None = None,  # how the run was started, for the record
+    **overrides,  # `TrainConfig` fields replacing the `lab` preset's (epochs, lr, train_batch_size, ...)
+) -> dict:  # the grid record (also in out/grid.json)
     "Encode once (cached), train the ATLOP head with each loss and seed, score dev/test, write a grid record."
     t0, names = time.time(), list(losses or LOSSES)
-    cfg = train.resolve_config("lab", encoder=str(model), data_dir=str(data_dir), **overrides)
-    for n in names: train.check_config(dataclasses.replace(cfg, loss=n))
-    threads = threads or len(os.sched_getaffinity(0)); old = torch.get_num_threads(); torch.set_num_threads(threads)
+    cfg = train.resolve_config(
+        "lab", encoder=str(model), data_dir=str(data_dir), **overrides
+    )
+    for n in names:
+        train.check_config(dataclasses.replace(cfg, loss=n))
+    threads = threads or len(os.sched_getaffinity(0))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        lab = load_lab_data(model, data_dir, cache_dir, cfg.n_holdout, cfg.max_seq_length, cfg.test_batch_size, cfg.progress)
-        runs = [run_one(lab, dataclasses.replace(cfg, loss=n, seed=s)) for s in seeds for n in names]
-    finally: torch.set_num_threads(old)
-    command = command or f"run_lab({str(model)!r}, {str(data_dir)!r}, {str(out)!r}, losses={names}, seeds={list(seeds)})"
+        lab = load_lab_data(
+            model,
+            data_dir,
+            cache_dir,
+            cfg.n_holdout,
+            cfg.max_seq_length,
+            cfg.test_batch_size,
+            cfg.progress,
+        )
+        runs = [
+            run_one(lab, dataclasses.replace(cfg, loss=n, seed=s))
+            for s in seeds
+            for n in names
+        ]
+    finally:
+        torch.set_num_threads(old)
+    command = (
+        command
+        or f"run_lab({str(model)!r}, {str(data_dir)!r}, {str(out)!r}, losses={names}, seeds={list(seeds)})"
+    )
     rec = lab_record(lab, runs, cfg, threads, command, time.time() - t0)
-    Path(out).mkdir(parents=True, exist_ok=True); (Path(out)/"grid.json").write_text(json.dumps(rec, indent=1))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "grid.json").write_text(json.dumps(rec, indent=1))
     return rec
 
 # %% ../nbs/10_lab.ipynb #155c1f31
-def lab_record(lab:dict, runs:list, cfg:train.TrainConfig, threads:int, command:str, seconds:float) -> dict:
+def lab_record(
+    lab: dict,
+    runs: list,
+    cfg: train.TrainConfig,
+    threads: int,
+    command: str,
+    seconds: float,
+) -> dict:
     "The grid record of a lab run: the runs, the machine, and in `details` files, sizes, encoder, config and timings."
     info = machine_info(threads)
-    n = {k: len(v) for k, v in lab["docs"].items()} | {f"{k}_pairs": int(v["hs"].shape[0]) for k, v in lab["pairs"].items()}
-    details = dict(files=lab["files"], n=n, encoder=lab["encoder"], config=asdict(cfg), machine=info,
-                   timings=dict(features_s=lab["seconds"], cache_hit=lab["cache_hit"], runs_s=sum(r["wall_seconds"] for r in runs),
-                                total_s=seconds, peak_rss_mb=peak_rss_mb()))
-    return records.make_record(runs, f"cpu ({info['cpu']}), {threads} threads", lab["protocol"], command, "lab", details=details)
+    n = {k: len(v) for k, v in lab["docs"].items()} | {
+        f"{k}_pairs": int(v["hs"].shape[0]) for k, v in lab["pairs"].items()
+    }
+    details = dict(
+        files=lab["files"],
+        n=n,
+        encoder=lab["encoder"],
+        config=asdict(cfg),
+        machine=info,
+        timings=dict(
+            features_s=lab["seconds"],
+            cache_hit=lab["cache_hit"],
+            runs_s=sum(r["wall_seconds"] for r in runs),
+            total_s=seconds,
+            peak_rss_mb=peak_rss_mb(),
+        ),
+    )
+    return records.make_record(
+        runs,
+        f"cpu ({info['cpu']}), {threads} threads",
+        lab["protocol"],
+        command,
+        "lab",
+        details=details,
+    )
 
 # %% ../nbs/10_lab.ipynb #1330c11f
 def lab_main() -> None:
     "Console script `hingeabl-lab` (its parser and messages are in `hingeabl_nb.cli.lab_cli`)."
     from hingeabl_nb.cli import lab_cli
+
     lab_cli()

@@ -4,13 +4,23 @@
 
 # %% ../nbs/10a_lab_cache.ipynb #62e5378b
 from __future__ import annotations
-import hashlib, inspect, json, os, platform, resource, sys, time
+
+import hashlib
+import inspect
+import json
+import os
+import platform
+import resource
+import sys
+import time
 from pathlib import Path
+
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-from . import data
-from . import encoders, model as atlop_model
+
+from . import data, encoders
+from . import model as atlop_model
 
 # %% auto #0
 __all__ = ['SPLIT_FILES', 'CACHE_VERSION', 'WEIGHT_SUFFIXES', 'lab_files', 'encoder_fingerprint', 'pairs_cache_key',
@@ -18,149 +28,283 @@ __all__ = ['SPLIT_FILES', 'CACHE_VERSION', 'WEIGHT_SUFFIXES', 'lab_files', 'enco
            'machine_info', 'peak_rss_mb', 'load_lab_data']
 
 # %% ../nbs/10a_lab_cache.ipynb #8cd68a19
-SPLIT_FILES = {"train": ("train_revised.json", "train.json"), "dev": ("dev_revised.json", "dev.json"),
-               "test": ("test_revised.json", "test.json")}
+SPLIT_FILES = {
+    "train": ("train_revised.json", "train.json"),
+    "dev": ("dev_revised.json", "dev.json"),
+    "test": ("test_revised.json", "test.json"),
+}
 
-def lab_files(data_dir:str|Path, # folder with Re-DocRED files (or the embedded sample)
-             ) -> dict: # train/dev/test: Path (train None when absent), protocol: "train-dev-test" or "split-dev"
+
+def lab_files(
+    data_dir: str | Path,  # folder with Re-DocRED files (or the embedded sample)
+) -> dict:  # train/dev/test: Path (train None when absent), protocol: "train-dev-test" or "split-dev"
     "The data files of a lab run and the protocol they imply."
     d = Path(data_dir).expanduser()
-    if not d.is_dir(): raise FileNotFoundError(f"data folder {str(d)!r} does not exist (expected dev_revised.json and test_revised.json in it)")
-    found = {k: next((d/n for n in names if (d/n).is_file()), None) for k, names in SPLIT_FILES.items()}
+    if not d.is_dir():
+        raise FileNotFoundError(
+            f"data folder {str(d)!r} does not exist (expected dev_revised.json and test_revised.json in it)"
+        )
+    found = {
+        k: next((d / n for n in names if (d / n).is_file()), None)
+        for k, names in SPLIT_FILES.items()
+    }
     for k in ("dev", "test"):
-        if found[k] is None: raise FileNotFoundError(f"data folder {str(d)!r} has no {k} file (looked for {' or '.join(SPLIT_FILES[k])})")
+        if found[k] is None:
+            raise FileNotFoundError(
+                f"data folder {str(d)!r} has no {k} file (looked for {' or '.join(SPLIT_FILES[k])})"
+            )
     return dict(found, protocol="train-dev-test" if found["train"] else "split-dev")
 
 # %% ../nbs/10a_lab_cache.ipynb #ba7f1baf
-CACHE_VERSION = 1 # bump when the content of a cached pair file changes
+CACHE_VERSION = 1  # bump when the content of a cached pair file changes
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 
-def encoder_fingerprint(model_dir:str|Path, # a local Hugging Face encoder folder
-                       ) -> dict: # path, config SHA-256, per weight file: size and SHA-256
+
+def encoder_fingerprint(
+    model_dir: str | Path,  # a local Hugging Face encoder folder
+) -> dict:  # path, config SHA-256, per weight file: size and SHA-256
     "What identifies a frozen encoder: its folder, config and weights (size + SHA-256)."
     d = Path(model_dir).expanduser()
-    if not (d/"config.json").is_file():
-        raise FileNotFoundError(f"encoder folder {str(d)!r} has no config.json (pass --model PATH to a Hugging Face model folder)")
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(
+            f"encoder folder {str(d)!r} has no config.json (pass --model PATH to a Hugging Face model folder)"
+        )
     weights = sorted(p for p in d.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
-    if not weights: raise FileNotFoundError(f"encoder folder {str(d)!r} has no weight file ({', '.join(WEIGHT_SUFFIXES)})")
-    return dict(path=str(d.resolve()), config=data.sha256_file(d/"config.json"),
-                weights={p.name: dict(size=p.stat().st_size, sha256=data.sha256_file(p)) for p in weights})
+    if not weights:
+        raise FileNotFoundError(
+            f"encoder folder {str(d)!r} has no weight file ({', '.join(WEIGHT_SUFFIXES)})"
+        )
+    return dict(
+        path=str(d.resolve()),
+        config=data.sha256_file(d / "config.json"),
+        weights={
+            p.name: dict(size=p.stat().st_size, sha256=data.sha256_file(p))
+            for p in weights
+        },
+    )
+
 
 def _pooling_code() -> str:
     "Hash of the source of `hingeabl_nb.model` and `hingeabl_nb.encoders` (encoding and pooling): a change there invalidates the cache."
-    try: src = inspect.getsource(atlop_model) + inspect.getsource(encoders)
-    except (OSError, TypeError): src = getattr(sys.modules["hingeabl_nb"], "__version__", "")
+    try:
+        src = inspect.getsource(atlop_model) + inspect.getsource(encoders)
+    except (OSError, TypeError):
+        src = getattr(sys.modules["hingeabl_nb"], "__version__", "")
     return hashlib.sha256(src.encode()).hexdigest()
 
-def pairs_cache_key(encoder_fp:dict, # from `encoder_fingerprint`
-                    tokenizer_fp:str, # `data.tokenizer_fingerprint(tokenizer)`
-                    data_file:str|Path, # the DocRED JSON file
-                    rel2id:dict, # relation vocabulary
-                    **featurize_args, # e.g. max_len
-                   ) -> str: # hex SHA-256
+
+def pairs_cache_key(
+    encoder_fp: dict,  # from `encoder_fingerprint`
+    tokenizer_fp: str,  # `data.tokenizer_fingerprint(tokenizer)`
+    data_file: str | Path,  # the DocRED JSON file
+    rel2id: dict,  # relation vocabulary
+    **featurize_args,  # e.g. max_len
+) -> str:  # hex SHA-256
     "Cache key of the pooled pair features of one data file."
-    blob = dict(v=CACHE_VERSION, code=_pooling_code(), encoder=encoder_fp, tokenizer=tokenizer_fp, data=data.sha256_file(data_file),
-                rel2id=rel2id, args=featurize_args)
+    blob = dict(
+        v=CACHE_VERSION,
+        code=_pooling_code(),
+        encoder=encoder_fp,
+        tokenizer=tokenizer_fp,
+        data=data.sha256_file(data_file),
+        rel2id=rel2id,
+        args=featurize_args,
+    )
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 # %% ../nbs/10a_lab_cache.ipynb #c12373f6
-def save_tiny_encoder(dest:str|Path, # folder to write config, weights and tokenizer to
-                      seed:int=0, # seed of the random weights
-                     ) -> Path: # the folder, loadable with `model.load_encoder` and `AutoTokenizer`
+def save_tiny_encoder(
+    dest: str | Path,  # folder to write config, weights and tokenizer to
+    seed: int = 0,  # seed of the random weights
+) -> Path:  # the folder, loadable with `model.load_encoder` and `AutoTokenizer`
     "Write a small random BERT and the package's tiny tokenizer to `dest` (tests, CI, smoke runs)."
     tok = data.tiny_tokenizer()
-    enc = atlop_model.tiny_bert(vocab_size=len(tok), cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, seed=seed)
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    with encoders.quiet_transformers(): enc.save_pretrained(dest); tok.save_pretrained(dest)
+    enc = atlop_model.tiny_bert(
+        vocab_size=len(tok),
+        cls_token_id=tok.cls_token_id,
+        sep_token_id=tok.sep_token_id,
+        seed=seed,
+    )
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with encoders.quiet_transformers():
+        enc.save_pretrained(dest)
+        tok.save_pretrained(dest)
     return dest
 
 # %% ../nbs/10a_lab_cache.ipynb #c7e79ad3
-def _encode_batch(encoder, batch:dict, tokenizer) -> tuple[Tensor, Tensor]:
+def _encode_batch(encoder, batch: dict, tokenizer) -> tuple[Tensor, Tensor]:
     "Frozen encoder over a collated batch: (sequence output (B, L, H), last-layer attention (B, heads, L, L))."
     start, end = atlop_model.encoder_special_tokens(encoder, tokenizer)
-    return atlop_model.encode_long(encoder, batch["input_ids"], batch["attention_mask"], start, end)
+    return atlop_model.encode_long(
+        encoder, batch["input_ids"], batch["attention_mask"], start, end
+    )
+
 
 @torch.inference_mode()
-def encode_pairs(encoder, # a frozen Hugging Face encoder from `model.load_encoder`
-                 tokenizer, # its tokenizer
-                 features:list, # `data.featurize` output (all pairs: neg_sample_rate=1)
-                 batch_docs:int=4, # documents per encoder call
-                 progress:bool=True, # show a tqdm bar
-                 desc:str="encode", # label of the bar
-                ) -> dict: # pair set: hs, rs, ts (N, H) float16, labels (N, C) bool, hts (N, 2), doc_ptr (D+1,), titles
+def encode_pairs(
+    encoder,  # a frozen Hugging Face encoder from `model.load_encoder`
+    tokenizer,  # its tokenizer
+    features: list,  # `data.featurize` output (all pairs: neg_sample_rate=1)
+    batch_docs: int = 4,  # documents per encoder call
+    progress: bool = True,  # show a tqdm bar
+    desc: str = "encode",  # label of the bar
+) -> dict:  # pair set: hs, rs, ts (N, H) float16, labels (N, C) bool, hts (N, 2), doc_ptr (D+1,), titles
     "Run the frozen encoder once per document and keep `ATLOPHead.pool`'s (hs, rs, ts) of every pair in float16."
-    encoder.eval(); H = encoder.config.hidden_size
-    pooler = atlop_model.ATLOPHead(H, n_classes=features[0]["labels"].shape[1] if features else 97, emb_size=64, block_size=8)
+    encoder.eval()
+    H = encoder.config.hidden_size
+    pooler = atlop_model.ATLOPHead(
+        H,
+        n_classes=features[0]["labels"].shape[1] if features else 97,
+        emb_size=64,
+        block_size=8,
+    )
     sizes = torch.tensor([len(f["hts"]) for f in features], dtype=torch.long)
-    ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)]); N = int(ptr[-1])
+    ptr = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+    N = int(ptr[-1])
     hs, rs, ts = (torch.zeros(N, H, dtype=torch.float16) for _ in range(3))
     bar = tqdm(total=len(features), desc=desc, disable=not progress, leave=False)
     for b in data.bucket_batches(features, batch_docs, shuffle=False):
-        batch = data.collate([features[i] for i in b], pad_id=tokenizer.pad_token_id or 0)
+        batch = data.collate(
+            [features[i] for i in b], pad_id=tokenizer.pad_token_id or 0
+        )
         seq, attn = _encode_batch(encoder, batch, tokenizer)
-        h, r, t = pooler.pool(seq.float(), attn.float(), batch["entity_pos"], batch["hts"], batch["attention_mask"].sum(1))
+        h, r, t = pooler.pool(
+            seq.float(),
+            attn.float(),
+            batch["entity_pos"],
+            batch["hts"],
+            batch["attention_mask"].sum(1),
+        )
         rows = torch.cat([torch.arange(ptr[i], ptr[i + 1]) for i in b])
         hs[rows], rs[rows], ts[rows] = h.half(), r.half(), t.half()
         bar.update(len(b))
     bar.close()
-    labels = torch.cat([torch.as_tensor(f["labels"]) for f in features]) > 0.5 if features else torch.zeros(0, 97, dtype=torch.bool)
-    hts = torch.tensor([ht for f in features for ht in f["hts"]], dtype=torch.int32).reshape(-1, 2)
-    return dict(hs=hs, rs=rs, ts=ts, labels=labels, hts=hts, doc_ptr=ptr, titles=[f["title"] for f in features])
+    labels = (
+        torch.cat([torch.as_tensor(f["labels"]) for f in features]) > 0.5
+        if features
+        else torch.zeros(0, 97, dtype=torch.bool)
+    )
+    hts = torch.tensor(
+        [ht for f in features for ht in f["hts"]], dtype=torch.int32
+    ).reshape(-1, 2)
+    return dict(
+        hs=hs,
+        rs=rs,
+        ts=ts,
+        labels=labels,
+        hts=hts,
+        doc_ptr=ptr,
+        titles=[f["title"] for f in features],
+    )
 
 # %% ../nbs/10a_lab_cache.ipynb #464e397c
-def take_docs(ps:dict, # a pair set
-              docs:list[int], # positions of the documents to keep, in the order wanted
-             ) -> dict: # a new pair set with only those documents
+def take_docs(
+    ps: dict,  # a pair set
+    docs: list[int],  # positions of the documents to keep, in the order wanted
+) -> dict:  # a new pair set with only those documents
     "The pair set restricted to some documents (nothing in `ps` is modified)."
     ptr = ps["doc_ptr"]
-    rows = torch.cat([torch.arange(ptr[d], ptr[d + 1]) for d in docs]) if docs else torch.zeros(0, dtype=torch.long)
+    rows = (
+        torch.cat([torch.arange(ptr[d], ptr[d + 1]) for d in docs])
+        if docs
+        else torch.zeros(0, dtype=torch.long)
+    )
     sizes = torch.tensor([int(ptr[d + 1] - ptr[d]) for d in docs], dtype=torch.long)
     out = {k: ps[k][rows] for k in ("hs", "rs", "ts", "labels", "hts")}
-    return dict(out, doc_ptr=torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)]), titles=[ps["titles"][d] for d in docs])
+    return dict(
+        out,
+        doc_ptr=torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)]),
+        titles=[ps["titles"][d] for d in docs],
+    )
 
-def doc_features(ps:dict, # a pair set
-                ) -> list[dict]: # per document: title, hts (list of (h, t)), labels (n_pairs, C) float
+
+def doc_features(
+    ps: dict,  # a pair set
+) -> list[dict]:  # per document: title, hts (list of (h, t)), labels (n_pairs, C) float
     "Per-document view of a pair set, as `metrics.to_official` and `train.score` read features."
     p = ps["doc_ptr"].tolist()
-    return [dict(title=t, hts=[tuple(x) for x in ps["hts"][p[d]:p[d + 1]].tolist()], labels=ps["labels"][p[d]:p[d + 1]].float())
-            for d, t in enumerate(ps["titles"])]
+    return [
+        dict(
+            title=t,
+            hts=[tuple(x) for x in ps["hts"][p[d] : p[d + 1]].tolist()],
+            labels=ps["labels"][p[d] : p[d + 1]].float(),
+        )
+        for d, t in enumerate(ps["titles"])
+    ]
 
 # %% ../nbs/10a_lab_cache.ipynb #7eb7981c
 def default_lab_cache() -> Path:
     "`$HINGEABL_CACHE/lab`, else `~/.cache/hingeabl-nb/lab`."
-    return Path(os.environ.get("HINGEABL_CACHE") or Path.home()/".cache"/"hingeabl-nb")/"lab"
+    return (
+        Path(os.environ.get("HINGEABL_CACHE") or Path.home() / ".cache" / "hingeabl-nb")
+        / "lab"
+    )
 
-def cached_pairs(data_file:str|Path, # a DocRED JSON file
-                 get_encoder, # () -> (encoder, tokenizer); called only on a cache miss
-                 key:str, # from `pairs_cache_key`
-                 cache_dir:str|Path, # folder of the cache files
-                 rel2id:dict, # relation vocabulary
-                 max_len:int=1024, # tokens per document
-                 batch_docs:int=4, # documents per encoder call
-                 progress:bool=True, # tqdm bars
-                ) -> tuple[dict, bool]: # (pair set of every document in the file, True on a cache hit)
+
+def cached_pairs(
+    data_file: str | Path,  # a DocRED JSON file
+    get_encoder,  # () -> (encoder, tokenizer); called only on a cache miss
+    key: str,  # from `pairs_cache_key`
+    cache_dir: str | Path,  # folder of the cache files
+    rel2id: dict,  # relation vocabulary
+    max_len: int = 1024,  # tokens per document
+    batch_docs: int = 4,  # documents per encoder call
+    progress: bool = True,  # tqdm bars
+) -> tuple[dict, bool]:  # (pair set of every document in the file, True on a cache hit)
     "Pooled pair features of a data file, cached on disk under `key`."
-    file = Path(cache_dir)/f"{Path(data_file).stem}-{key[:24]}.pt"
+    file = Path(cache_dir) / f"{Path(data_file).stem}-{key[:24]}.pt"
     if file.exists():
-        try: return torch.load(file, weights_only=True), True
-        except Exception as e: print(f"{file}: unreadable cache ({e}); rebuilding it", file=sys.stderr)
+        try:
+            return torch.load(file, weights_only=True), True
+        except Exception as e:
+            print(f"{file}: unreadable cache ({e}); rebuilding it", file=sys.stderr)
     encoder, tokenizer = get_encoder()
     docs = data.load_docs(data_file, rel2id=rel2id)
     feats = data.featurize(docs, tokenizer, rel2id, max_len=max_len, progress=False)
-    ps = encode_pairs(encoder, tokenizer, feats, batch_docs, progress, desc=f"encode {Path(data_file).name}")
-    file.parent.mkdir(parents=True, exist_ok=True); tmp = file.with_suffix(".part")
-    torch.save(ps, tmp); os.replace(tmp, file)
+    ps = encode_pairs(
+        encoder,
+        tokenizer,
+        feats,
+        batch_docs,
+        progress,
+        desc=f"encode {Path(data_file).name}",
+    )
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".part")
+    torch.save(ps, tmp)
+    os.replace(tmp, file)
     return ps, False
 
 # %% ../nbs/10a_lab_cache.ipynb #e0fd5126
-def machine_info(threads:int # torch threads used
-                ) -> dict: # cpu, cores, threads, torch and python versions, gpu
+def machine_info(
+    threads: int,  # torch threads used
+) -> dict:  # cpu, cores, threads, torch and python versions, gpu
     "What the lab ran on, for its record."
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return dict(cpu=cpu, cores_available=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                torch_threads=threads, torch=torch.__version__, python=platform.python_version(),
-                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, used="cpu")
+    cpu = (
+        next(
+            (
+                l.split(":", 1)[1].strip()
+                for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return dict(
+        cpu=cpu,
+        cores_available=len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        torch_threads=threads,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        used="cpu",
+    )
+
 
 def peak_rss_mb() -> float:
     "Peak resident memory of this process so far, in MiB (Linux reports KiB)."
@@ -168,46 +312,87 @@ def peak_rss_mb() -> float:
     return r / 1024 if sys.platform != "darwin" else r / 2**20
 
 # %% ../nbs/10a_lab_cache.ipynb #c5ba6d8d
-def _split_positions(docs:list, n_holdout:int) -> tuple[list[int], list[int]]:
+def _split_positions(docs: list, n_holdout: int) -> tuple[list[int], list[int]]:
     "Positions (in `docs`) of `data.split_docs`' training and held-out documents."
     tr, ho = data.split_docs(docs, n_holdout=n_holdout, seed=0)
     where = {id(d): i for i, d in enumerate(docs)}
     return [where[id(d)] for d in tr], [where[id(d)] for d in ho]
 
-def _load_pairs(model, files:dict, cache:Path, max_len:int, encode_batch:int, progress:bool) -> tuple[dict, dict, dict, dict]:
+
+def _load_pairs(
+    model, files: dict, cache: Path, max_len: int, encode_batch: int, progress: bool
+) -> tuple[dict, dict, dict, dict]:
     "Pair sets, cache hits and documents of every file, and the encoder fingerprint."
     from transformers import AutoTokenizer
-    enc_fp, tokenizer, rel2id, held = encoder_fingerprint(model), AutoTokenizer.from_pretrained(model), data.load_rel2id(), {}
+
+    enc_fp, tokenizer, rel2id, held = (
+        encoder_fingerprint(model),
+        AutoTokenizer.from_pretrained(model),
+        data.load_rel2id(),
+        {},
+    )
+
     def get_encoder():
-        if "enc" not in held: held["enc"] = atlop_model.load_encoder(model, dtype=torch.float32)
+        if "enc" not in held:
+            held["enc"] = atlop_model.load_encoder(model, dtype=torch.float32)
         return held["enc"], tokenizer
+
     sets, hits, docs = {}, {}, {}
-    for split, f in ((k, files[k]) for k in ("train", "dev", "test") if files[k] is not None):
-        key = pairs_cache_key(enc_fp, data.tokenizer_fingerprint(tokenizer), f, rel2id, max_len=max_len)
-        sets[split], hits[split] = cached_pairs(f, get_encoder, key, cache, rel2id, max_len, encode_batch, progress)
+    for split, f in (
+        (k, files[k]) for k in ("train", "dev", "test") if files[k] is not None
+    ):
+        key = pairs_cache_key(
+            enc_fp, data.tokenizer_fingerprint(tokenizer), f, rel2id, max_len=max_len
+        )
+        sets[split], hits[split] = cached_pairs(
+            f, get_encoder, key, cache, rel2id, max_len, encode_batch, progress
+        )
         docs[split] = data.load_docs(f, rel2id=rel2id)
     return sets, hits, docs, enc_fp
 
 # %% ../nbs/10a_lab_cache.ipynb #db7b0c47
-def load_lab_data(model:str|Path, # encoder folder
-                  data_dir:str|Path, # data folder (see `lab_files`)
-                  cache_dir:str|Path|None=None, # pair-feature cache (default: `default_lab_cache()`)
-                  n_holdout:int=100, # held-out dev documents (split-dev protocol)
-                  max_len:int=1024, # tokens per document
-                  encode_batch:int=4, # documents per encoder call
-                  progress:bool=True, # tqdm bars
-                 ) -> dict: # pairs/docs per split, rel2id, protocol, files, cache hits, encoder fingerprint, seconds
+def load_lab_data(
+    model: str | Path,  # encoder folder
+    data_dir: str | Path,  # data folder (see `lab_files`)
+    cache_dir: str
+    | Path
+    | None = None,  # pair-feature cache (default: `default_lab_cache()`)
+    n_holdout: int = 100,  # held-out dev documents (split-dev protocol)
+    max_len: int = 1024,  # tokens per document
+    encode_batch: int = 4,  # documents per encoder call
+    progress: bool = True,  # tqdm bars
+) -> dict:  # pairs/docs per split, rel2id, protocol, files, cache hits, encoder fingerprint, seconds
     "Pair sets and documents of train/dev/test, encoded at most once per data file (cached)."
     t0, files = time.time(), lab_files(data_dir)
     cache = Path(cache_dir) if cache_dir is not None else default_lab_cache()
-    sets, hits, docs, enc_fp = _load_pairs(model, files, cache, max_len, encode_batch, progress)
+    sets, hits, docs, enc_fp = _load_pairs(
+        model, files, cache, max_len, encode_batch, progress
+    )
     if files["train"] is None:
         tr, ho = _split_positions(docs["dev"], n_holdout)
-        sets["train"], sets["dev"] = take_docs(sets["dev"], tr), take_docs(sets["dev"], ho)
-        docs["train"], docs["dev"] = [docs["dev"][i] for i in tr], [docs["dev"][i] for i in ho]
-        how = (f"split-dev: train on {len(tr)} documents of {files['dev'].name}, select on the other {len(ho)} "
-               f"(data.split_docs seed 0), test on {files['test'].name}")
-    else: how = f"train on {files['train'].name}, select on {files['dev'].name}, test on {files['test'].name}"
-    return dict(pairs=sets, docs=docs, rel2id=data.load_rel2id(), files={k: str(v) for k, v in files.items() if k != "protocol"},
-                protocol="Reduced protocol (NOT the paper's: frozen encoder, ATLOP head only): " + how,
-                cache_hit=hits, encoder=enc_fp, seconds=time.time() - t0, cache_dir=str(cache))
+        sets["train"], sets["dev"] = (
+            take_docs(sets["dev"], tr),
+            take_docs(sets["dev"], ho),
+        )
+        docs["train"], docs["dev"] = (
+            [docs["dev"][i] for i in tr],
+            [docs["dev"][i] for i in ho],
+        )
+        how = (
+            f"split-dev: train on {len(tr)} documents of {files['dev'].name}, select on the other {len(ho)} "
+            f"(data.split_docs seed 0), test on {files['test'].name}"
+        )
+    else:
+        how = f"train on {files['train'].name}, select on {files['dev'].name}, test on {files['test'].name}"
+    return dict(
+        pairs=sets,
+        docs=docs,
+        rel2id=data.load_rel2id(),
+        files={k: str(v) for k, v in files.items() if k != "protocol"},
+        protocol="Reduced protocol (NOT the paper's: frozen encoder, ATLOP head only): "
+        + how,
+        cache_hit=hits,
+        encoder=enc_fp,
+        seconds=time.time() - t0,
+        cache_dir=str(cache),
+    )

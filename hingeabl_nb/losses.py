@@ -4,63 +4,89 @@
 
 # %% ../nbs/05_losses.ipynb #5c148faa
 from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
 from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .atl import atl_loss, check_pairs, atl_ref, _lse
-from .sat import distances, sat_loss, mean_sat_loss, sat_ref, mean_sat_ref, _neg_log_sigmoid_ref, _d_ref
+
+from .atl import _lse, atl_loss, atl_ref, check_pairs
 from .hinge import hinge_abl_loss, hinge_abl_ref
+from hingeabl_nb.sat import (
+    _d_ref,
+    _neg_log_sigmoid_ref,
+    distances,
+    mean_sat_loss,
+    mean_sat_ref,
+    sat_loss,
+    sat_ref,
+)
 
 # %% auto #0
 __all__ = ['LOSSES', 'REFERENCE', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec', 'check_loss_names',
            'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'predict']
 
 # %% ../nbs/05_losses.ipynb #0e63f235
-def loss_inputs(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-                labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
-                where:str="loss", # name used in error messages
-               ) -> tuple[Tensor, Tensor]: # (logits, labels) in at least float32; float64 stays float64
+def loss_inputs(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
+    where: str = "loss",  # name used in error messages
+) -> tuple[
+    Tensor, Tensor
+]:  # (logits, labels) in at least float32; float64 stays float64
     "Validate a (logits, labels) pair with `atl.check_pairs`; upcast half precision to float32, keep float64."
     check_pairs(logits, labels, where)
     dt = torch.promote_types(logits.dtype, torch.float32)
     return logits.to(dt), labels.to(dt)
 
 # %% ../nbs/05_losses.ipynb #7bc1ecf6
-def balanced_softmax_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
-                          labels:Tensor, # (n_pairs, 1+n_rel) multi-hot
-                         ) -> Tensor: # scalar (float32; float64 for float64 input), mean over pairs
+def balanced_softmax_loss(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot
+) -> Tensor:  # scalar (float32; float64 for float64 input), mean over pairs
     "Balanced Softmax: log(1 + sum_neg e^{s_i}) + log(1 + sum_pos e^{-s_j}), threshold fixed at 0, NA a class."
     s, y = loss_inputs(logits, labels, "balanced_softmax_loss")
     pos, zero = y > 0.5, s.new_zeros(s.shape[0], 1)
-    neg_term = torch.logsumexp(torch.cat([s.masked_fill(pos, float("-inf")), zero], 1), 1)
-    pos_term = torch.logsumexp(torch.cat([(-s).masked_fill(~pos, float("-inf")), zero], 1), 1)
+    neg_term = torch.logsumexp(
+        torch.cat([s.masked_fill(pos, float("-inf")), zero], 1), 1
+    )
+    pos_term = torch.logsumexp(
+        torch.cat([(-s).masked_fill(~pos, float("-inf")), zero], 1), 1
+    )
     return (neg_term + pos_term).mean()
 
 # %% ../nbs/05_losses.ipynb #07aab007
-def afl_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-             labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
-             gamma:float=1.0, # focal exponent (official code: 1)
-             focal_form:str="official", # "official": weight 1 + (1-P)^gamma; "paper": (1-P)^gamma
-            ) -> Tensor: # scalar (float32; float64 for float64 input), mean over pairs
+def afl_loss(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
+    gamma: float = 1.0,  # focal exponent (official code: 1)
+    focal_form: str = "official",  # "official": weight 1 + (1-P)^gamma; "paper": (1-P)^gamma
+) -> Tensor:  # scalar (float32; float64 for float64 input), mean over pairs
     "Adaptive focal loss: focal-weighted -log sigma(s_r - s_TH) over positives + ATL eq. (4) over TH and negatives."
-    if focal_form not in ("official", "paper"): raise ValueError(f"afl_loss: focal_form must be 'official' or 'paper', got {focal_form!r}")
+    if focal_form not in ("official", "paper"):
+        raise ValueError(
+            f"afl_loss: focal_form must be 'official' or 'paper', got {focal_form!r}"
+        )
     s, y = loss_inputs(logits, labels, "afl_loss")
     s_th, s_r, pos = s[:, :1], s[:, 1:], y[:, 1:] > 0.5
     focal = torch.exp(gamma * F.logsigmoid(s_th - s_r))  # (1 - P(r))^gamma
     weight = 1 + focal if focal_form == "official" else focal
     l_pos = -(weight * F.logsigmoid(s_r - s_th)).masked_fill(~pos, 0.0).sum(1)
-    in_softmax = torch.cat([torch.ones_like(pos[:, :1]), ~pos], 1)  # TH and the negatives
+    in_softmax = torch.cat(
+        [torch.ones_like(pos[:, :1]), ~pos], 1
+    )  # TH and the negatives
     l_neg = torch.logsumexp(s.masked_fill(~in_softmax, float("-inf")), 1) - s[:, 0]
     return (l_pos + l_neg).mean()
 
 # %% ../nbs/05_losses.ipynb #3fe388dd
-def aml_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-             labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
-             margin:float=1.0, # m of eq. (12) (official code: 1)
-            ) -> Tensor: # scalar (float32; float64 for float64 input), mean over pairs
+def aml_loss(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
+    margin: float = 1.0,  # m of eq. (12) (official code: 1)
+) -> Tensor:  # scalar (float32; float64 for float64 input), mean over pairs
     "Eq. (12): sum over relations r >= 1 of max(0, m - d_r), d_r of eq. (8); mean over pairs."
     s, y = loss_inputs(logits, labels, "aml_loss")
     return F.relu(margin - distances(s, y)).sum(1).mean()
@@ -69,103 +95,160 @@ def aml_loss(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
 @dataclass(frozen=True)
 class LossSpec:
     "One row of Table 3: a loss, its default options and the threshold its model predicts with."
-    name:str # the row's name in Table 3
-    fn:Callable # (logits, labels, **options) -> scalar
-    defaults:dict=field(default_factory=dict) # the official code's options; the only ones accepted
-    threshold:str="TH" # "TH": predict r when s_r > s_TH; "zero": when s_r > 0 (Balanced Softmax)
+
+    name: str  # the row's name in Table 3
+    fn: Callable  # (logits, labels, **options) -> scalar
+    defaults: dict = field(
+        default_factory=dict
+    )  # the official code's options; the only ones accepted
+    threshold: str = (
+        "TH"  # "TH": predict r when s_r > s_TH; "zero": when s_r > 0 (Balanced Softmax)
+    )
 
     @property
-    def options(self) -> tuple: return tuple(self.defaults)
+    def options(self) -> tuple:
+        return tuple(self.defaults)
 
-    def __call__(self, logits:Tensor, labels:Tensor, **options) -> Tensor:
+    def __call__(self, logits: Tensor, labels: Tensor, **options) -> Tensor:
         "Validate and cast once, merge the defaults with `options`, compute the loss."
         bad = sorted(set(options) - set(self.defaults))
-        if bad: raise ValueError(f"LOSSES[{self.name!r}]: unknown option(s) {bad}; allowed: {list(self.defaults)}")
+        if bad:
+            raise ValueError(
+                f"LOSSES[{self.name!r}]: unknown option(s) {bad}; allowed: {list(self.defaults)}"
+            )
         s, y = loss_inputs(logits, labels, f"LOSSES[{self.name!r}]")
         return self.fn(s, y, **(self.defaults | options))
 
 # %% ../nbs/05_losses.ipynb #e34f7b8f
-def _thresholds(self, logits:Tensor) -> Tensor:
+def _thresholds(self, logits: Tensor) -> Tensor:
     "(n_pairs,) the score each pair's relations must beat: s_TH (column 0), or 0."
     return torch.zeros_like(logits[:, 0]) if self.threshold == "zero" else logits[:, 0]
 
-def _predict(self, logits:Tensor, top_k:int|None=4) -> Tensor:
+
+def _predict(self, logits: Tensor, top_k: int | None = 4) -> Tensor:
     "Multi-hot predictions with this loss's threshold rule (see `predict`)."
     return predict(logits, top_k, zero_threshold=self.threshold == "zero")
+
 
 LossSpec.thresholds, LossSpec.predict = _thresholds, _predict
 
 # %% ../nbs/05_losses.ipynb #3c9ce784
-LOSSES = {s.name: s for s in [
-    LossSpec("ATL", atl_loss),
-    LossSpec("BalancedSoftmax", balanced_softmax_loss, threshold="zero"),
-    LossSpec("AFL", afl_loss, dict(gamma=1.0, focal_form="official")),
-    LossSpec("AML", aml_loss, dict(margin=1.0)),
-    LossSpec("SAT", sat_loss, dict(prob_eps=1e-30)),
-    LossSpec("MeanSAT", mean_sat_loss, dict(prob_eps=1e-30)),
-    LossSpec("HingeABL", hinge_abl_loss, dict(margin=5.0, normalize="separate", detach_weights=False, norm_eps=1e-30, prob_eps=1e-30))]}
+LOSSES = {
+    s.name: s
+    for s in [
+        LossSpec("ATL", atl_loss),
+        LossSpec("BalancedSoftmax", balanced_softmax_loss, threshold="zero"),
+        LossSpec("AFL", afl_loss, dict(gamma=1.0, focal_form="official")),
+        LossSpec("AML", aml_loss, dict(margin=1.0)),
+        LossSpec("SAT", sat_loss, dict(prob_eps=1e-30)),
+        LossSpec("MeanSAT", mean_sat_loss, dict(prob_eps=1e-30)),
+        LossSpec(
+            "HingeABL",
+            hinge_abl_loss,
+            dict(
+                margin=5.0,
+                normalize="separate",
+                detach_weights=False,
+                norm_eps=1e-30,
+                prob_eps=1e-30,
+            ),
+        ),
+    ]
+}
 
 # %% ../nbs/05_losses.ipynb #2b8b0cf5
-def check_loss_names(names:list, # loss names, spelt as the keys of LOSSES
-                     error:type=ValueError, # the exception to raise (a caller may have its own)
-                    ) -> list: # the names, unchanged
+def check_loss_names(
+    names: list,  # loss names, spelt as the keys of LOSSES
+    error: type = ValueError,  # the exception to raise (a caller may have its own)
+) -> list:  # the names, unchanged
     "The names if every one is a key of `LOSSES`; otherwise `error` naming the unknown ones and the allowed ones."
     bad = [n for n in names if n not in LOSSES]
-    if bad: raise error(f"unknown loss {', '.join(map(repr, bad))}; allowed: {', '.join(LOSSES)}")
+    if bad:
+        raise error(
+            f"unknown loss {', '.join(map(repr, bad))}; allowed: {', '.join(LOSSES)}"
+        )
     return list(names)
 
 # %% ../nbs/05_losses.ipynb #12a75b9a
-def balanced_softmax_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
-                         labels:Tensor, # (n_pairs, 1+n_rel) multi-hot
-                        ) -> float: # mean loss over pairs, computed in float64
+def balanced_softmax_ref(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot
+) -> float:  # mean loss over pairs, computed in float64
     "Balanced Softmax with Python loops and `math` in float64: the reference `balanced_softmax_loss` is tested against."
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        neg = [s[i] for i in range(len(s)) if y[i] <= 0.5]       # all columns, NA included
+        neg = [s[i] for i in range(len(s)) if y[i] <= 0.5]  # all columns, NA included
         pos = [-s[i] for i in range(len(s)) if y[i] > 0.5]
-        total += _lse([0.0] + neg) + _lse([0.0] + pos)          # log(1 + sum e^{s_i}) + log(1 + sum e^{-s_j})
+        total += _lse([0.0] + neg) + _lse(
+            [0.0] + pos
+        )  # log(1 + sum e^{s_i}) + log(1 + sum e^{-s_j})
     return total / len(logits)
 
 # %% ../nbs/05_losses.ipynb #4d1eed9c
-def afl_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-            labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
-            gamma:float=1.0, # focal exponent
-            focal_form:str="official", # "official": weight 1 + (1-P)^gamma; "paper": (1-P)^gamma
-           ) -> float: # mean loss over pairs, computed in float64
+def afl_ref(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
+    gamma: float = 1.0,  # focal exponent
+    focal_form: str = "official",  # "official": weight 1 + (1-P)^gamma; "paper": (1-P)^gamma
+) -> float:  # mean loss over pairs, computed in float64
     "AFL with Python loops and `math` in float64: the reference `afl_loss` is tested against."
-    if focal_form not in ("official", "paper"): raise ValueError(f"afl_ref: focal_form must be 'official' or 'paper', got {focal_form!r}")
+    if focal_form not in ("official", "paper"):
+        raise ValueError(
+            f"afl_ref: focal_form must be 'official' or 'paper', got {focal_form!r}"
+        )
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        P = [r for r in range(1, len(s)) if y[r] > 0.5]; N = [r for r in range(1, len(s)) if y[r] <= 0.5]
+        P = [r for r in range(1, len(s)) if y[r] > 0.5]
+        N = [r for r in range(1, len(s)) if y[r] <= 0.5]
         for r in P:
-            focal = math.exp(-gamma * _neg_log_sigmoid_ref(s[0] - s[r], 0))   # (1 - P(r))^gamma
-            total += (1 + focal if focal_form == "official" else focal) * _neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
-        total += _lse([s[0]] + [s[r] for r in N]) - s[0]                     # ATL eq. (4)
+            focal = math.exp(
+                -gamma * _neg_log_sigmoid_ref(s[0] - s[r], 0)
+            )  # (1 - P(r))^gamma
+            total += (
+                1 + focal if focal_form == "official" else focal
+            ) * _neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
+        total += _lse([s[0]] + [s[r] for r in N]) - s[0]  # ATL eq. (4)
     return total / len(logits)
 
 # %% ../nbs/05_losses.ipynb #731a02c3
-def aml_ref(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-            labels:Tensor, # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
-            margin:float=1.0, # m of eq. (12)
-           ) -> float: # mean loss over pairs, computed in float64
+def aml_ref(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
+    margin: float = 1.0,  # m of eq. (12)
+) -> float:  # mean loss over pairs, computed in float64
     "Eq. (12) with Python loops in float64: the reference `aml_loss` is tested against."
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        total += sum(max(0.0, margin - _d_ref(s, y, r)) for r in range(1, len(s)))  # eqs. (8), (12)
+        total += sum(
+            max(0.0, margin - _d_ref(s, y, r)) for r in range(1, len(s))
+        )  # eqs. (8), (12)
     return total / len(logits)
 
 # %% ../nbs/05_losses.ipynb #bc289471
-REFERENCE = {"ATL": atl_ref, "BalancedSoftmax": balanced_softmax_ref, "AFL": afl_ref, "AML": aml_ref,
-             "SAT": sat_ref, "MeanSAT": mean_sat_ref, "HingeABL": hinge_abl_ref}
+REFERENCE = {
+    "ATL": atl_ref,
+    "BalancedSoftmax": balanced_softmax_ref,
+    "AFL": afl_ref,
+    "AML": aml_ref,
+    "SAT": sat_ref,
+    "MeanSAT": mean_sat_ref,
+    "HingeABL": hinge_abl_ref,
+}
 
 # %% ../nbs/05_losses.ipynb #62d19eea
-def predict(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-            top_k:int|None=4, # keep at most this many relations per pair (None or 0: no limit)
-            zero_threshold:bool=False, # threshold at 0 instead of at the TH score (Balanced Softmax)
-           ) -> Tensor: # (n_pairs, 1+n_rel) multi-hot float; column 0 set when no relation is predicted
+def predict(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    top_k: int
+    | None = 4,  # keep at most this many relations per pair (None or 0: no limit)
+    zero_threshold: bool = False,  # threshold at 0 instead of at the TH score (Balanced Softmax)
+) -> (
+    Tensor
+):  # (n_pairs, 1+n_rel) multi-hot float; column 0 set when no relation is predicted
     "Multi-hot predictions: relations scoring above the threshold, at most `top_k` (ties kept), NA when none."
     if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[1] < 2:
-        raise ValueError(f"predict: `logits` must be a 2-D tensor (n_pairs, 1+n_rel), got {getattr(logits, 'shape', type(logits))}")
+        raise ValueError(
+            f"predict: `logits` must be a 2-D tensor (n_pairs, 1+n_rel), got {getattr(logits, 'shape', type(logits))}"
+        )
     if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
         raise ValueError(f"predict: top_k must be None or an int >= 0, got {top_k!r}")
     th = torch.zeros_like(logits[:, :1]) if zero_threshold else logits[:, :1]

@@ -4,13 +4,25 @@
 
 # %% ../nbs/07_metrics.ipynb #60ff78f1
 from __future__ import annotations
+
 import math
+
 import numpy as np
 import torch
 from torch import Tensor
+
 from .losses import LOSSES, predict
-from .scoring import (_as_numpy, _as_facts, _check_labels, _need, gold_index, judge, relation_counts,
-                                 train_facts, unique_keys)
+from hingeabl_nb.scoring import (
+    _as_facts,
+    _as_numpy,
+    _check_labels,
+    _need,
+    gold_index,
+    judge,
+    relation_counts,
+    train_facts,
+    unique_keys,
+)
 
 # %% auto #0
 __all__ = ['PATTERNS', 'GAP_EDGES', 'to_official', 'micro_prf', 'prf_from_counts', 'pair_prf', 'official_scores', 'macro_scores',
@@ -18,201 +30,325 @@ __all__ = ['PATTERNS', 'GAP_EDGES', 'to_official', 'micro_prf', 'prf_from_counts
            'plot_threshold_summaries']
 
 # %% ../nbs/07_metrics.ipynb #46a36949
-def to_official(preds, # (sum n_pairs, 1+n_rel) multi-hot, Tensor or array; rows follow the features' `hts`
-                features:list, # features (dicts with `title` and `hts`), in the order the rows were produced
-                id2rel:dict, # relation column -> P-code, e.g. {1: "P17", ...}; column 0 (NA) is never looked up
-               ) -> list[dict]: # [{"title", "h_idx", "t_idx", "r"}, ...]
+def to_official(
+    preds,  # (sum n_pairs, 1+n_rel) multi-hot, Tensor or array; rows follow the features' `hts`
+    features: list,  # features (dicts with `title` and `hts`), in the order the rows were produced
+    id2rel: dict,  # relation column -> P-code, e.g. {1: "P17", ...}; column 0 (NA) is never looked up
+) -> list[dict]:  # [{"title", "h_idx", "t_idx", "r"}, ...]
     "Turn multi-hot predictions into the official list of triples, ignoring the NA column."
     P = _as_numpy(preds, "to_official: preds")
-    if P.ndim != 2: raise ValueError(f"to_official: preds must be 2-D (sum n_pairs, 1+n_rel), got shape {P.shape}")
+    if P.ndim != 2:
+        raise ValueError(
+            f"to_official: preds must be 2-D (sum n_pairs, 1+n_rel), got shape {P.shape}"
+        )
     bad = ~((P == 0) | (P == 1))
     if bad.any():
         i, j = (int(v[0]) for v in np.nonzero(bad))
-        raise ValueError(f"to_official: preds must be multi-hot 0/1 (use `predict` on logits); row {i} column {j} is {P[i, j]}")
+        raise ValueError(
+            f"to_official: preds must be multi-hot 0/1 (use `predict` on logits); row {i} column {j} is {P[i, j]}"
+        )
     rows = [(f["title"], int(h), int(t)) for f in features for (h, t) in f["hts"]]
     if len(rows) != P.shape[0]:
-        raise ValueError(f"to_official: preds has {P.shape[0]} rows but the {len(features)} features hold {len(rows)} pairs (sum of len(hts))")
+        raise ValueError(
+            f"to_official: preds has {P.shape[0]} rows but the {len(features)} features hold {len(rows)} pairs (sum of len(hts))"
+        )
     out = []
-    for i, j in zip(*np.nonzero(P[:, 1:])):  # row-major: pair order, then relation column
+    for i, j in zip(
+        *np.nonzero(P[:, 1:])
+    ):  # row-major: pair order, then relation column
         if int(j) + 1 not in id2rel:
-            raise ValueError(f"to_official: relation column {int(j) + 1} (row {int(i)}) is not in id2rel (it has {len(id2rel)} entries)")
+            raise ValueError(
+                f"to_official: relation column {int(j) + 1} (row {int(i)}) is not in id2rel (it has {len(id2rel)} entries)"
+            )
         title, h, t = rows[i]
         out.append({"title": title, "h_idx": h, "t_idx": t, "r": id2rel[int(j) + 1]})
     return out
 
 # %% ../nbs/07_metrics.ipynb #440fc2b4
-def micro_prf(n_pred:int, # unique predictions
-              n_gold:int, # unique gold triples (or gold relations)
-              n_correct:int, # predictions that are gold
-             ) -> dict: # P, R, F1 as fractions
+def micro_prf(
+    n_pred: int,  # unique predictions
+    n_gold: int,  # unique gold triples (or gold relations)
+    n_correct: int,  # predictions that are gold
+) -> dict:  # P, R, F1 as fractions
     "Micro P, R, F1 from counts, with the official edge cases (no prediction: all 0; no gold: an error)."
-    if n_pred == 0: return dict(P=0.0, R=0.0, F1=0.0)  # official early return
-    if n_gold == 0: raise ValueError("micro_prf: no gold triple, recall is undefined (the official scorer divides by zero)")
+    if n_pred == 0:
+        return dict(P=0.0, R=0.0, F1=0.0)  # official early return
+    if n_gold == 0:
+        raise ValueError(
+            "micro_prf: no gold triple, recall is undefined (the official scorer divides by zero)"
+        )
     P, R = n_correct / n_pred, n_correct / n_gold
     return dict(P=P, R=R, F1=0.0 if P + R == 0 else 2 * P * R / (P + R))
 
 # %% ../nbs/07_metrics.ipynb #727e1cb9
-def prf_from_counts(n_pred:int, # unique predictions
-                    n_gold:int, # unique gold triples
-                    n_correct:int, # unique predictions that are gold
-                    n_correct_in_train:int=0, # correct predictions whose fact is in the training set
-                   ) -> dict: # P, R, F1, Ign_P, Ign_F1 as fractions
+def prf_from_counts(
+    n_pred: int,  # unique predictions
+    n_gold: int,  # unique gold triples
+    n_correct: int,  # unique predictions that are gold
+    n_correct_in_train: int = 0,  # correct predictions whose fact is in the training set
+) -> dict:  # P, R, F1, Ign_P, Ign_F1 as fractions
     "`micro_prf` plus the official Ign precision / Ign_F1 (correct predictions seen in training removed)."
     prf = micro_prf(n_pred, n_gold, n_correct)
-    if n_pred == 0: return dict(**prf, Ign_P=0.0, Ign_F1=0.0)
-    Ign_P, R = (n_correct - n_correct_in_train) / (n_pred - n_correct_in_train + 1e-5), prf["R"]
-    return dict(**prf, Ign_P=Ign_P, Ign_F1=0.0 if Ign_P + R == 0 else 2 * Ign_P * R / (Ign_P + R))
+    if n_pred == 0:
+        return dict(**prf, Ign_P=0.0, Ign_F1=0.0)
+    Ign_P, R = (
+        (n_correct - n_correct_in_train) / (n_pred - n_correct_in_train + 1e-5),
+        prf["R"],
+    )
+    return dict(
+        **prf,
+        Ign_P=Ign_P,
+        Ign_F1=0.0 if Ign_P + R == 0 else 2 * Ign_P * R / (Ign_P + R),
+    )
 
 # %% ../nbs/07_metrics.ipynb #706c236d
-def pair_prf(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-             labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold
-             loss:str="ATL", # a key of LOSSES: its threshold rule predicts
-             top_k:int|None=None, # at most this many relations per pair, as `predict` (None: no cap)
-            ) -> dict: # P, R, F1 as fractions, over (pair, relation) cells
+def pair_prf(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold
+    loss: str = "ATL",  # a key of LOSSES: its threshold rule predicts
+    top_k: int
+    | None = None,  # at most this many relations per pair, as `predict` (None: no cap)
+) -> dict:  # P, R, F1 as fractions, over (pair, relation) cells
     "Micro P/R/F1 of `LOSSES[loss].predict` against the pair labels (relation columns only)."
     p, g = LOSSES[loss].predict(logits, top_k=top_k)[:, 1:] > 0.5, labels[:, 1:] > 0.5
     return micro_prf(int(p.sum()), int(g.sum()), int((p & g).sum()))
 
 # %% ../nbs/07_metrics.ipynb #59c9cd92
-def official_scores(triples:list, # predictions [{"title", "h_idx", "t_idx", "r"}, ...]; duplicates allowed
-                    gold_docs:list, # gold documents (dev or test), DocRED format with labels
-                    train_docs=None, # training documents, or a precomputed `train_facts` set, or None (no Ign filtering)
-                   ) -> dict: # P, R, F1, Ign_P, Ign_F1 (fractions) and the counts behind them
+def official_scores(
+    triples: list,  # predictions [{"title", "h_idx", "t_idx", "r"}, ...]; duplicates allowed
+    gold_docs: list,  # gold documents (dev or test), DocRED format with labels
+    train_docs=None,  # training documents, or a precomputed `train_facts` set, or None (no Ign filtering)
+) -> dict:  # P, R, F1, Ign_P, Ign_F1 (fractions) and the counts behind them
     "Micro P/R/F1 and Ign_F1 exactly as the Re-DocRED official scorer (annotated-train Ign)."
     std, title2vs = gold_index(gold_docs)
     keys = unique_keys(triples)
     verdicts = judge(keys, std, title2vs, _as_facts(train_docs))
-    n = dict(n_pred_raw=len(triples), n_pred=len(keys), n_gold=len(std),
-             n_correct=sum(v[1] for v in verdicts), n_correct_in_train=sum(v[2] for v in verdicts),
-             n_pred_unknown_title=sum(not v[0] for v in verdicts))
-    return {**prf_from_counts(n["n_pred"], n["n_gold"], n["n_correct"], n["n_correct_in_train"]), **n}
+    n = dict(
+        n_pred_raw=len(triples),
+        n_pred=len(keys),
+        n_gold=len(std),
+        n_correct=sum(v[1] for v in verdicts),
+        n_correct_in_train=sum(v[2] for v in verdicts),
+        n_pred_unknown_title=sum(not v[0] for v in verdicts),
+    )
+    return {
+        **prf_from_counts(
+            n["n_pred"], n["n_gold"], n["n_correct"], n["n_correct_in_train"]
+        ),
+        **n,
+    }
 
 # %% ../nbs/07_metrics.ipynb #4f48f0c6
-def macro_scores(triples:list, # predictions [{"title", "h_idx", "t_idx", "r"}, ...]
-                 gold_docs:list, # gold documents with labels
-                 train_docs=None, # training documents, a `train_facts` set, or None
-                 over:str="gold", # "gold": relations with >= 1 gold triple; "union": also relations only predicted
-                ) -> dict: # macro_P, macro_R, macro_F1, macro_Ign_F1, n_relations, per_relation
+def macro_scores(
+    triples: list,  # predictions [{"title", "h_idx", "t_idx", "r"}, ...]
+    gold_docs: list,  # gold documents with labels
+    train_docs=None,  # training documents, a `train_facts` set, or None
+    over: str = "gold",  # "gold": relations with >= 1 gold triple; "union": also relations only predicted
+) -> dict:  # macro_P, macro_R, macro_F1, macro_Ign_F1, n_relations, per_relation
     "Macro P/R/F1/Ign_F1: per-relation official formulas, averaged with equal weight (Table 7)."
-    if over not in ("gold", "union"): raise ValueError(f"macro_scores: over must be 'gold' or 'union', got {over!r}")
+    if over not in ("gold", "union"):
+        raise ValueError(f"macro_scores: over must be 'gold' or 'union', got {over!r}")
     per = {}
     for r, c in relation_counts(triples, gold_docs, train_docs).items():
-        if c["n_gold"] == 0 and over == "gold": continue
-        s = (dict(P=0.0, R=0.0, F1=0.0, Ign_P=0.0, Ign_F1=0.0) if c["n_gold"] == 0 else
-             prf_from_counts(c["n_pred"], c["n_gold"], c["n_correct"], c["n_correct_in_train"]))
+        if c["n_gold"] == 0 and over == "gold":
+            continue
+        s = (
+            dict(P=0.0, R=0.0, F1=0.0, Ign_P=0.0, Ign_F1=0.0)
+            if c["n_gold"] == 0
+            else prf_from_counts(
+                c["n_pred"], c["n_gold"], c["n_correct"], c["n_correct_in_train"]
+            )
+        )
         per[r] = {**c, **s}
     if not triples:  # as the official micro scorer: no prediction, every score 0
-        return dict(macro_P=0.0, macro_R=0.0, macro_F1=0.0, macro_Ign_F1=0.0, n_relations=len(per), per_relation=per)
-    if not per: raise ValueError(f"macro_scores: no relation to average over (no gold triple{'' if over == 'gold' else ' and no prediction'})")
+        return dict(
+            macro_P=0.0,
+            macro_R=0.0,
+            macro_F1=0.0,
+            macro_Ign_F1=0.0,
+            n_relations=len(per),
+            per_relation=per,
+        )
+    if not per:
+        raise ValueError(
+            f"macro_scores: no relation to average over (no gold triple{'' if over == 'gold' else ' and no prediction'})"
+        )
     avg = lambda k: sum(v[k] for v in per.values()) / len(per)
-    return dict(macro_P=avg("P"), macro_R=avg("R"), macro_F1=avg("F1"), macro_Ign_F1=avg("Ign_F1"),
-                n_relations=len(per), per_relation=per)
+    return dict(
+        macro_P=avg("P"),
+        macro_R=avg("R"),
+        macro_F1=avg("F1"),
+        macro_Ign_F1=avg("Ign_F1"),
+        n_relations=len(per),
+        per_relation=per,
+    )
 
 # %% ../nbs/07_metrics.ipynb #e5113567
-def gold_ranks(logits:Tensor, # (n_pairs, 1+n_rel); column 0 (TH) is not ranked
-              ) -> Tensor: # (n_pairs, n_rel) long: rank of each relation column, 1 = highest
+def gold_ranks(
+    logits: Tensor,  # (n_pairs, 1+n_rel); column 0 (TH) is not ranked
+) -> Tensor:  # (n_pairs, n_rel) long: rank of each relation column, 1 = highest
     "Rank 1 + #{k >= 1 : s_k > s_r} of every relation r (ties share the better rank), as `statistic.py`."
     s = torch.as_tensor(logits).float()[:, 1:]
     srt = torch.sort(s, dim=1).values.contiguous()
-    n_le = torch.searchsorted(srt, s.contiguous(), right=True)  # how many scores are <= s_r
+    n_le = torch.searchsorted(
+        srt, s.contiguous(), right=True
+    )  # how many scores are <= s_r
     return 1 + s.shape[1] - n_le
 
 # %% ../nbs/07_metrics.ipynb #4607ca0a
 PATTERNS = ("TP", "TN", "FP", "FN_CRK", "FN_IRK")
 
-def correct_rank(s:Tensor, # (n, 1+n_rel) scores of false-negative pairs
-                 g:Tensor, # (n, n_rel) bool gold mask of the relation columns
-                 rule:str="official", # "official": gold rank set in {1},{1,2},{1,2,3}; "general": all gold above all non-gold
-                ) -> Tensor: # (n,) bool: FN_CRK rather than FN_IRK
+
+def correct_rank(
+    s: Tensor,  # (n, 1+n_rel) scores of false-negative pairs
+    g: Tensor,  # (n, n_rel) bool gold mask of the relation columns
+    rule: str = "official",  # "official": gold rank set in {1},{1,2},{1,2,3}; "general": all gold above all non-gold
+) -> Tensor:  # (n,) bool: FN_CRK rather than FN_IRK
     "Figure 2's correct-rank test for pairs predicted NA."
     if rule == "general":
         r = s[:, 1:]
         return r.masked_fill(~g, math.inf).amin(1) > r.masked_fill(g, -math.inf).amax(1)
     rk = gold_ranks(s).masked_fill(~g, 0)  # 0 marks non-gold
     top, present = rk.amax(1), torch.stack([(rk == j).any(1) for j in (1, 2, 3)], 1)
-    return (top <= 3) & present[:, 0] & ((top < 2) | present[:, 1]) & ((top < 3) | present[:, 2])
+    return (
+        (top <= 3)
+        & present[:, 0]
+        & ((top < 2) | present[:, 1])
+        & ((top < 3) | present[:, 2])
+    )
 
 # %% ../nbs/07_metrics.ipynb #11044b47
-def pair_patterns(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-                  labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
-                  rule:str="official", # "official": the statistic of Tables 1 and 4; "general": the course's own reading
-                  top_k:int|None=None, # general rule only: at most this many relations per pair, as `predict` (None: no cap)
-                  zero_threshold:bool=False, # general rule only: threshold 0 instead of column 0
-                 ) -> Tensor: # (n_pairs,) long index into PATTERNS
+def pair_patterns(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
+    rule: str = "official",  # "official": the statistic of Tables 1 and 4; "general": the course's own reading
+    top_k: int
+    | None = None,  # general rule only: at most this many relations per pair, as `predict` (None: no cap)
+    zero_threshold: bool = False,  # general rule only: threshold 0 instead of column 0
+) -> Tensor:  # (n_pairs,) long index into PATTERNS
     "Figure 2: classify each entity pair as TP, TN, FP, FN_CRK or FN_IRK."
-    if rule not in ("general", "official"): raise ValueError(f"pattern_stats: rule must be 'general' or 'official', got {rule!r}")
+    if rule not in ("general", "official"):
+        raise ValueError(
+            f"pattern_stats: rule must be 'general' or 'official', got {rule!r}"
+        )
     if rule == "official" and (top_k or zero_threshold):
-        raise ValueError(f"pattern_stats: rule='official' predicts s_r > s_TH with no top-k cap and no zero threshold "
-                         f"(got top_k={top_k!r}, zero_threshold={zero_threshold}); use rule='general' for another prediction rule")
+        raise ValueError(
+            f"pattern_stats: rule='official' predicts s_r > s_TH with no top-k cap and no zero threshold "
+            f"(got top_k={top_k!r}, zero_threshold={zero_threshold}); use rule='general' for another prediction rule"
+        )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
     g = _check_labels(s, y)
-    p = s[:, 1:] > s[:, :1] if rule == "official" else predict(s, top_k, zero_threshold)[:, 1:] > 0.5
+    p = (
+        s[:, 1:] > s[:, :1]
+        if rule == "official"
+        else predict(s, top_k, zero_threshold)[:, 1:] > 0.5
+    )
     has_g, has_p = g.any(1), p.any(1)
     out = torch.full((s.shape[0],), PATTERNS.index("FP"), dtype=torch.long)
     out[~has_g & ~has_p] = PATTERNS.index("TN")
     out[has_g & (p == g).all(1)] = PATTERNS.index("TP")
     fn = (has_g & ~has_p).nonzero().squeeze(1)
-    crk = correct_rank(s[fn], g[fn], rule)  # rank only the false negatives (few, on real data)
-    out[fn[crk]] = PATTERNS.index("FN_CRK"); out[fn[~crk]] = PATTERNS.index("FN_IRK")
+    crk = correct_rank(
+        s[fn], g[fn], rule
+    )  # rank only the false negatives (few, on real data)
+    out[fn[crk]] = PATTERNS.index("FN_CRK")
+    out[fn[~crk]] = PATTERNS.index("FN_IRK")
     return out
 
 # %% ../nbs/07_metrics.ipynb #0cf529ac
-def _pattern_totals(c:dict) -> dict:
+def _pattern_totals(c: dict) -> dict:
     "FN = FN_CRK + FN_IRK, T = TP + TN and F = FP + FN from the five pattern counts."
     FN = c["FN_CRK"] + c["FN_IRK"]
     return {"FN": FN, "T": c["TP"] + c["TN"], "F": c["FP"] + FN}
 
-def pattern_ratios(counts:dict, # TP, TN, FP, FN_CRK, FN_IRK counts
-                  ) -> dict: # F/(T+F), FN/F, FN_CRK/FN (NaN when a denominator is 0)
+
+def pattern_ratios(
+    counts: dict,  # TP, TN, FP, FN_CRK, FN_IRK counts
+) -> dict:  # F/(T+F), FN/F, FN_CRK/FN (NaN when a denominator is 0)
     "Table 4 ratios: share of false pairs, share of false negatives among them, share of correct-rank FN."
     t, div = _pattern_totals(counts), lambda a, b: a / b if b else math.nan
-    return {"F/(T+F)": div(t["F"], t["T"] + t["F"]), "FN/F": div(t["FN"], t["F"]), "FN_CRK/FN": div(counts["FN_CRK"], t["FN"])}
+    return {
+        "F/(T+F)": div(t["F"], t["T"] + t["F"]),
+        "FN/F": div(t["FN"], t["F"]),
+        "FN_CRK/FN": div(counts["FN_CRK"], t["FN"]),
+    }
 
-def pattern_stats(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-                  labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold
-                  rule:str="official", # "official" (Tables 1 and 4) or "general" (the course's own)
-                  top_k:int|None=None, # general rule only: cap as `predict` (None: no cap)
-                  zero_threshold:bool=False, # general rule only: threshold 0
-                 ) -> dict: # counts of PATTERNS, T, F, FN, n_pairs and the Table 4 ratios
+
+def pattern_stats(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold
+    rule: str = "official",  # "official" (Tables 1 and 4) or "general" (the course's own)
+    top_k: int | None = None,  # general rule only: cap as `predict` (None: no cap)
+    zero_threshold: bool = False,  # general rule only: threshold 0
+) -> dict:  # counts of PATTERNS, T, F, FN, n_pairs and the Table 4 ratios
     "Figure 2 / Table 4: counts of the five prediction patterns and the ratios F/(T+F), FN/F, FN_CRK/FN."
     idx = pair_patterns(logits, labels, rule, top_k, zero_threshold)
     c = dict(zip(PATTERNS, torch.bincount(idx, minlength=len(PATTERNS)).tolist()))
     return {**c, **_pattern_totals(c), "n_pairs": int(idx.numel()), **pattern_ratios(c)}
 
 # %% ../nbs/07_metrics.ipynb #3797924a
-GAP_EDGES = tuple(float(x) for x in range(-10, 11))  # bins of s_r - threshold; values outside land in the end bins
+GAP_EDGES = tuple(
+    float(x) for x in range(-10, 11)
+)  # bins of s_r - threshold; values outside land in the end bins
 
-def threshold_summary(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-                      labels:Tensor, # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
-                      threshold:str="TH", # "TH": column 0; "zero": the constant 0 (Balanced Softmax)
-                     ) -> dict: # JSON-ready: gold_below, s_th, gap_hist, patterns (official rule)
+
+def threshold_summary(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
+    threshold: str = "TH",  # "TH": column 0; "zero": the constant 0 (Balanced Softmax)
+) -> dict:  # JSON-ready: gold_below, s_th, gap_hist, patterns (official rule)
     "Figure 1 in numbers: where the threshold sits relative to the gold scores, and the official patterns."
-    if threshold not in ("TH", "zero"): raise ValueError(f"threshold_summary: threshold must be 'TH' or 'zero', got {threshold!r}")
+    if threshold not in ("TH", "zero"):
+        raise ValueError(
+            f"threshold_summary: threshold must be 'TH' or 'zero', got {threshold!r}"
+        )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
     g = _check_labels(s, y)
     th = torch.zeros_like(s[:, 0]) if threshold == "zero" else s[:, 0]
     gap, rel_th = (s[:, 1:] - th[:, None])[g], th[g.any(1)]
-    counts = np.histogram(gap.clamp(GAP_EDGES[0], GAP_EDGES[-1]).numpy(), bins=GAP_EDGES)[0]
+    counts = np.histogram(
+        gap.clamp(GAP_EDGES[0], GAP_EDGES[-1]).numpy(), bins=GAP_EDGES
+    )[0]
     nan = float("nan")
-    return {"threshold": threshold, "n_pairs": int(s.shape[0]), "n_gold": int(gap.numel()),
-            "gold_below": float((gap <= 0).float().mean()) if gap.numel() else nan,
-            "s_th": {"mean": float(rel_th.mean()) if rel_th.numel() else nan, "median": float(rel_th.median()) if rel_th.numel() else nan},
-            "gap_hist": {"edges": list(GAP_EDGES), "counts": counts.tolist()},
-            "patterns": pattern_stats(s, y, rule="official")}
+    return {
+        "threshold": threshold,
+        "n_pairs": int(s.shape[0]),
+        "n_gold": int(gap.numel()),
+        "gold_below": float((gap <= 0).float().mean()) if gap.numel() else nan,
+        "s_th": {
+            "mean": float(rel_th.mean()) if rel_th.numel() else nan,
+            "median": float(rel_th.median()) if rel_th.numel() else nan,
+        },
+        "gap_hist": {"edges": list(GAP_EDGES), "counts": counts.tolist()},
+        "patterns": pattern_stats(s, y, rule="official"),
+    }
 
 # %% ../nbs/07_metrics.ipynb #3bb28369
-def plot_threshold_summaries(summaries:dict, # {name: threshold_summary(...)}; None values are skipped
-                             ax=None, # matplotlib Axes to draw on (a new figure if None)
-                            ):
+def plot_threshold_summaries(
+    summaries: dict,  # {name: threshold_summary(...)}; None values are skipped
+    ax=None,  # matplotlib Axes to draw on (a new figure if None)
+):
     "Figure 1 as histograms: share of gold relations by s_r - threshold, one line per loss."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(7, 3.5))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
     for name, t in summaries.items():
-        if not t: continue
-        c = np.asarray(t["gap_hist"]["counts"], float); e = np.asarray(t["gap_hist"]["edges"])
-        ax.step(e[:-1], c / max(c.sum(), 1), where="post", label=f"{name}: {100 * t['gold_below']:.1f}% below")
+        if not t:
+            continue
+        c = np.asarray(t["gap_hist"]["counts"], float)
+        e = np.asarray(t["gap_hist"]["edges"])
+        ax.step(
+            e[:-1],
+            c / max(c.sum(), 1),
+            where="post",
+            label=f"{name}: {100 * t['gold_below']:.1f}% below",
+        )
     ax.axvline(0, color="k", lw=0.8, ls=":")
-    ax.set(xlabel="$s_r - s_{TH}$ of gold relations (left of 0: missed)", ylabel="share of gold relations",
-           title="Gold relations below the threshold, per loss")
+    ax.set(
+        xlabel="$s_r - s_{TH}$ of gold relations (left of 0: missed)",
+        ylabel="share of gold relations",
+        title="Gold relations below the threshold, per loss",
+    )
     ax.legend(fontsize=8)
     return ax.figure

@@ -4,84 +4,136 @@
 
 # %% ../nbs/08_model.ipynb #d0084305
 from __future__ import annotations
+
 from pathlib import Path
-import torch, torch.nn as nn, torch.nn.functional as F
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
-from .encoders import (ATTN_IMPLEMENTATIONS, ROBERTA_TYPES, _take, _take_square, attention_probs, encoder_forward,
-                                  encoder_special_tokens, last_self_attention, load_encoder, mention_index, pair_index,
-                                  tiny_bert, transformer_type, uses_eager)
+
+from hingeabl_nb.encoders import (
+    ATTN_IMPLEMENTATIONS,
+    ROBERTA_TYPES,
+    _take,
+    _take_square,
+    attention_probs,
+    encoder_forward,
+    encoder_special_tokens,
+    last_self_attention,
+    load_encoder,
+    mention_index,
+    pair_index,
+    tiny_bert,
+    transformer_type,
+    uses_eager,
+)
 
 # %% auto #0
 __all__ = ['split_windows', 'merge_windows', 'encode_long', 'pool_loop', 'entity_embeddings', 'entity_attention', 'pool',
            'ATLOPHead', 'ATLOP']
 
 # %% ../nbs/08_model.ipynb #62590c53
-def split_windows(input_ids:Tensor, # (B, L) with L > window
-                  attention_mask:Tensor, # (B, L), ones then zeros
-                  start_tokens:list[int], end_tokens:list[int], # e.g. [CLS], [SEP]
-                  window:int=512,
-                 ) -> tuple[Tensor, Tensor]: # (B + n_long, window) ids and mask
+def split_windows(
+    input_ids: Tensor,  # (B, L) with L > window
+    attention_mask: Tensor,  # (B, L), ones then zeros
+    start_tokens: list[int],
+    end_tokens: list[int],  # e.g. [CLS], [SEP]
+    window: int = 512,
+) -> tuple[Tensor, Tensor]:  # (B + n_long, window) ids and mask
     "Windows of ATLOP: every document's first `window` tokens, then the last `window` tokens of each longer one."
-    B, L = input_ids.shape; ls, le = len(start_tokens), len(end_tokens)
-    n_tok = attention_mask.sum(1).long(); is_long = n_tok > window
-    start = torch.tensor(start_tokens).to(input_ids); end = torch.tensor(end_tokens).to(input_ids)
-    closed = torch.cat([input_ids[:, :window - le], end.expand(B, le)], 1)  # first window ends with [SEP]
+    B, L = input_ids.shape
+    ls, le = len(start_tokens), len(end_tokens)
+    n_tok = attention_mask.sum(1).long()
+    is_long = n_tok > window
+    start = torch.tensor(start_tokens).to(input_ids)
+    end = torch.tensor(end_tokens).to(input_ids)
+    closed = torch.cat(
+        [input_ids[:, : window - le], end.expand(B, le)], 1
+    )  # first window ends with [SEP]
     ids1 = torch.where(is_long[:, None], closed, input_ids[:, :window])
     n2 = n_tok[is_long]
-    take = (n2 - window)[:, None] + torch.arange(window, device=input_ids.device)  # last `window` tokens
-    ids2 = torch.cat([start.expand(len(n2), ls), input_ids[is_long].gather(1, take[:, ls:])], 1)
+    take = (n2 - window)[:, None] + torch.arange(
+        window, device=input_ids.device
+    )  # last `window` tokens
+    ids2 = torch.cat(
+        [start.expand(len(n2), ls), input_ids[is_long].gather(1, take[:, ls:])], 1
+    )
     mask2 = attention_mask[is_long].gather(1, take)
     return torch.cat([ids1, ids2]), torch.cat([attention_mask[:, :window], mask2])
 
 # %% ../nbs/08_model.ipynb #6c548e44
-def merge_windows(seq:Tensor, # (B + n_long, window, H) window hidden states
-                  attn:Tensor, # (B + n_long, heads, window, window)
-                  attention_mask:Tensor, # (B, L) of the full documents
-                  n_start:int, n_end:int, # number of start / end tokens added to the windows
-                 ) -> tuple[Tensor, Tensor]: # (B, L, H), (B, heads, L, L)
+def merge_windows(
+    seq: Tensor,  # (B + n_long, window, H) window hidden states
+    attn: Tensor,  # (B + n_long, heads, window, window)
+    attention_mask: Tensor,  # (B, L) of the full documents
+    n_start: int,
+    n_end: int,  # number of start / end tokens added to the windows
+) -> tuple[Tensor, Tensor]:  # (B, L, H), (B, heads, L, L)
     "Put window outputs back at document positions; average overlapping states, renormalise attention rows."
-    B, L = attention_mask.shape; window = seq.shape[1]; dev = seq.device
-    n_tok = attention_mask.sum(1).long(); is_long = n_tok > window
+    B, L = attention_mask.shape
+    window = seq.shape[1]
+    dev = seq.device
+    n_tok = attention_mask.sum(1).long()
+    is_long = n_tok > window
     pos = torch.arange(L, device=dev)[None]
-    keep1 = torch.where(is_long, window - n_end, window)[:, None]       # window 1 drops its closing [SEP]
-    v1 = pos < keep1; src1 = pos.clamp(max=window - 1).expand(B, L)
+    keep1 = torch.where(is_long, window - n_end, window)[
+        :, None
+    ]  # window 1 drops its closing [SEP]
+    v1 = pos < keep1
+    src1 = pos.clamp(max=window - 1).expand(B, L)
     s1 = _take(seq[:B], src1) * v1[..., None]
     a1 = _take_square(attn[:B], src1) * (v1[:, None, :, None] & v1[:, None, None, :])
-    if not is_long.any(): return s1, a1
-    n2 = n_tok[is_long][:, None]; first = n2 - window + n_start         # doc position of window 2's 1st kept token
-    v2 = (pos >= first) & (pos < n2); src2 = (pos - first + n_start).clamp(0, window - 1)
+    if not is_long.any():
+        return s1, a1
+    n2 = n_tok[is_long][:, None]
+    first = n2 - window + n_start  # doc position of window 2's 1st kept token
+    v2 = (pos >= first) & (pos < n2)
+    src2 = (pos - first + n_start).clamp(0, window - 1)
     s2 = _take(seq[B:], src2) * v2[..., None]
     a2 = _take_square(attn[B:], src2) * (v2[:, None, :, None] & v2[:, None, None, :])
     idx = is_long.nonzero().squeeze(1)
     s = (s1[idx] + s2) / (v1[idx].to(s2.dtype) + v2.to(s2.dtype) + 1e-10)[..., None]
-    a = a1[idx] + a2; a = a / (a.sum(-1, keepdim=True) + 1e-10)
+    a = a1[idx] + a2
+    a = a / (a.sum(-1, keepdim=True) + 1e-10)
     return s1.index_put((idx,), s), a1.index_put((idx,), a)
 
 # %% ../nbs/08_model.ipynb #a52ebd0d
-def encode_long(encoder, # Hugging Face encoder (eager, or sdpa with recomputed attention)
-                input_ids:Tensor, # (B, L) token ids, L may exceed `window`
-                attention_mask:Tensor, # (B, L)
-                start_tokens:list[int], end_tokens:list[int], # see `encoder_special_tokens`
-                window:int=512, # the encoder's maximum input length
-               ) -> tuple[Tensor, Tensor]: # seq (B, L, H), attn (B, heads, L, L)
+def encode_long(
+    encoder,  # Hugging Face encoder (eager, or sdpa with recomputed attention)
+    input_ids: Tensor,  # (B, L) token ids, L may exceed `window`
+    attention_mask: Tensor,  # (B, L)
+    start_tokens: list[int],
+    end_tokens: list[int],  # see `encoder_special_tokens`
+    window: int = 512,  # the encoder's maximum input length
+) -> tuple[Tensor, Tensor]:  # seq (B, L, H), attn (B, heads, L, L)
     "Encode documents of up to 2*window tokens in two overlapping windows, as ATLOP does."
-    if input_ids.shape[1] <= window: return encoder_forward(encoder, input_ids, attention_mask)
-    ids_w, mask_w = split_windows(input_ids, attention_mask, start_tokens, end_tokens, window)
+    if input_ids.shape[1] <= window:
+        return encoder_forward(encoder, input_ids, attention_mask)
+    ids_w, mask_w = split_windows(
+        input_ids, attention_mask, start_tokens, end_tokens, window
+    )
     seq, attn = encoder_forward(encoder, ids_w, mask_w)
     return merge_windows(seq, attn, attention_mask, len(start_tokens), len(end_tokens))
 
 # %% ../nbs/08_model.ipynb #34c174c0
 def _doc_lengths(seq, lengths):
     B, L, _ = seq.shape
-    if lengths is None: return [L] * B
-    return [min(int(n), L) for n in (lengths.tolist() if torch.is_tensor(lengths) else lengths)]
+    if lengths is None:
+        return [L] * B
+    return [
+        min(int(n), L)
+        for n in (lengths.tolist() if torch.is_tensor(lengths) else lengths)
+    ]
 
-def pool_loop(seq:Tensor, # (B, L, H) last hidden states
-              attn:Tensor, # (B, heads, L, L) last-layer attention
-              entity_pos:list, # per doc, per entity, per mention: (start, end) token indices
-              hts:list, # per doc: list of (h, t) entity index pairs
-              lengths=None, # per doc number of real tokens; mentions at or beyond are ignored (default L)
-             ) -> tuple[Tensor, Tensor, Tensor]: # hs, rs, ts each (sum n_pairs, H)
+
+def pool_loop(
+    seq: Tensor,  # (B, L, H) last hidden states
+    attn: Tensor,  # (B, heads, L, L) last-layer attention
+    entity_pos: list,  # per doc, per entity, per mention: (start, end) token indices
+    hts: list,  # per doc: list of (h, t) entity index pairs
+    lengths=None,  # per doc number of real tokens; mentions at or beyond are ignored (default L)
+) -> tuple[Tensor, Tensor, Tensor]:  # hs, rs, ts each (sum n_pairs, H)
     "Reference (loops): entity embeddings by logsumexp (eq. 1) and localized context rs of every pair."
     H, heads, L = seq.shape[2], attn.shape[1], seq.shape[1]
     hss, rss, tss = [], [], []
@@ -93,65 +145,92 @@ def pool_loop(seq:Tensor, # (B, L, H) last hidden states
                 embs.append(torch.logsumexp(torch.stack([seq[b, s] for s in seen]), 0))
                 atts.append(torch.stack([attn[b, :, s] for s in seen]).mean(0))
             else:
-                embs.append(seq.new_zeros(H)); atts.append(attn.new_zeros(heads, L))
+                embs.append(seq.new_zeros(H))
+                atts.append(attn.new_zeros(heads, L))
         for h, t in hts[b]:
             ht_att = (atts[h] * atts[t]).mean(0)
             ht_att = ht_att / (ht_att.sum() + 1e-5)
-            hss.append(embs[h]); tss.append(embs[t]); rss.append(ht_att @ seq[b])
-    if not hss: return (seq.new_zeros(0, H),) * 3
+            hss.append(embs[h])
+            tss.append(embs[t])
+            rss.append(ht_att @ seq[b])
+    if not hss:
+        return (seq.new_zeros(0, H),) * 3
     return torch.stack(hss), torch.stack(rss), torch.stack(tss)
 
 # %% ../nbs/08_model.ipynb #ec604cb3
-def entity_embeddings(seq:Tensor, # (B, L, H)
-                      idx:Tensor, visible:Tensor, # (B, E, M) from `mention_index`
-                     ) -> Tensor: # (B, E, H); zeros for an entity with no visible mention
+def entity_embeddings(
+    seq: Tensor,  # (B, L, H)
+    idx: Tensor,
+    visible: Tensor,  # (B, E, M) from `mention_index`
+) -> Tensor:  # (B, E, H); zeros for an entity with no visible mention
     "Eq. (1): logsumexp of an entity's mention embeddings (masked, batched)."
-    B, E, M = idx.shape; H = seq.shape[2]
+    B, E, M = idx.shape
+    H = seq.shape[2]
     x = _take(seq, idx.view(B, E * M)).view(B, E, M, H)
-    seen = visible.any(-1)[..., None, None]                           # (B, E, 1, 1)
-    x = x.masked_fill(~visible[..., None], float("-inf")).where(seen, 0.0)  # finite everywhere for unseen
+    seen = visible.any(-1)[..., None, None]  # (B, E, 1, 1)
+    x = x.masked_fill(~visible[..., None], float("-inf")).where(
+        seen, 0.0
+    )  # finite everywhere for unseen
     return torch.logsumexp(x, 2).where(seen[..., 0], 0.0)
 
-def entity_attention(attn:Tensor, # (B, heads, L, L)
-                     idx:Tensor, visible:Tensor, # (B, E, M)
-                    ) -> Tensor: # (B, E, heads, L) mean attention of the visible mentions (zeros if none)
+
+def entity_attention(
+    attn: Tensor,  # (B, heads, L, L)
+    idx: Tensor,
+    visible: Tensor,  # (B, E, M)
+) -> Tensor:  # (B, E, heads, L) mean attention of the visible mentions (zeros if none)
     "Mean over an entity's mentions of their attention rows."
-    B, heads, L, _ = attn.shape; E = idx.shape[1]
+    B, heads, L, _ = attn.shape
+    E = idx.shape[1]
     b, e, m = visible.nonzero(as_tuple=True)
-    rows = attn[b, :, idx[b, e, m]]                                   # (n_mentions, heads, L)
-    n = visible.sum(-1).clamp(min=1).to(attn.dtype)                   # (B, E)
+    rows = attn[b, :, idx[b, e, m]]  # (n_mentions, heads, L)
+    n = visible.sum(-1).clamp(min=1).to(attn.dtype)  # (B, E)
     total = attn.new_zeros(B * E, heads, L).index_add(0, b * E + e, rows)
     return total.view(B, E, heads, L) / n[..., None, None]
 
 # %% ../nbs/08_model.ipynb #477f5b2e
-def pool(seq:Tensor, # (B, L, H) last hidden states
-         attn:Tensor, # (B, heads, L, L) last-layer attention
-         entity_pos:list, hts:list, # per doc mentions (start, end) and (h, t) pairs
-         lengths=None, # per doc number of real tokens (default L)
-        ) -> tuple[Tensor, Tensor, Tensor]: # hs, rs, ts each (sum n_pairs, H)
+def pool(
+    seq: Tensor,  # (B, L, H) last hidden states
+    attn: Tensor,  # (B, heads, L, L) last-layer attention
+    entity_pos: list,
+    hts: list,  # per doc mentions (start, end) and (h, t) pairs
+    lengths=None,  # per doc number of real tokens (default L)
+) -> tuple[Tensor, Tensor, Tensor]:  # hs, rs, ts each (sum n_pairs, H)
     "Vectorised eq. (1) and localized context pooling: hs, rs, ts for every pair of the batch."
-    B, L, H = seq.shape; heads = attn.shape[1]
+    B, L, H = seq.shape
+    heads = attn.shape[1]
     if not len(entity_pos) == len(hts) == B:
-        raise ValueError(f"pool: batch of {B} documents but {len(entity_pos)} entity_pos and {len(hts)} hts lists")
+        raise ValueError(
+            f"pool: batch of {B} documents but {len(entity_pos)} entity_pos and {len(hts)} hts lists"
+        )
     idx, visible = mention_index(entity_pos, _doc_lengths(seq, lengths), seq.device)
-    ent = entity_embeddings(seq, idx, visible)                        # (B, E, H)
-    ent_att = entity_attention(attn, idx, visible)                    # (B, E, heads, L)
+    ent = entity_embeddings(seq, idx, visible)  # (B, E, H)
+    ent_att = entity_attention(attn, idx, visible)  # (B, E, heads, L)
     E = ent.shape[1]
-    ht_att = torch.einsum("behl,bfhl->befl", ent_att, ent_att) / heads  # (B, E, E, L) every ordered pair
+    ht_att = (
+        torch.einsum("behl,bfhl->befl", ent_att, ent_att) / heads
+    )  # (B, E, E, L) every ordered pair
     ht_att = ht_att / (ht_att.sum(-1, keepdim=True) + 1e-5)
-    ctx = (ht_att.reshape(B, E * E, L) @ seq).view(B, E, E, H)          # rs of every pair
+    ctx = (ht_att.reshape(B, E * E, L) @ seq).view(B, E, E, H)  # rs of every pair
     b, h, t = pair_index(hts, [len(ents) for ents in entity_pos], seq.device)
     return ent[b, h], ctx[b, h, t], ent[b, t]
 
 # %% ../nbs/08_model.ipynb #ce5f7513
 class ATLOPHead(nn.Module):
     "ATLOP's head: pooling (no parameters), head/tail extractors and the grouped bilinear classifier (eq. 2)."
-    def __init__(self, hidden_size:int, # encoder hidden size d_enc
-                 n_classes:int=97, # 1 + n_rel outputs; column 0 = TH
-                 emb_size:int=768, # size of z_s and z_o
-                 block_size:int=64): # group size b of the grouped bilinear (divides emb_size)
+
+    def __init__(
+        self,
+        hidden_size: int,  # encoder hidden size d_enc
+        n_classes: int = 97,  # 1 + n_rel outputs; column 0 = TH
+        emb_size: int = 768,  # size of z_s and z_o
+        block_size: int = 64,
+    ):  # group size b of the grouped bilinear (divides emb_size)
         super().__init__()
-        if emb_size % block_size: raise ValueError(f"ATLOPHead: emb_size={emb_size} is not a multiple of block_size={block_size}")
+        if emb_size % block_size:
+            raise ValueError(
+                f"ATLOPHead: emb_size={emb_size} is not a multiple of block_size={block_size}"
+            )
         self.emb_size, self.block_size, self.n_classes = emb_size, block_size, n_classes
         self.head_extractor = nn.Linear(2 * hidden_size, emb_size)
         self.tail_extractor = nn.Linear(2 * hidden_size, emb_size)
@@ -161,46 +240,77 @@ class ATLOPHead(nn.Module):
         "hs, rs, ts (sum n_pairs, H): see `pool`."
         return pool(seq, attn, entity_pos, hts, lengths)
 
-    def forward(self, hs:Tensor, rs:Tensor, ts:Tensor, # each (P, d_enc): head, context, tail
-               ) -> Tensor: # (P, n_classes) logits s_r
+    def forward(
+        self,
+        hs: Tensor,
+        rs: Tensor,
+        ts: Tensor,  # each (P, d_enc): head, context, tail
+    ) -> Tensor:  # (P, n_classes) logits s_r
         "Logits (n_pairs, n_classes): z_s = tanh(W_s[h; c]), z_o = tanh(W_o[t; c]), grouped bilinear."
         z_s = torch.tanh(self.head_extractor(torch.cat([hs, rs], 1)))
         z_o = torch.tanh(self.tail_extractor(torch.cat([ts, rs], 1)))
         k, d = self.emb_size // self.block_size, self.block_size
-        outer = z_s.view(-1, k, d, 1) * z_o.view(-1, k, 1, d)            # (P, k, d, d) per-group outer products
+        outer = z_s.view(-1, k, d, 1) * z_o.view(
+            -1, k, 1, d
+        )  # (P, k, d, d) per-group outer products
         return self.bilinear(outer.reshape(-1, k * d * d))
 
 # %% ../nbs/08_model.ipynb #163281f1
 class ATLOP(nn.Module):
     "ATLOP (Zhou et al., 2021): encoder + long-input windows + localized context pooling + grouped bilinear."
-    def __init__(self, encoder, # Hugging Face encoder (`load_encoder`, `tiny_bert`)
-                 n_classes:int=97, emb_size:int=768, block_size:int=64, # see `ATLOPHead`
-                 start_tokens:list[int]|None=None, end_tokens:list[int]|None=None): # window tokens; None: from encoder config
+
+    def __init__(
+        self,
+        encoder,  # Hugging Face encoder (`load_encoder`, `tiny_bert`)
+        n_classes: int = 97,
+        emb_size: int = 768,
+        block_size: int = 64,  # see `ATLOPHead`
+        start_tokens: list[int] | None = None,
+        end_tokens: list[int] | None = None,
+    ):  # window tokens; None: from encoder config
         super().__init__()
         self.encoder = encoder
-        self.head = ATLOPHead(encoder.config.hidden_size, n_classes, emb_size, block_size)
+        self.head = ATLOPHead(
+            encoder.config.hidden_size, n_classes, emb_size, block_size
+        )
         self.start_tokens, self.end_tokens = start_tokens, end_tokens
 
     def window_tokens(self) -> tuple[list[int], list[int]]:
         "start/end tokens of the 512-token windows (given, or read from the encoder config)."
-        if self.start_tokens is not None and self.end_tokens is not None: return self.start_tokens, self.end_tokens
+        if self.start_tokens is not None and self.end_tokens is not None:
+            return self.start_tokens, self.end_tokens
         return encoder_special_tokens(self.encoder)
 
-    def forward(self, input_ids:Tensor, # (B, L) from `data.collate`, L <= 1024
-                attention_mask:Tensor, # (B, L)
-                entity_pos:list, hts:list, # per doc: mention (start, end) per entity; (h, t) pairs
-               ) -> Tensor: # (sum n_pairs, n_classes)
+    def forward(
+        self,
+        input_ids: Tensor,  # (B, L) from `data.collate`, L <= 1024
+        attention_mask: Tensor,  # (B, L)
+        entity_pos: list,
+        hts: list,  # per doc: mention (start, end) per entity; (h, t) pairs
+    ) -> Tensor:  # (sum n_pairs, n_classes)
         "Logits (sum n_pairs, n_classes), column 0 = TH; the head runs in its own dtype (float32), autocast off."
         start, end = self.window_tokens() if input_ids.shape[1] > 512 else ([], [])
         seq, attn = encode_long(self.encoder, input_ids, attention_mask, start, end)
         dt = self.head.bilinear.weight.dtype
         with torch.autocast(device_type=seq.device.type, enabled=False):
-            hs, rs, ts = self.head.pool(seq.to(dt), attn.to(dt), entity_pos, hts, attention_mask.sum(1))
+            hs, rs, ts = self.head.pool(
+                seq.to(dt), attn.to(dt), entity_pos, hts, attention_mask.sum(1)
+            )
             return self.head(hs, rs, ts)
 
-    def param_groups(self, lr:float, # encoder learning rate (5e-5 BERT, 3e-5 RoBERTa in the paper)
-                     head_lr:float=1e-4, # extractors and bilinear
-                    ) -> list[dict]:
+    def param_groups(
+        self,
+        lr: float,  # encoder learning rate (5e-5 BERT, 3e-5 RoBERTa in the paper)
+        head_lr: float = 1e-4,  # extractors and bilinear
+    ) -> list[dict]:
         "AdamW parameter groups: encoder at `lr`, the new head layers at `head_lr` (as ATLOP)."
-        return [{"params": [p for p in self.encoder.parameters() if p.requires_grad], "lr": lr},
-                {"params": [p for p in self.head.parameters() if p.requires_grad], "lr": head_lr}]
+        return [
+            {
+                "params": [p for p in self.encoder.parameters() if p.requires_grad],
+                "lr": lr,
+            },
+            {
+                "params": [p for p in self.head.parameters() if p.requires_grad],
+                "lr": head_lr,
+            },
+        ]

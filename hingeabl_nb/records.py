@@ -4,11 +4,17 @@
 
 # %% ../nbs/11a_records.ipynb #d023dd4b
 from __future__ import annotations
-import datetime, json, re, shlex
+
+import datetime
+import json
+import re
+import shlex
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+
 from tqdm.auto import tqdm
+
 from . import train
 from .core import find_up
 from .losses import LOSSES, check_loss_names
@@ -19,194 +25,365 @@ __all__ = ['CLI_OVERRIDES', 'RECORD_KEYS', 'RUN_KEYS', 'check_grid', 'grid_comma
            'Table', 'read_log']
 
 # %% ../nbs/11a_records.ipynb #8292c83f
-def check_grid(preset:str, # a key of train.PRESETS
-               losses:list[str], # loss names, keys of LOSSES
-               seeds:list[int], # random seeds
-              ) -> tuple[list[str], list[int]]: # the losses and seeds as lists
+def check_grid(
+    preset: str,  # a key of train.PRESETS
+    losses: list[str],  # loss names, keys of LOSSES
+    seeds: list[int],  # random seeds
+) -> tuple[list[str], list[int]]:  # the losses and seeds as lists
     "Validate a grid's preset, losses and seeds; raise ValueError naming what is wrong."
-    if preset not in train.PRESETS: raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(train.PRESETS)}")
+    if preset not in train.PRESETS:
+        raise ValueError(
+            f"unknown preset {preset!r}; allowed: {', '.join(train.PRESETS)}"
+        )
     losses, seeds = list(losses), list(seeds)
-    if not losses or not seeds: raise ValueError("a grid needs at least one loss and one seed")
+    if not losses or not seeds:
+        raise ValueError("a grid needs at least one loss and one seed")
     check_loss_names(losses)
     for what, xs in (("loss", losses), ("seed", seeds)):
         dup = sorted({str(x) for x in xs if xs.count(x) > 1})
-        if dup: raise ValueError(f"duplicate {what} in the grid: {', '.join(dup)}")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds): raise ValueError(f"seeds must be integers, got {seeds!r}")
+        if dup:
+            raise ValueError(f"duplicate {what} in the grid: {', '.join(dup)}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds must be integers, got {seeds!r}")
     return losses, seeds
 
 # %% ../nbs/11a_records.ipynb #b0cd1f55
-CLI_OVERRIDES = {"encoder": "--model", "data_dir": "--data-dir", "epochs": "--epochs", # TrainConfig field -> hingeabl-compare flag
-                 "max_train_docs": "--max-train-docs", "max_eval_docs": "--max-eval-docs"}
+CLI_OVERRIDES = {
+    "encoder": "--model",
+    "data_dir": "--data-dir",
+    "epochs": "--epochs",  # TrainConfig field -> hingeabl-compare flag
+    "max_train_docs": "--max-train-docs",
+    "max_eval_docs": "--max-eval-docs",
+}
 
-def grid_command(preset:str, losses:list[str], seeds:list[int], out, # as for run_grid
-                 **overrides, # TrainConfig fields that differ from the preset
-                ) -> str: # a shell command (or Python call) that reruns this grid
+
+def grid_command(
+    preset: str,
+    losses: list[str],
+    seeds: list[int],
+    out,  # as for run_grid
+    **overrides,  # TrainConfig fields that differ from the preset
+) -> str:  # a shell command (or Python call) that reruns this grid
     "The `hingeabl-compare` command (or `run_grid` call) that reproduces a grid."
     if set(overrides) <= set(CLI_OVERRIDES):
-        args = ["--preset", preset, "--losses", *losses, "--seeds", *map(str, seeds), "--out", str(out)]
-        for k, v in overrides.items(): args += [CLI_OVERRIDES[k], str(v)]
+        args = [
+            "--preset",
+            preset,
+            "--losses",
+            *losses,
+            "--seeds",
+            *map(str, seeds),
+            "--out",
+            str(out),
+        ]
+        for k, v in overrides.items():
+            args += [CLI_OVERRIDES[k], str(v)]
         return shlex.join(["hingeabl-compare", *args])
     kw = "".join(f", {k}={v!r}" for k, v in overrides.items())
     return f"hingeabl_nb.records.run_grid({preset!r}, {list(losses)!r}, {list(seeds)!r}, {str(out)!r}{kw})"
 
 # %% ../nbs/11a_records.ipynb #455c4fa7
-def cell_dir(out, loss:str, seed:int) -> Path:
+def cell_dir(out, loss: str, seed: int) -> Path:
     "The folder of one grid cell: out/<loss>-s<seed>."
     return Path(out) / f"{loss}-s{seed}"
 
-def _write_spec(out:Path, preset:str, losses:list, seeds:list, overrides:dict) -> dict:
+
+def _write_spec(
+    out: Path, preset: str, losses: list, seeds: list, overrides: dict
+) -> dict:
     "Create or extend out/spec.json; refuse a different preset or different overrides."
-    path, new = out / "spec.json", {"preset": preset, "overrides": json.loads(json.dumps(overrides, default=str))}
+    path, new = (
+        out / "spec.json",
+        {"preset": preset, "overrides": json.loads(json.dumps(overrides, default=str))},
+    )
     old = json.loads(path.read_text()) if path.exists() else None
     if old and {k: old.get(k) for k in new} != new:
-        raise ValueError(f"{path} was written for preset {old.get('preset')!r} with overrides {old.get('overrides')}; "
-                         f"this grid asks for preset {preset!r} with overrides {new['overrides']}. Use another --out folder.")
+        raise ValueError(
+            f"{path} was written for preset {old.get('preset')!r} with overrides {old.get('overrides')}; "
+            f"this grid asks for preset {preset!r} with overrides {new['overrides']}. Use another --out folder."
+        )
     losses = list(dict.fromkeys([*(old or {}).get("losses", []), *losses]))
     seeds = list(dict.fromkeys([*(old or {}).get("seeds", []), *seeds]))
-    spec = {**new, "losses": losses, "seeds": seeds, "command": grid_command(preset, losses, seeds, out, **overrides)}
-    out.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(spec, indent=1))
+    spec = {
+        **new,
+        "losses": losses,
+        "seeds": seeds,
+        "command": grid_command(preset, losses, seeds, out, **overrides),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec, indent=1))
     return spec
 
 # %% ../nbs/11a_records.ipynb #f29fa4c6
-def _train_cell(config, d:Path) -> str:
+def _train_cell(config, d: Path) -> str:
     "Train one grid cell (in a worker process with `jobs > 1`); its folder name."
     train.run_training(config, d)
     return d.name
 
-def run_grid(preset:str, # a key of train.PRESETS ("paper", "reduced", "smoke")
-             losses:list[str], # loss names, keys of LOSSES
-             seeds:list[int], # random seeds, one run per (loss, seed)
-             out, # grid folder; cell (loss, seed) goes to out/<loss>-s<seed>/
-             jobs:int=1, # cells trained at once, each in its own process (several fit on one big GPU)
-             **overrides, # TrainConfig fields to change in every cell (e.g. epochs=1)
-            ) -> list[dict]: # per cell: its metrics.json plus loss, seed, out_dir and skipped
+
+def run_grid(
+    preset: str,  # a key of train.PRESETS ("paper", "reduced", "smoke")
+    losses: list[str],  # loss names, keys of LOSSES
+    seeds: list[int],  # random seeds, one run per (loss, seed)
+    out,  # grid folder; cell (loss, seed) goes to out/<loss>-s<seed>/
+    jobs: int = 1,  # cells trained at once, each in its own process (several fit on one big GPU)
+    **overrides,  # TrainConfig fields to change in every cell (e.g. epochs=1)
+) -> list[dict]:  # per cell: its metrics.json plus loss, seed, out_dir and skipped
     "Train every (loss, seed) cell not yet finished (resumable, `jobs` at a time) and return every cell's metrics."
     losses, seeds = check_grid(preset, losses, seeds)
-    if jobs < 1: raise ValueError(f"jobs must be >= 1, got {jobs}")
-    configs = {(l, s): train.resolve_config(preset, loss=l, seed=s, **overrides) for l in losses for s in seeds}
-    out = Path(out); _write_spec(out, preset, losses, seeds, overrides)
-    todo = {k: c for k, c in configs.items() if not (cell_dir(out, *k) / "metrics.json").exists()}
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    configs = {
+        (l, s): train.resolve_config(preset, loss=l, seed=s, **overrides)
+        for l in losses
+        for s in seeds
+    }
+    out = Path(out)
+    _write_spec(out, preset, losses, seeds, overrides)
+    todo = {
+        k: c
+        for k, c in configs.items()
+        if not (cell_dir(out, *k) / "metrics.json").exists()
+    }
     if jobs == 1:
-        for (l, s), c in tqdm(todo.items(), desc=f"{preset} grid", unit="cell"): _train_cell(c, cell_dir(out, l, s))
+        for (l, s), c in tqdm(todo.items(), desc=f"{preset} grid", unit="cell"):
+            _train_cell(c, cell_dir(out, l, s))
     else:
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            for _ in tqdm(pool.map(_train_cell, todo.values(), [cell_dir(out, *k) for k in todo]), total=len(todo), unit="cell"): pass
+            for _ in tqdm(
+                pool.map(_train_cell, todo.values(), [cell_dir(out, *k) for k in todo]),
+                total=len(todo),
+                unit="cell",
+            ):
+                pass
     results = []
     for loss, seed in configs:
         done = cell_dir(out, loss, seed) / "metrics.json"
-        if not done.exists(): raise RuntimeError(f"run_training finished cell {done.parent} without writing {done}")
-        results.append({**json.loads(done.read_text()), "loss": loss, "seed": seed, "out_dir": str(done.parent),
-                        "skipped": (loss, seed) not in todo})
+        if not done.exists():
+            raise RuntimeError(
+                f"run_training finished cell {done.parent} without writing {done}"
+            )
+        results.append(
+            {
+                **json.loads(done.read_text()),
+                "loss": loss,
+                "seed": seed,
+                "out_dir": str(done.parent),
+                "skipped": (loss, seed) not in todo,
+            }
+        )
     return results
 
 # %% ../nbs/11a_records.ipynb #b46f3b9d
 RECORD_KEYS = ("device", "protocol", "date", "command", "preset", "runs")
 RUN_KEYS = ("loss", "seed", "dev", "test", "wall_seconds")
 
-def make_record(runs:list[dict], # one dict per run with at least RUN_KEYS
-                device, protocol, command:str, preset:str, # the record's fields (device/protocol: str or list)
-                incomplete:list=(), # cells that have not finished
-                **extra, # further fields (e.g. details)
-               ) -> dict: # a checked record dated now (UTC)
+
+def make_record(
+    runs: list[dict],  # one dict per run with at least RUN_KEYS
+    device,
+    protocol,
+    command: str,
+    preset: str,  # the record's fields (device/protocol: str or list)
+    incomplete: list = (),  # cells that have not finished
+    **extra,  # further fields (e.g. details)
+) -> dict:  # a checked record dated now (UTC)
     "A record in the one format every table reads."
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return check_record({"device": device, "protocol": protocol, "date": date, "command": command, "preset": preset,
-                         "runs": list(runs), "incomplete": list(incomplete), **extra})
+    return check_record(
+        {
+            "device": device,
+            "protocol": protocol,
+            "date": date,
+            "command": command,
+            "preset": preset,
+            "runs": list(runs),
+            "incomplete": list(incomplete),
+            **extra,
+        }
+    )
 
 # %% ../nbs/11a_records.ipynb #03e9f43c
-def check_record(record:dict, # a record from collect_runs or a recorded results file
-                 where:str="record", # name used in error messages (e.g. the file)
-                ) -> dict: # the same record
+def check_record(
+    record: dict,  # a record from collect_runs or a recorded results file
+    where: str = "record",  # name used in error messages (e.g. the file)
+) -> dict:  # the same record
     "Check a record has the fields of collect_runs; raise ValueError naming the missing one."
     miss = [k for k in RECORD_KEYS if k not in record]
-    if miss: raise ValueError(f"{where}: missing field(s) {', '.join(miss)}; a record has {', '.join(RECORD_KEYS)}")
+    if miss:
+        raise ValueError(
+            f"{where}: missing field(s) {', '.join(miss)}; a record has {', '.join(RECORD_KEYS)}"
+        )
     for i, r in enumerate(record["runs"]):
         miss = [k for k in RUN_KEYS if k not in r]
-        if miss: raise ValueError(f"{where}: runs[{i}] (loss {r.get('loss')!r}, seed {r.get('seed')!r}) misses {', '.join(miss)}")
+        if miss:
+            raise ValueError(
+                f"{where}: runs[{i}] (loss {r.get('loss')!r}, seed {r.get('seed')!r}) misses {', '.join(miss)}"
+            )
     return record
+
 
 def device_slug(device) -> str:
     "A file-name form of a record's device: 'NVIDIA H100 80GB HBM3 x1, mixed_precision=bf16' -> 'nvidia-h100-80gb-hbm3'."
-    if isinstance(device, list): return "mixed"
+    if isinstance(device, list):
+        return "mixed"
     name = re.sub(r" x1$", "", str(device).split(",")[0].strip())
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "unknown"
 
-def save_record(record:dict, # a checked record
-                path:str, # destination; "{device}" in it becomes device_slug(record["device"])
-               ) -> Path: # the file written
+
+def save_record(
+    record: dict,  # a checked record
+    path: str,  # destination; "{device}" in it becomes device_slug(record["device"])
+) -> Path:  # the file written
     "Write a record as JSON (e.g. to nbs/results/reduced-{device}.json)."
-    dest = Path(str(path).replace("{device}", device_slug(check_record(record)["device"])))
-    dest.parent.mkdir(parents=True, exist_ok=True); dest.write_text(json.dumps(record, indent=1))
+    dest = Path(
+        str(path).replace("{device}", device_slug(check_record(record)["device"]))
+    )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(record, indent=1))
     return dest
+
 
 def load_record(path) -> dict:
     "Read and check a record JSON file (out/grid.json, nbs/results/*.json)."
     return check_record(json.loads(Path(path).read_text()), str(path))
 
 # %% ../nbs/11a_records.ipynb #d8458041
-def _agree(values:list):
+def _agree(values: list):
     "The common value if all agree, else the list of distinct values."
-    distinct = [json.loads(v) for v in dict.fromkeys(json.dumps(x, sort_keys=True, default=str) for x in values)]
+    distinct = [
+        json.loads(v)
+        for v in dict.fromkeys(
+            json.dumps(x, sort_keys=True, default=str) for x in values
+        )
+    ]
     return distinct[0] if len(distinct) == 1 else distinct
 
-def _run_entry(m:dict, d:Path) -> dict:
+
+def _run_entry(m: dict, d: Path) -> dict:
     "One record run from a cell's metrics.json (loss/seed from its config, else its folder name)."
     for k in ("dev", "test", "wall_seconds"):
-        if k not in m: raise ValueError(f"{d / 'metrics.json'}: missing field {k!r} (has {', '.join(m)})")
+        if k not in m:
+            raise ValueError(
+                f"{d / 'metrics.json'}: missing field {k!r} (has {', '.join(m)})"
+            )
     cfg, (loss, _, seed) = m.get("config") or {}, d.name.rpartition("-s")
-    run = {"loss": cfg.get("loss", loss), "seed": int(cfg.get("seed", seed)), "dev": m["dev"], "test": m["test"],
-           "wall_seconds": m["wall_seconds"], "best_epoch": m.get("best_epoch")}
+    run = {
+        "loss": cfg.get("loss", loss),
+        "seed": int(cfg.get("seed", seed)),
+        "dev": m["dev"],
+        "test": m["test"],
+        "wall_seconds": m["wall_seconds"],
+        "best_epoch": m.get("best_epoch"),
+    }
     return run | ({"thresholds": m["thresholds"]} if "thresholds" in m else {})
 
 # %% ../nbs/11a_records.ipynb #a8977bf8
-def collect_runs(out, # a grid folder written by run_grid
-                ) -> dict: # the record (also written to out/grid.json)
+def collect_runs(
+    out,  # a grid folder written by run_grid
+) -> dict:  # the record (also written to out/grid.json)
     "Gather every finished cell under `out` into one record and write it to out/grid.json."
     out = Path(out)
-    spec = json.loads((out / "spec.json").read_text()) if (out / "spec.json").exists() else {}
-    cells = sorted(d for d in out.iterdir() if d.is_dir() and d.name.rpartition("-s")[2].lstrip("-").isdigit()) if out.is_dir() else []
+    spec = (
+        json.loads((out / "spec.json").read_text())
+        if (out / "spec.json").exists()
+        else {}
+    )
+    cells = (
+        sorted(
+            d
+            for d in out.iterdir()
+            if d.is_dir() and d.name.rpartition("-s")[2].lstrip("-").isdigit()
+        )
+        if out.is_dir()
+        else []
+    )
     done = [d for d in cells if (d / "metrics.json").exists()]
-    if not done: raise FileNotFoundError(f"no finished run under {out}: no <loss>-s<seed>/metrics.json found")
+    if not done:
+        raise FileNotFoundError(
+            f"no finished run under {out}: no <loss>-s<seed>/metrics.json found"
+        )
     ms = [json.loads((d / "metrics.json").read_text()) for d in done]
     order = {l: i for i, l in enumerate(spec.get("losses", []))}
-    runs = sorted((_run_entry(m, d) for m, d in zip(ms, done)), key=lambda r: (order.get(r["loss"], len(order)), r["loss"], r["seed"]))
-    record = make_record(runs, _agree([m.get("device") for m in ms]), _agree([m.get("protocol") for m in ms]), spec.get("command"),
-                         spec.get("preset") or _agree([(m.get("config") or {}).get("preset") for m in ms]),
-                         [d.name for d in cells if d not in done])
+    runs = sorted(
+        (_run_entry(m, d) for m, d in zip(ms, done)),
+        key=lambda r: (order.get(r["loss"], len(order)), r["loss"], r["seed"]),
+    )
+    record = make_record(
+        runs,
+        _agree([m.get("device") for m in ms]),
+        _agree([m.get("protocol") for m in ms]),
+        spec.get("command"),
+        spec.get("preset")
+        or _agree([(m.get("config") or {}).get("preset") for m in ms]),
+        [d.name for d in cells if d not in done],
+    )
     (out / "grid.json").write_text(json.dumps(record, indent=1))
     return record
 
 # %% ../nbs/11a_records.ipynb #d29bc287
-def recorded_results(folder=None, # default: nbs/results (else results/) found walking up from the cwd
-                    ) -> dict[str, dict]: # file stem -> checked record
+def recorded_results(
+    folder=None,  # default: nbs/results (else results/) found walking up from the cwd
+) -> dict[str, dict]:  # file stem -> checked record
     "Every record (*.json) in the results folder, checked: grids of `hingeabl-compare` and `hingeabl-lab` alike."
     if folder is None:
         folder = find_up("nbs/results") or find_up("results")
-        if folder is None: return {}
+        if folder is None:
+            return {}
     return {p.stem: load_record(p) for p in sorted(Path(folder).glob("*.json"))}
 
 # %% ../nbs/11a_records.ipynb #c8de2877
-def fmt_pm(mean:float|None, std:float|None, digits:int=2) -> str:
+def fmt_pm(mean: float | None, std: float | None, digits: int = 2) -> str:
     "'mean ± std' as text; '–' when there is no value, '(1 seed)' when there is no spread."
-    if mean is None: return "–"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f} (1 seed)"
+    if mean is None:
+        return "–"
+    return (
+        f"{mean:.{digits}f} ± {std:.{digits}f}"
+        if std is not None
+        else f"{mean:.{digits}f} (1 seed)"
+    )
 
 # %% ../nbs/11a_records.ipynb #e7462e5e
 class Table(list):
     "A list of dict rows that also renders as a plain markdown table (header + body cells)."
-    def __init__(self, rows:list[dict], header:list[str], body:list[list[str]], title:str="", notes:list[str]=()):
-        super().__init__(rows); self.header, self.body, self.title, self.notes = header, body, title, list(notes)
+
+    def __init__(
+        self,
+        rows: list[dict],
+        header: list[str],
+        body: list[list[str]],
+        title: str = "",
+        notes: list[str] = (),
+    ):
+        super().__init__(rows)
+        self.header, self.body, self.title, self.notes = (
+            header,
+            body,
+            title,
+            list(notes),
+        )
+
     def to_markdown(self) -> str:
         lines = [f"**{self.title}**", ""] if self.title else []
-        lines += ["| " + " | ".join(self.header) + " |", "|" + "|".join(" --- " for _ in self.header) + "|"]
+        lines += [
+            "| " + " | ".join(self.header) + " |",
+            "|" + "|".join(" --- " for _ in self.header) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in self.body]
-        return "\n".join(lines + ([""] + [f"{n}" for n in self.notes] if self.notes else []))
-    def _repr_markdown_(self): return self.to_markdown()
-    def __str__(self): return self.to_markdown()
+        return "\n".join(
+            lines + ([""] + [f"{n}" for n in self.notes] if self.notes else [])
+        )
+
+    def _repr_markdown_(self):
+        return self.to_markdown()
+
+    def __str__(self):
+        return self.to_markdown()
 
 # %% ../nbs/11a_records.ipynb #e6b989b8
 def read_log(run_dir) -> list[dict]:
     "The per-epoch lines of run_dir/log.jsonl."
     path = Path(run_dir) / "log.jsonl"
-    if not path.exists(): raise FileNotFoundError(f"{path}: no training log (was the run started?)")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training log (was the run started?)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

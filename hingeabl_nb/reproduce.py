@@ -4,11 +4,24 @@
 
 # %% ../nbs/11_reproduce.ipynb #7f9fa4cd
 from __future__ import annotations
-import math, re, statistics
+
+import math
+import re
+import statistics
 from pathlib import Path
+
 from . import metrics, train
 from .losses import LOSSES
-from .records import (Table, check_record, collect_runs, fmt_pm, load_record, recorded_results, run_grid, save_record)
+from hingeabl_nb.records import (
+    Table,
+    check_record,
+    collect_runs,
+    fmt_pm,
+    load_record,
+    recorded_results,
+    run_grid,
+    save_record,
+)
 
 # %% auto #0
 __all__ = ['PAPER_SOURCE', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE7', 'PAPER_TABLE1', 'TABLE4_RATIOS', 'paper_row',
@@ -16,70 +29,107 @@ __all__ = ['PAPER_SOURCE', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE7', 'PAPE
            'figure1_table', 'tables_markdown', 'compare_cli']
 
 # %% ../nbs/11_reproduce.ipynb #cf2a4dbc
-PAPER_SOURCE = ("Wang, Le, Peng & Chen, Adaptive Hinge Balance Loss for Document-Level Relation Extraction "
-                "(shared/paper/hingeabl-paper.md): ATLOP + BERT-base on Re-DocRED, mean over seeds 1, 5, 42, 66, 233")
+PAPER_SOURCE = (
+    "Wang, Le, Peng & Chen, Adaptive Hinge Balance Loss for Document-Level Relation Extraction "
+    "(shared/paper/hingeabl-paper.md): ATLOP + BERT-base on Re-DocRED, mean over seeds 1, 5, 42, 66, 233"
+)
 # Table 3 of the paper: micro F1 and Ign_F1 (%) of each balancing loss.
-PAPER_TABLE3 = {"ATL": {"F1": 73.29, "Ign_F1": 72.46}, "BalancedSoftmax": {"F1": 73.68, "Ign_F1": 72.85},
-                "AML": {"F1": 72.60, "Ign_F1": 71.78}, "AFL": {"F1": 74.15, "Ign_F1": 73.20},
-                "SAT": {"F1": 73.46, "Ign_F1": 72.61}, "MeanSAT": {"F1": 74.68, "Ign_F1": 72.90},
-                "HingeABL": {"F1": 75.15, "Ign_F1": 73.84}}
+PAPER_TABLE3 = {
+    "ATL": {"F1": 73.29, "Ign_F1": 72.46},
+    "BalancedSoftmax": {"F1": 73.68, "Ign_F1": 72.85},
+    "AML": {"F1": 72.60, "Ign_F1": 71.78},
+    "AFL": {"F1": 74.15, "Ign_F1": 73.20},
+    "SAT": {"F1": 73.46, "Ign_F1": 72.61},
+    "MeanSAT": {"F1": 74.68, "Ign_F1": 72.90},
+    "HingeABL": {"F1": 75.15, "Ign_F1": 73.84},
+}
 # Table 4 of the paper: prediction-pattern ratios (%); F = false, T = true predictions (Figure 2).
-PAPER_TABLE4 = {"ATL": {"F/(T+F)": 3.59, "FN/F": 58.80, "FN_CRK/FN": 78.22},
-                "BalancedSoftmax": {"F/(T+F)": 4.84, "FN/F": 51.16, "FN_CRK/FN": 79.95},
-                "AML": {"F/(T+F)": 3.54, "FN/F": 65.30, "FN_CRK/FN": 57.14},
-                "AFL": {"F/(T+F)": 3.59, "FN/F": 52.95, "FN_CRK/FN": 75.98},
-                "HingeABL": {"F/(T+F)": 3.49, "FN/F": 51.11, "FN_CRK/FN": 43.84}}
+PAPER_TABLE4 = {
+    "ATL": {"F/(T+F)": 3.59, "FN/F": 58.80, "FN_CRK/FN": 78.22},
+    "BalancedSoftmax": {"F/(T+F)": 4.84, "FN/F": 51.16, "FN_CRK/FN": 79.95},
+    "AML": {"F/(T+F)": 3.54, "FN/F": 65.30, "FN_CRK/FN": 57.14},
+    "AFL": {"F/(T+F)": 3.59, "FN/F": 52.95, "FN_CRK/FN": 75.98},
+    "HingeABL": {"F/(T+F)": 3.49, "FN/F": 51.11, "FN_CRK/FN": 43.84},
+}
 # Table 7 of the paper (Appendix C): macro F1 and macro Ign_F1 (%).
-PAPER_TABLE7 = {"ATL": {"macro_F1": 59.39, "macro_Ign_F1": 56.57}, "BalancedSoftmax": {"macro_F1": 60.67, "macro_Ign_F1": 57.89},
-                "AML": {"macro_F1": 58.65, "macro_Ign_F1": 55.81}, "AFL": {"macro_F1": 61.48, "macro_Ign_F1": 58.66},
-                "SAT": {"macro_F1": 60.23, "macro_Ign_F1": 57.41}, "MeanSAT": {"macro_F1": 63.34, "macro_Ign_F1": 60.91},
-                "HingeABL": {"macro_F1": 64.13, "macro_Ign_F1": 61.34}}
-PAPER_TABLE1 = {"ATL": {"FP": 2859, "FN_CRK": 3192, "FN_IRK": 889}} # Table 1 of the paper: ATL's false predictions (counts)
+PAPER_TABLE7 = {
+    "ATL": {"macro_F1": 59.39, "macro_Ign_F1": 56.57},
+    "BalancedSoftmax": {"macro_F1": 60.67, "macro_Ign_F1": 57.89},
+    "AML": {"macro_F1": 58.65, "macro_Ign_F1": 55.81},
+    "AFL": {"macro_F1": 61.48, "macro_Ign_F1": 58.66},
+    "SAT": {"macro_F1": 60.23, "macro_Ign_F1": 57.41},
+    "MeanSAT": {"macro_F1": 63.34, "macro_Ign_F1": 60.91},
+    "HingeABL": {"macro_F1": 64.13, "macro_Ign_F1": 61.34},
+}
+PAPER_TABLE1 = {
+    "ATL": {"FP": 2859, "FN_CRK": 3192, "FN_IRK": 889}
+}  # Table 1 of the paper: ATL's false predictions (counts)
 
 # %% ../nbs/11_reproduce.ipynb #e3129f91
-def _key(name:str) -> str: return re.sub(r"[^a-z0-9]", "", name.lower())
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
-def paper_row(table:dict, # one of PAPER_TABLE3, PAPER_TABLE4, PAPER_TABLE7
-              loss:str, # a loss name, spelt as in LOSSES or as in the paper
-             ) -> dict|None: # the paper's numbers for that loss, None if the table has no row for it
+
+def paper_row(
+    table: dict,  # one of PAPER_TABLE3, PAPER_TABLE4, PAPER_TABLE7
+    loss: str,  # a loss name, spelt as in LOSSES or as in the paper
+) -> (
+    dict | None
+):  # the paper's numbers for that loss, None if the table has no row for it
     "The paper's row for `loss` in `table`, matching names without case or punctuation."
     return {_key(k): v for k, v in table.items()}.get(_key(loss))
 
 # %% ../nbs/11_reproduce.ipynb #3da15639
-def mean_std(xs:list[float], # one value per seed
-            ) -> tuple[float, float|None]: # mean and sample standard deviation (None for one value)
+def mean_std(
+    xs: list[float],  # one value per seed
+) -> tuple[
+    float, float | None
+]:  # mean and sample standard deviation (None for one value)
     "Mean and sample standard deviation (divisor n-1) of per-seed values."
     xs = [float(x) for x in xs]
-    if not xs: raise ValueError("mean_std of no values")
+    if not xs:
+        raise ValueError("mean_std of no values")
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 # %% ../nbs/11_reproduce.ipynb #41d147e3
-def runs_by_loss(record:dict) -> dict[str, list[dict]]:
+def runs_by_loss(record: dict) -> dict[str, list[dict]]:
     "The record's runs grouped by loss, in record order."
     groups = {}
-    for r in check_record(record)["runs"]: groups.setdefault(r["loss"], []).append(r)
+    for r in check_record(record)["runs"]:
+        groups.setdefault(r["loss"], []).append(r)
     return groups
 
-def _values(runs:list[dict], split:str, metric:str, where:str) -> list[float]:
+
+def _values(runs: list[dict], split: str, metric: str, where: str) -> list[float]:
     "metric of split for each run (from `patterns` for the Table 4 ratios, as percent), with an error naming the run if absent."
     out = []
     for r in runs:
         d = r.get(split) or {}
         v = d.get(metric, (d.get("patterns") or {}).get(metric))
-        if v is None and metric in (d.get("patterns") or {}): v = math.nan  # a ratio whose denominator was 0
-        if v is None: raise ValueError(f"{where}: run loss {r['loss']!r} seed {r['seed']} has no {split}[{metric!r}]")
+        if v is None and metric in (d.get("patterns") or {}):
+            v = math.nan  # a ratio whose denominator was 0
+        if v is None:
+            raise ValueError(
+                f"{where}: run loss {r['loss']!r} seed {r['seed']} has no {split}[{metric!r}]"
+            )
         out.append(100 * float(v) if metric in TABLE4_RATIOS else float(v))
     return out
 
 # %% ../nbs/11_reproduce.ipynb #12a3b8ed
-TABLE4_RATIOS = ("F/(T+F)", "FN/F", "FN_CRK/FN") # Table 4 columns: keys of metrics.pattern_stats (fractions)
+TABLE4_RATIOS = (
+    "F/(T+F)",
+    "FN/F",
+    "FN_CRK/FN",
+)  # Table 4 columns: keys of metrics.pattern_stats (fractions)
 
-def metric_table(record:dict, # a record (collect_runs / load_record)
-                 paper:dict, # PAPER_TABLE3 / PAPER_TABLE7 style: loss -> {metric: value}
-                 metrics:list[str], # metric names in the record's split dicts (percent)
-                 split:str="test", # "test" or "dev"
-                 title:str="",
-                ) -> Table: # one row per loss: n_seeds, <metric>_mean, <metric>_std, paper_<metric>
+
+def metric_table(
+    record: dict,  # a record (collect_runs / load_record)
+    paper: dict,  # PAPER_TABLE3 / PAPER_TABLE7 style: loss -> {metric: value}
+    metrics: list[str],  # metric names in the record's split dicts (percent)
+    split: str = "test",  # "test" or "dev"
+    title: str = "",
+) -> Table:  # one row per loss: n_seeds, <metric>_mean, <metric>_std, paper_<metric>
     "Mean ± std over seeds of each metric per loss, beside the paper's value."
     rows, body = [], []
     for loss, runs in runs_by_loss(record).items():
@@ -89,91 +139,215 @@ def metric_table(record:dict, # a record (collect_runs / load_record)
             mean, std = mean_std(_values(runs, split, mt, title or "table"))
             row |= {f"{mt}_mean": mean, f"{mt}_std": std, f"paper_{mt}": p.get(mt)}
             cells += [fmt_pm(mean, std), "–" if p.get(mt) is None else f"{p[mt]:.2f}"]
-        rows.append(row); body.append(cells)
-    header = ["loss", "seeds"] + [h for mt in metrics for h in (f"{mt} ({split}, ours)", f"{mt} (paper)")]
-    notes = [f"Ours: preset `{record['preset']}` on {record['device']}, mean ± sample std over seeds; "
-             f"protocol: {record['protocol']} Paper: {PAPER_SOURCE}."]
+        rows.append(row)
+        body.append(cells)
+    header = ["loss", "seeds"] + [
+        h for mt in metrics for h in (f"{mt} ({split}, ours)", f"{mt} (paper)")
+    ]
+    notes = [
+        f"Ours: preset `{record['preset']}` on {record['device']}, mean ± sample std over seeds; "
+        f"protocol: {record['protocol']} Paper: {PAPER_SOURCE}."
+    ]
     return Table(rows, header, body, title, notes)
 
 # %% ../nbs/11_reproduce.ipynb #58b962ad
-def table3(record:dict, split:str="test") -> Table:
+def table3(record: dict, split: str = "test") -> Table:
     "Table 3: micro F1 and Ign_F1 (%) per loss, mean ± std over seeds, beside the paper."
-    return metric_table(record, PAPER_TABLE3, ["F1", "Ign_F1"], split, "Table 3: F1 / Ign_F1 per loss")
+    return metric_table(
+        record, PAPER_TABLE3, ["F1", "Ign_F1"], split, "Table 3: F1 / Ign_F1 per loss"
+    )
 
-def table4(record:dict, split:str="dev") -> Table:
+
+def table4(record: dict, split: str = "dev") -> Table:
     "Table 4: F/(T+F), FN/F and FN_CRK/FN (%, `pattern_stats` rule 'official', dev like the official script) per loss, beside the paper."
-    return metric_table(record, PAPER_TABLE4, list(TABLE4_RATIOS), split, "Table 4: prediction patterns per loss")
+    return metric_table(
+        record,
+        PAPER_TABLE4,
+        list(TABLE4_RATIOS),
+        split,
+        "Table 4: prediction patterns per loss",
+    )
 
-def table7(record:dict, split:str="test") -> Table:
+
+def table7(record: dict, split: str = "test") -> Table:
     "Table 7: macro F1 and macro Ign_F1 (%) per loss, mean ± std over seeds, beside the paper."
-    return metric_table(record, PAPER_TABLE7, ["macro_F1", "macro_Ign_F1"], split, "Table 7: macro F1 / macro Ign_F1 per loss")
+    return metric_table(
+        record,
+        PAPER_TABLE7,
+        ["macro_F1", "macro_Ign_F1"],
+        split,
+        "Table 7: macro F1 / macro Ign_F1 per loss",
+    )
 
 # %% ../nbs/11_reproduce.ipynb #371d61af
-def paired_difference(record:dict, # a grid record
-                      a:str="HingeABL", b:str="ATL", # the difference is a - b
-                      split:str="test", # "test" or "dev"
-                      metrics:tuple=("F1", "Ign_F1"), # metrics to difference
-                     ) -> Table: # one row per seed run by both losses; `.summary` has mean/std, `.paper` the paper's difference
+def paired_difference(
+    record: dict,  # a grid record
+    a: str = "HingeABL",
+    b: str = "ATL",  # the difference is a - b
+    split: str = "test",  # "test" or "dev"
+    metrics: tuple = ("F1", "Ign_F1"),  # metrics to difference
+) -> Table:  # one row per seed run by both losses; `.summary` has mean/std, `.paper` the paper's difference
     "Per-seed difference a - b of each metric, with its mean and sample std (seeds paired, not pooled)."
     groups = runs_by_loss(record)
     for l in (a, b):
-        if l not in groups: raise ValueError(f"paired_difference: no {l} runs in the record (losses: {', '.join(groups)})")
+        if l not in groups:
+            raise ValueError(
+                f"paired_difference: no {l} runs in the record (losses: {', '.join(groups)})"
+            )
     ra, rb = ({r["seed"]: r for r in groups[l]} for l in (a, b))
     seeds = [s for s in ra if s in rb]
-    if not seeds: raise ValueError(f"paired_difference: {a} seeds {sorted(ra)} and {b} seeds {sorted(rb)} do not overlap")
-    rows = [{"seed": s, **{f"d_{m}": _values([ra[s]], split, m, "paired")[0] - _values([rb[s]], split, m, "paired")[0] for m in metrics}} for s in seeds]
-    summary = {k: v for m in metrics for k, v in zip((f"d_{m}_mean", f"d_{m}_std"), mean_std([r[f"d_{m}"] for r in rows]))}
+    if not seeds:
+        raise ValueError(
+            f"paired_difference: {a} seeds {sorted(ra)} and {b} seeds {sorted(rb)} do not overlap"
+        )
+    rows = [
+        {
+            "seed": s,
+            **{
+                f"d_{m}": _values([ra[s]], split, m, "paired")[0]
+                - _values([rb[s]], split, m, "paired")[0]
+                for m in metrics
+            },
+        }
+        for s in seeds
+    ]
+    summary = {
+        k: v
+        for m in metrics
+        for k, v in zip(
+            (f"d_{m}_mean", f"d_{m}_std"), mean_std([r[f"d_{m}"] for r in rows])
+        )
+    }
     pa, pb = paper_row(PAPER_TABLE3, a) or {}, paper_row(PAPER_TABLE3, b) or {}
     paper = {f"d_{m}": round(pa[m] - pb[m], 2) for m in metrics if m in pa and m in pb}
     body = [[str(r["seed"])] + [f"{r[f'd_{m}']:+.2f}" for m in metrics] for r in rows]
-    body += [["mean ± std"] + [fmt_pm(summary[f"d_{m}_mean"], summary[f"d_{m}_std"]) for m in metrics],
-             ["paper (Table 3)"] + [f"{paper[f'd_{m}']:+.2f}" if f"d_{m}" in paper else "–" for m in metrics]]
-    t = Table(rows, ["seed"] + [f"Δ{m} ({split})" for m in metrics], body, f"{a} − {b}, seed by seed")
+    body += [
+        ["mean ± std"]
+        + [fmt_pm(summary[f"d_{m}_mean"], summary[f"d_{m}_std"]) for m in metrics],
+        ["paper (Table 3)"]
+        + [f"{paper[f'd_{m}']:+.2f}" if f"d_{m}" in paper else "–" for m in metrics],
+    ]
+    t = Table(
+        rows,
+        ["seed"] + [f"Δ{m} ({split})" for m in metrics],
+        body,
+        f"{a} − {b}, seed by seed",
+    )
     t.summary, t.paper = summary, paper
     return t
 
 # %% ../nbs/11_reproduce.ipynb #c42110c0
-def plot_paired(record:dict, a:str="HingeABL", b:str="ATL", metric:str="F1", split:str="test"):
+def plot_paired(
+    record: dict,
+    a: str = "HingeABL",
+    b: str = "ATL",
+    metric: str = "F1",
+    split: str = "test",
+):
     "Each seed's score under b and a, joined by a line: the payoff figure of a grid (a figure)."
     import matplotlib.pyplot as plt
+
     d, g = paired_difference(record, a, b, split, (metric,)), runs_by_loss(record)
-    sa, sb = ({r["seed"]: _values([r], split, metric, "plot")[0] for r in g[l]} for l in (a, b))
+    sa, sb = (
+        {r["seed"]: _values([r], split, metric, "plot")[0] for r in g[l]}
+        for l in (a, b)
+    )
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for s in (r["seed"] for r in d): ax.plot([0, 1], [sb[s], sa[s]], "o-", color="gray", alpha=.7)
-    ax.set(xticks=[0, 1], xticklabels=[b, a], xlim=(-.3, 1.3), ylabel=f"{split} {metric} (%)",
-           title=f"{record['preset']}: {a} − {b} = {fmt_pm(d.summary[f'd_{metric}_mean'], d.summary[f'd_{metric}_std'])} "
-                 f"over {len(d)} paired seed(s)")
+    for s in (r["seed"] for r in d):
+        ax.plot([0, 1], [sb[s], sa[s]], "o-", color="gray", alpha=0.7)
+    ax.set(
+        xticks=[0, 1],
+        xticklabels=[b, a],
+        xlim=(-0.3, 1.3),
+        ylabel=f"{split} {metric} (%)",
+        title=f"{record['preset']}: {a} − {b} = {fmt_pm(d.summary[f'd_{metric}_mean'], d.summary[f'd_{metric}_std'])} "
+        f"over {len(d)} paired seed(s)",
+    )
     fig.tight_layout()
     return fig
 
 # %% ../nbs/11_reproduce.ipynb #12bd4355
-def figure1_table(record:dict) -> Table:
+def figure1_table(record: dict) -> Table:
     "Figure 1 measured per loss: median s_TH and % of gold relations at or below it (test), FN_CRK count (dev) vs Table 1."
     rows, body = [], []
     for loss, runs in runs_by_loss(record).items():
-        th = [r["thresholds"] for r in runs if (r.get("thresholds") or {}).get("n_gold")]
+        th = [
+            r["thresholds"] for r in runs if (r.get("thresholds") or {}).get("n_gold")
+        ]
         med = mean_std([t["s_th"]["median"] for t in th]) if th else (None, None)
         below = mean_std([100 * t["gold_below"] for t in th]) if th else (None, None)
-        crk, paper = mean_std(_values(runs, "dev", "FN_CRK", "figure1_table")), (paper_row(PAPER_TABLE1, loss) or {}).get("FN_CRK")
-        rows.append({"loss": loss, "n_seeds": len(runs), "median_s_th_mean": med[0], "gold_below_mean": below[0],
-                     "gold_below_std": below[1], "FN_CRK_mean": crk[0], "paper_FN_CRK": paper})
-        body.append([loss, str(len(runs)), fmt_pm(*med), fmt_pm(*below), fmt_pm(*crk, digits=1), "–" if paper is None else str(paper)])
-    return Table(rows, ["loss", "seeds", "median s_TH (ours)", "gold ≤ threshold, % (ours)", "FN_CRK (dev, ours)", "FN_CRK (paper, Table 1)"],
-                 body, "Figure 1 measured: the threshold and the gold relations below it",
-                 [f"Ours: preset `{record['preset']}` on {record['device']}, mean ± sample std over seeds."])
+        crk, paper = (
+            mean_std(_values(runs, "dev", "FN_CRK", "figure1_table")),
+            (paper_row(PAPER_TABLE1, loss) or {}).get("FN_CRK"),
+        )
+        rows.append(
+            {
+                "loss": loss,
+                "n_seeds": len(runs),
+                "median_s_th_mean": med[0],
+                "gold_below_mean": below[0],
+                "gold_below_std": below[1],
+                "FN_CRK_mean": crk[0],
+                "paper_FN_CRK": paper,
+            }
+        )
+        body.append(
+            [
+                loss,
+                str(len(runs)),
+                fmt_pm(*med),
+                fmt_pm(*below),
+                fmt_pm(*crk, digits=1),
+                "–" if paper is None else str(paper),
+            ]
+        )
+    return Table(
+        rows,
+        [
+            "loss",
+            "seeds",
+            "median s_TH (ours)",
+            "gold ≤ threshold, % (ours)",
+            "FN_CRK (dev, ours)",
+            "FN_CRK (paper, Table 1)",
+        ],
+        body,
+        "Figure 1 measured: the threshold and the gold relations below it",
+        [
+            f"Ours: preset `{record['preset']}` on {record['device']}, mean ± sample std over seeds."
+        ],
+    )
 
 # %% ../nbs/11_reproduce.ipynb #19d43d6d
-def tables_markdown(record:dict) -> str:
+def tables_markdown(record: dict) -> str:
     "Tables 3, 4 and 7, the HingeABL − ATL difference and Figure 1 of a record, as one markdown text."
-    parts = [f"# Results of `{record['preset']}` on {record['device']}", "", f"Protocol: {record['protocol']}",
-             f"Command: `{record['command']}`", f"Date: {record['date']}", "",
-             str(table3(record)), "", str(table4(record)), "", str(table7(record))]
-    if {"HingeABL", "ATL"} <= set(runs_by_loss(record)): parts += ["", str(paired_difference(record))]
-    if any(r.get("thresholds") for r in record["runs"]): parts += ["", str(figure1_table(record))]
-    if record.get("incomplete"): parts += ["", f"Incomplete cells (not in the tables): {', '.join(record['incomplete'])}"]
+    parts = [
+        f"# Results of `{record['preset']}` on {record['device']}",
+        "",
+        f"Protocol: {record['protocol']}",
+        f"Command: `{record['command']}`",
+        f"Date: {record['date']}",
+        "",
+        str(table3(record)),
+        "",
+        str(table4(record)),
+        "",
+        str(table7(record)),
+    ]
+    if {"HingeABL", "ATL"} <= set(runs_by_loss(record)):
+        parts += ["", str(paired_difference(record))]
+    if any(r.get("thresholds") for r in record["runs"]):
+        parts += ["", str(figure1_table(record))]
+    if record.get("incomplete"):
+        parts += [
+            "",
+            f"Incomplete cells (not in the tables): {', '.join(record['incomplete'])}",
+        ]
     return "\n".join(parts) + "\n"
 
-def compare_cli(argv:list[str]|None=None) -> None:
+
+def compare_cli(argv: list[str] | None = None) -> None:
     "Console script `hingeabl-compare` (its parser and messages are in `hingeabl_nb.cli.compare_main`)."
     from hingeabl_nb.cli import compare_main
+
     compare_main(argv)

@@ -4,13 +4,19 @@
 
 # %% ../nbs/09a_train_internals.ipynb #9937d9db
 from __future__ import annotations
-import dataclasses, json, os, random
+
+import dataclasses
+import json
+import os
+import random
 from pathlib import Path
+
 import numpy as np
 import torch
+
 from . import data
-from .core import find_up
 from . import model as atlop_model
+from .core import find_up
 from .losses import LOSSES, check_loss_names
 
 # %% auto #0
@@ -23,194 +29,321 @@ class TrainSetupError(ValueError):
     "A run cannot start: missing file, unknown name, unavailable device (message says what and where)."
 
 # %% ../nbs/09a_train_internals.ipynb #15996974
-def choose_mixed_precision(requested:str, # "auto", "no", "fp16" or "bf16"
-                           cuda:bool, # training on a CUDA device?
-                           bf16_supported:bool=False, # does that device compute in bfloat16?
-                          ) -> str: # "no", "fp16" or "bf16" (Accelerate's names)
+def choose_mixed_precision(
+    requested: str,  # "auto", "no", "fp16" or "bf16"
+    cuda: bool,  # training on a CUDA device?
+    bf16_supported: bool = False,  # does that device compute in bfloat16?
+) -> str:  # "no", "fp16" or "bf16" (Accelerate's names)
     "Pick the autocast precision: bf16 where supported, fp16 (+ grad scaler) on other GPUs, fp32 on CPU."
     allowed = ("auto", "no", "fp16", "bf16")
-    if requested not in allowed: raise TrainSetupError(f"mixed_precision={requested!r}; allowed: {', '.join(allowed)}")
-    if requested == "auto": return ("bf16" if bf16_supported else "fp16") if cuda else "no"
-    if requested == "fp16" and not cuda: raise TrainSetupError("mixed_precision='fp16' needs a CUDA device; use 'no' or 'bf16' on CPU")
+    if requested not in allowed:
+        raise TrainSetupError(
+            f"mixed_precision={requested!r}; allowed: {', '.join(allowed)}"
+        )
+    if requested == "auto":
+        return ("bf16" if bf16_supported else "fp16") if cuda else "no"
+    if requested == "fp16" and not cuda:
+        raise TrainSetupError(
+            "mixed_precision='fp16' needs a CUDA device; use 'no' or 'bf16' on CPU"
+        )
     return requested
 
 # %% ../nbs/09a_train_internals.ipynb #932acd7d
-def check_device(config # uses device
-                ) -> None:
+def check_device(
+    config,  # uses device
+) -> None:
     "Fail on an unknown device or a CUDA request on a machine without CUDA."
     if config.device not in ("auto", "cpu", "cuda"):
         raise TrainSetupError(f"device={config.device!r}; allowed: auto, cpu, cuda")
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise TrainSetupError("--device cuda was requested but no CUDA device is available on this machine "
-                              "(torch.cuda.is_available() is False); use --device cpu or auto")
+        raise TrainSetupError(
+            "--device cuda was requested but no CUDA device is available on this machine "
+            "(torch.cuda.is_available() is False); use --device cpu or auto"
+        )
 
 # %% ../nbs/09a_train_internals.ipynb #bfed9d9b
-def check_config(config # a resolved `train.TrainConfig`
-                ) -> None: # raises `TrainSetupError`
+def check_config(
+    config,  # a resolved `train.TrainConfig`
+) -> None:  # raises `TrainSetupError`
     "Fail early, with a clear message, on a config that cannot run (device, precision, loss, options, sizes)."
     check_device(config)
-    choose_mixed_precision(config.mixed_precision, cuda=config.device != "cpu" and torch.cuda.is_available())
+    choose_mixed_precision(
+        config.mixed_precision,
+        cuda=config.device != "cpu" and torch.cuda.is_available(),
+    )
     check_loss_names([config.loss], TrainSetupError)
     bad = sorted(set(config.loss_options) - set(LOSSES[config.loss].options))
-    if bad: raise TrainSetupError(f"loss {config.loss} has no option(s) {bad}; its options: "
-                                  f"{', '.join(LOSSES[config.loss].options) or 'none'}")
+    if bad:
+        raise TrainSetupError(
+            f"loss {config.loss} has no option(s) {bad}; its options: "
+            f"{', '.join(LOSSES[config.loss].options) or 'none'}"
+        )
     if config.epochs < 1 or config.train_batch_size < 1 or config.test_batch_size < 1:
-        raise TrainSetupError("epochs, train_batch_size and test_batch_size must be >= 1")
+        raise TrainSetupError(
+            "epochs, train_batch_size and test_batch_size must be >= 1"
+        )
 
 # %% ../nbs/09a_train_internals.ipynb #9bb73542
-def make_accelerator(config # uses device, mixed_precision
-                    ): # -> (accelerate.Accelerator, "no" | "fp16" | "bf16")
+def make_accelerator(
+    config,  # uses device, mixed_precision
+):  # -> (accelerate.Accelerator, "no" | "fp16" | "bf16")
     "An Accelerator for the config's device and mixed precision."
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
+
     check_device(config)
     cuda = torch.cuda.is_available() and config.device != "cpu"
-    mp = choose_mixed_precision(config.mixed_precision, cuda, cuda and torch.cuda.is_bf16_supported())
+    mp = choose_mixed_precision(
+        config.mixed_precision, cuda, cuda and torch.cuda.is_bf16_supported()
+    )
     # Accelerate keeps a process-wide state; in a single process (notebook, tests) let each run pick its own settings
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1: AcceleratorState._reset_state(reset_partial_state=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=not cuda, mixed_precision=mp), mp
 
 # %% ../nbs/09a_train_internals.ipynb #2487cb78
-def resolve_encoder(name:str # "tiny", an encoder directory, or a name looked up in `shared/models/` and then on the hub
-                   ) -> str: # "tiny", an absolute directory, or `name` unchanged
+def resolve_encoder(
+    name: str,  # "tiny", an encoder directory, or a name looked up in `shared/models/` and then on the hub
+) -> str:  # "tiny", an absolute directory, or `name` unchanged
     "Turn an encoder name into a local directory when one exists."
-    if name in ("", "tiny") or "://" in name: return name
-    if Path(name).expanduser().exists(): return str(Path(name).expanduser().resolve())
+    if name in ("", "tiny") or "://" in name:
+        return name
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser().resolve())
     found = find_up(f"shared/models/{Path(name).name}")
     return str(found) if found else name
 
 # %% ../nbs/09a_train_internals.ipynb #4514ee63
-def data_path(config, # resolved config (uses data_dir)
-              name:str, # a file name inside `config.data_dir`
-             ) -> Path: # the existing file
+def data_path(
+    config,  # resolved config (uses data_dir)
+    name: str,  # a file name inside `config.data_dir`
+) -> Path:  # the existing file
     "Path of a data file, or a `TrainSetupError` naming the file and the folder searched."
     if not config.data_dir:
-        raise TrainSetupError(f"no data folder: {name} was not found because no shared/data/redocred folder was found "
-                              f"walking up from {Path.cwd()} and $HINGEABL_DATA is unset; pass --data-dir DIR")
+        raise TrainSetupError(
+            f"no data folder: {name} was not found because no shared/data/redocred folder was found "
+            f"walking up from {Path.cwd()} and $HINGEABL_DATA is unset; pass --data-dir DIR"
+        )
     path = Path(config.data_dir) / name
     if not path.is_file():
-        hint = (" train_revised.json is not shipped with this course; fetch Re-DocRED with "
-                "hingeabl_nb.data.download_redocred(dest) or use --preset reduced") if name == "train_revised.json" else ""
-        raise TrainSetupError(f"data file {name} not found in {Path(config.data_dir).resolve()}.{hint}")
+        hint = (
+            (
+                " train_revised.json is not shipped with this course; fetch Re-DocRED with "
+                "hingeabl_nb.data.download_redocred(dest) or use --preset reduced"
+            )
+            if name == "train_revised.json"
+            else ""
+        )
+        raise TrainSetupError(
+            f"data file {name} not found in {Path(config.data_dir).resolve()}.{hint}"
+        )
     return path
 
 # %% ../nbs/09a_train_internals.ipynb #a9e4def2
-def load_splits(config, # resolved config
-                rel2id:dict, # relation name -> column
-               ) -> dict: # {"train": docs, "dev": docs, "test": docs}
+def load_splits(
+    config,  # resolved config
+    rel2id: dict,  # relation name -> column
+) -> dict:  # {"train": docs, "dev": docs, "test": docs}
     "Read the train/dev/test documents of a run (reduced protocol: train/dev split of the dev file)."
     if config.split_dev_for_train:
-        train, dev = data.split_docs(data.load_docs(data_path(config, config.dev_file), rel2id=rel2id),
-                                     n_holdout=config.n_holdout, seed=0)
+        train, dev = data.split_docs(
+            data.load_docs(data_path(config, config.dev_file), rel2id=rel2id),
+            n_holdout=config.n_holdout,
+            seed=0,
+        )
     else:
         train = data.load_docs(data_path(config, config.train_file), rel2id=rel2id)
         dev = data.load_docs(data_path(config, config.dev_file), rel2id=rel2id)
     test = data.load_docs(data_path(config, config.test_file), rel2id=rel2id)
     cut = lambda docs, n: docs if n is None else docs[:n]
-    return {"train": cut(train, config.max_train_docs), "dev": cut(dev, config.max_eval_docs),
-            "test": cut(test, config.max_eval_docs)}
+    return {
+        "train": cut(train, config.max_train_docs),
+        "dev": cut(dev, config.max_eval_docs),
+        "test": cut(test, config.max_eval_docs),
+    }
 
 # %% ../nbs/09a_train_internals.ipynb #51dd243c
-def encoder_dir(name:str # encoder folder, or a hub name already in the local Hugging Face cache
-               ) -> Path: # a local folder with config.json, weights and tokenizer files
+def encoder_dir(
+    name: str,  # encoder folder, or a hub name already in the local Hugging Face cache
+) -> Path:  # a local folder with config.json, weights and tokenizer files
     "Local folder of an encoder (never downloads), or a `TrainSetupError` saying where it looked."
     path = Path(name).expanduser()
-    if path.is_dir(): return path
-    if not (os.sep in name or name.startswith((".", "~"))):  # a hub name: only the local cache is tried
+    if path.is_dir():
+        return path
+    if not (
+        os.sep in name or name.startswith((".", "~"))
+    ):  # a hub name: only the local cache is tried
         try:
             from huggingface_hub import snapshot_download
+
             return Path(snapshot_download(name, local_files_only=True))
-        except Exception: pass
-    raise TrainSetupError(f"encoder {name!r} not found: not a folder, not under shared/models/ (searched upwards from "
-                          f"{Path.cwd()}), not in the local Hugging Face cache. Pass --model PATH to an encoder folder "
-                          f"(config.json, weights, tokenizer files); nothing is downloaded")
+        except Exception:
+            pass
+    raise TrainSetupError(
+        f"encoder {name!r} not found: not a folder, not under shared/models/ (searched upwards from "
+        f"{Path.cwd()}), not in the local Hugging Face cache. Pass --model PATH to an encoder folder "
+        f"(config.json, weights, tokenizer files); nothing is downloaded"
+    )
 
 # %% ../nbs/09a_train_internals.ipynb #998fd163
-def load_tokenizer(config # uses encoder
-                  ): # -> a Hugging Face fast tokenizer
+def load_tokenizer(
+    config,  # uses encoder
+):  # -> a Hugging Face fast tokenizer
     "Tokenizer of the config's encoder (the package's tiny one for `encoder='tiny'`)."
-    if config.encoder == "tiny": return data.tiny_tokenizer()
+    if config.encoder == "tiny":
+        return data.tiny_tokenizer()
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(encoder_dir(config.encoder))
 
 # %% ../nbs/09a_train_internals.ipynb #8c9e6e40
-def build_model(config, # uses encoder, seed, attn_implementation, emb_size, block_size
-                tokenizer, # from `load_tokenizer`
-               ) -> torch.nn.Module: # an `ATLOP` model in float32
+def build_model(
+    config,  # uses encoder, seed, attn_implementation, emb_size, block_size
+    tokenizer,  # from `load_tokenizer`
+) -> torch.nn.Module:  # an `ATLOP` model in float32
     "ATLOP over the config's encoder (random tiny BERT or pretrained weights)."
     if config.encoder == "tiny":
-        enc = atlop_model.tiny_bert(vocab_size=len(tokenizer), cls_token_id=tokenizer.cls_token_id,
-                                    sep_token_id=tokenizer.sep_token_id, seed=config.seed,
-                                    attn_implementation=config.attn_implementation)
-    else: enc = atlop_model.load_encoder(encoder_dir(config.encoder), dtype=torch.float32,
-                                         attn_implementation=config.attn_implementation)
-    return atlop_model.ATLOP(enc, n_classes=97, emb_size=config.emb_size, block_size=config.block_size)
+        enc = atlop_model.tiny_bert(
+            vocab_size=len(tokenizer),
+            cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            seed=config.seed,
+            attn_implementation=config.attn_implementation,
+        )
+    else:
+        enc = atlop_model.load_encoder(
+            encoder_dir(config.encoder),
+            dtype=torch.float32,
+            attn_implementation=config.attn_implementation,
+        )
+    return atlop_model.ATLOP(
+        enc, n_classes=97, emb_size=config.emb_size, block_size=config.block_size
+    )
 
 # %% ../nbs/09a_train_internals.ipynb #b7436fb4
-def prepare_run(config # resolved config
-               ) -> dict: # tokenizer, pad_id, rel2id, id2rel, docs and features of each split
+def prepare_run(
+    config,  # resolved config
+) -> dict:  # tokenizer, pad_id, rel2id, id2rel, docs and features of each split
     "Load everything a run reads from disk (documents, tokenizer and its pad id, features)."
     rel2id = data.load_rel2id()
     docs = load_splits(config, rel2id)
     tokenizer = load_tokenizer(config)
-    feats = {k: data.featurize(v, tokenizer, rel2id, max_len=config.max_seq_length,
-                               neg_sample_rate=config.neg_sample_rate if k == "train" else 1.0, seed=config.seed,
-                               progress=config.progress)
-             for k, v in docs.items()}
-    return {"tokenizer": tokenizer, "pad_id": tokenizer.pad_token_id or 0, "rel2id": rel2id, "id2rel": {v: k for k, v in rel2id.items()},
-            "docs": docs, "features": feats}
+    feats = {
+        k: data.featurize(
+            v,
+            tokenizer,
+            rel2id,
+            max_len=config.max_seq_length,
+            neg_sample_rate=config.neg_sample_rate if k == "train" else 1.0,
+            seed=config.seed,
+            progress=config.progress,
+        )
+        for k, v in docs.items()
+    }
+    return {
+        "tokenizer": tokenizer,
+        "pad_id": tokenizer.pad_token_id or 0,
+        "rel2id": rel2id,
+        "id2rel": {v: k for k, v in rel2id.items()},
+        "docs": docs,
+        "features": feats,
+    }
 
 # %% ../nbs/09a_train_internals.ipynb #1d6539a6
-def atomic_save(obj, # anything `torch.save` accepts
-                path:str|Path, # destination
-               ) -> Path: # the written path
+def atomic_save(
+    obj,  # anything `torch.save` accepts
+    path: str | Path,  # destination
+) -> Path:  # the written path
     "Write `obj` to `path` via a temporary file and an atomic rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp); os.replace(tmp, path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
     return path
 
 # %% ../nbs/09a_train_internals.ipynb #8d3c5b1f
 def rng_state() -> dict:
     "The states of every random number generator a run uses."
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available(): st["cuda"] = torch.cuda.get_rng_state_all()
+    st = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
     return st
 
-def set_rng_state(st:dict # from `rng_state`
-                 ) -> None:
+
+def set_rng_state(
+    st: dict,  # from `rng_state`
+) -> None:
     "Restore the generators saved by `rng_state`."
-    random.setstate(st["python"]); np.random.set_state(st["numpy"]); torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
 
 # %% ../nbs/09a_train_internals.ipynb #9cd116ed
-def save_checkpoint(out:Path, # run folder
-                    config_dict:dict, # `asdict(config)`
-                    net, optimizer, scheduler, scaler, # unwrapped model, optimiser, scheduler, fp16 scaler (or None)
-                    state:dict, # run state (epoch, step, best_*, history)
-                    new_best:bool, # also write checkpoint/<state["best_file"]> first
-                   ) -> None:
+def save_checkpoint(
+    out: Path,  # run folder
+    config_dict: dict,  # `asdict(config)`
+    net,
+    optimizer,
+    scheduler,
+    scaler,  # unwrapped model, optimiser, scheduler, fp16 scaler (or None)
+    state: dict,  # run state (epoch, step, best_*, history)
+    new_best: bool,  # also write checkpoint/<state["best_file"]> first
+) -> None:
     "Write the best model (if new) and then `last.pt`, both atomically; remove stale best files."
     ck = out / "checkpoint"
-    if new_best: atomic_save(net.state_dict(), ck / state["best_file"])
-    atomic_save({"config": config_dict, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": rng_state(), "state": state,
-                 "scaler": scaler.state_dict() if scaler else None}, ck / "last.pt")
-    for old in ck.glob("best-epoch*.pt"):  # last.pt now names the best file; any other one is stale
-        if old.name != state["best_file"]: old.unlink()
+    if new_best:
+        atomic_save(net.state_dict(), ck / state["best_file"])
+    atomic_save(
+        {
+            "config": config_dict,
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "state": state,
+            "scaler": scaler.state_dict() if scaler else None,
+        },
+        ck / "last.pt",
+    )
+    for old in ck.glob(
+        "best-epoch*.pt"
+    ):  # last.pt now names the best file; any other one is stale
+        if old.name != state["best_file"]:
+            old.unlink()
 
 # %% ../nbs/09a_train_internals.ipynb #ac4714d3
-COSMETIC_FIELDS = ("progress", "num_threads") # config fields a resumed process may change
+COSMETIC_FIELDS = (
+    "progress",
+    "num_threads",
+)  # config fields a resumed process may change
 
-def load_checkpoint(out:Path, # run folder
-                    config_dict:dict, # `asdict(config)` of the resuming run
-                   ) -> dict|None: # the checkpoint dict, or None when there is none
+
+def load_checkpoint(
+    out: Path,  # run folder
+    config_dict: dict,  # `asdict(config)` of the resuming run
+) -> dict | None:  # the checkpoint dict, or None when there is none
     "Read `out/checkpoint/last.pt`; refuse one written under a different config."
     path = out / "checkpoint" / "last.pt"
-    if not path.exists(): return None
-    ck = torch.load(path, map_location="cpu", weights_only=False)  # our own file: holds RNG tuples
-    diff = sorted(k for k in set(ck["config"]) | set(config_dict) if k not in COSMETIC_FIELDS
-                  and ck["config"].get(k) != config_dict.get(k))
-    if diff: raise TrainSetupError(f"{path} was written by a run with a different config (fields {diff}); "
-                                   f"use a new --out folder or delete the checkpoint")
+    if not path.exists():
+        return None
+    ck = torch.load(
+        path, map_location="cpu", weights_only=False
+    )  # our own file: holds RNG tuples
+    diff = sorted(
+        k
+        for k in set(ck["config"]) | set(config_dict)
+        if k not in COSMETIC_FIELDS and ck["config"].get(k) != config_dict.get(k)
+    )
+    if diff:
+        raise TrainSetupError(
+            f"{path} was written by a run with a different config (fields {diff}); "
+            f"use a new --out folder or delete the checkpoint"
+        )
     return ck

@@ -4,7 +4,9 @@
 
 # %% ../nbs/07a_metrics_internals.ipynb #cf7b553d
 from __future__ import annotations
+
 from collections import defaultdict
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -13,36 +15,53 @@ from torch import Tensor
 __all__ = ['gold_index', 'train_facts', 'unique_keys', 'judge', 'relation_counts']
 
 # %% ../nbs/07a_metrics_internals.ipynb #60ccc291
-def _as_numpy(x, where:str) -> np.ndarray:
+def _as_numpy(x, where: str) -> np.ndarray:
     "Turn a tensor / array / nested list into a NumPy array, with an error naming `where`."
-    if isinstance(x, Tensor): return x.detach().cpu().float().numpy()
-    try: return np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as e: raise ValueError(f"{where}: cannot convert to a numeric array ({e})") from e
+    if isinstance(x, Tensor):
+        return x.detach().cpu().float().numpy()
+    try:
+        return np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: cannot convert to a numeric array ({e})") from e
 
 # %% ../nbs/07a_metrics_internals.ipynb #dda222f5
-def _need(d:dict, key:str, where:str):
+def _need(d: dict, key: str, where: str):
     "Return d[key] or raise a ValueError naming `where` and the missing field."
     if not isinstance(d, dict) or key not in d:
-        raise ValueError(f"{where}: missing field '{key}' (has {sorted(d) if isinstance(d, dict) else type(d).__name__})")
+        raise ValueError(
+            f"{where}: missing field '{key}' (has {sorted(d) if isinstance(d, dict) else type(d).__name__})"
+        )
     return d[key]
 
 # %% ../nbs/07a_metrics_internals.ipynb #bf574dcf
-def gold_index(gold_docs:list, # gold (dev/test) documents in DocRED format, each with `labels`
-              ) -> tuple[set, dict]: # ({(title, h, t, r)}, {title: vertexSet})
+def gold_index(
+    gold_docs: list,  # gold (dev/test) documents in DocRED format, each with `labels`
+) -> tuple[set, dict]:  # ({(title, h, t, r)}, {title: vertexSet})
     "Set of gold triples (duplicates counted once, as the official scorer) and the title -> vertexSet map."
     std, title2vs = set(), {}
     for i, doc in enumerate(gold_docs):
         title = _need(doc, "title", f"gold_docs[{i}]")
-        if title in title2vs: raise ValueError(f"gold_docs[{i}]: duplicate title {title!r} (titles identify documents)")
+        if title in title2vs:
+            raise ValueError(
+                f"gold_docs[{i}]: duplicate title {title!r} (titles identify documents)"
+            )
         title2vs[title] = _need(doc, "vertexSet", f"gold_docs[{i}] ({title!r})")
         for j, lab in enumerate(_need(doc, "labels", f"gold_docs[{i}] ({title!r})")):
             w = f"gold_docs[{i}] ({title!r}) labels[{j}]"
-            std.add((title, int(_need(lab, "h", w)), int(_need(lab, "t", w)), _need(lab, "r", w)))
+            std.add(
+                (
+                    title,
+                    int(_need(lab, "h", w)),
+                    int(_need(lab, "t", w)),
+                    _need(lab, "r", w),
+                )
+            )
     return std, title2vs
 
 # %% ../nbs/07a_metrics_internals.ipynb #8891f8b7
-def train_facts(train_docs:list, # training documents in DocRED format, each with `labels`
-               ) -> set: # {(head mention name, tail mention name, r)}
+def train_facts(
+    train_docs: list,  # training documents in DocRED format, each with `labels`
+) -> set:  # {(head mention name, tail mention name, r)}
     "All (head mention name, tail mention name, relation) facts of the training labels, as the official scorer builds them."
     facts = set()
     for i, doc in enumerate(train_docs):
@@ -54,59 +73,87 @@ def train_facts(train_docs:list, # training documents in DocRED format, each wit
     return facts
 
 # %% ../nbs/07a_metrics_internals.ipynb #92eeaf74
-def unique_keys(triples:list, # [{"title", "h_idx", "t_idx", "r"}, ...] (extra fields are ignored)
-               ) -> list[tuple]: # sorted unique (title, h_idx, t_idx, r)
+def unique_keys(
+    triples: list,  # [{"title", "h_idx", "t_idx", "r"}, ...] (extra fields are ignored)
+) -> list[tuple]:  # sorted unique (title, h_idx, t_idx, r)
     "De-duplicate predictions on (title, h_idx, t_idx, r), as the official scorer's sort + adjacent-drop."
     keys = set()
     for i, x in enumerate(triples):
         w = f"triples[{i}]"
-        keys.add((_need(x, "title", w), int(_need(x, "h_idx", w)), int(_need(x, "t_idx", w)), _need(x, "r", w)))
+        keys.add(
+            (
+                _need(x, "title", w),
+                int(_need(x, "h_idx", w)),
+                int(_need(x, "t_idx", w)),
+                _need(x, "r", w),
+            )
+        )
     return sorted(keys)
 
 # %% ../nbs/07a_metrics_internals.ipynb #85a0bfb0
 def _as_facts(train_docs) -> set:
     "None -> no facts; a set/frozenset is taken as precomputed `train_facts`; otherwise a list of documents."
-    if train_docs is None: return set()
-    if isinstance(train_docs, (set, frozenset)): return train_docs
+    if train_docs is None:
+        return set()
+    if isinstance(train_docs, (set, frozenset)):
+        return train_docs
     return train_facts(train_docs)
 
-def judge(keys:list, # unique (title, h_idx, t_idx, r) keys from `unique_keys`
-          std:set, # gold (title, h, t, r) set from `gold_index`
-          title2vs:dict, # title -> vertexSet from `gold_index`
-          facts:set, # training facts from `train_facts`
-         ) -> list[tuple[bool, bool, bool]]: # per key: (title known, correct, correct and in train)
+
+def judge(
+    keys: list,  # unique (title, h_idx, t_idx, r) keys from `unique_keys`
+    std: set,  # gold (title, h, t, r) set from `gold_index`
+    title2vs: dict,  # title -> vertexSet from `gold_index`
+    facts: set,  # training facts from `train_facts`
+) -> list[
+    tuple[bool, bool, bool]
+]:  # per key: (title known, correct, correct and in train)
     "Judge each unique prediction as the official scorer: known title, correct, correct-and-seen-in-training."
     out = []
-    for (title, h, t, r) in keys:
+    for title, h, t, r in keys:
         known = title in title2vs
         correct = known and (title, h, t, r) in std
-        seen = correct and any((m1["name"], m2["name"], r) in facts
-                               for m1 in title2vs[title][h] for m2 in title2vs[title][t])
+        seen = correct and any(
+            (m1["name"], m2["name"], r) in facts
+            for m1 in title2vs[title][h]
+            for m2 in title2vs[title][t]
+        )
         out.append((known, correct, seen))
     return out
 
 # %% ../nbs/07a_metrics_internals.ipynb #7a8ac287
-def relation_counts(triples:list, # predictions [{"title", "h_idx", "t_idx", "r"}, ...]
-                    gold_docs:list, # gold documents with labels
-                    train_docs=None, # training documents, a `train_facts` set, or None
-                   ) -> dict: # r -> dict(n_pred, n_gold, n_correct, n_correct_in_train)
+def relation_counts(
+    triples: list,  # predictions [{"title", "h_idx", "t_idx", "r"}, ...]
+    gold_docs: list,  # gold documents with labels
+    train_docs=None,  # training documents, a `train_facts` set, or None
+) -> dict:  # r -> dict(n_pred, n_gold, n_correct, n_correct_in_train)
     "Per-relation counts of unique predictions, gold triples, correct and correct-in-train predictions."
     std, title2vs = gold_index(gold_docs)
     keys = unique_keys(triples)
     c = defaultdict(lambda: dict(n_pred=0, n_gold=0, n_correct=0, n_correct_in_train=0))
-    for (_, _, _, r) in std: c[r]["n_gold"] += 1
-    for key, (_, ok, seen) in zip(keys, judge(keys, std, title2vs, _as_facts(train_docs))):
-        c[key[3]]["n_pred"] += 1; c[key[3]]["n_correct"] += ok; c[key[3]]["n_correct_in_train"] += seen
+    for _, _, _, r in std:
+        c[r]["n_gold"] += 1
+    for key, (_, ok, seen) in zip(
+        keys, judge(keys, std, title2vs, _as_facts(train_docs))
+    ):
+        c[key[3]]["n_pred"] += 1
+        c[key[3]]["n_correct"] += ok
+        c[key[3]]["n_correct_in_train"] += seen
     return dict(sorted(c.items()))
 
 # %% ../nbs/07a_metrics_internals.ipynb #d959d5ce
-def _check_labels(logits:Tensor, labels:Tensor) -> Tensor:
+def _check_labels(logits: Tensor, labels: Tensor) -> Tensor:
     "Validate labels against logits; return the boolean gold mask of the relation columns."
     if labels.shape != logits.shape or logits.ndim != 2:
-        raise ValueError(f"pattern_stats: labels {tuple(labels.shape)} and logits {tuple(logits.shape)} must both be (n_pairs, 1+n_rel)")
-    if not bool(((labels == 0) | (labels == 1)).all()): raise ValueError("pattern_stats: labels must be multi-hot (0/1)")
+        raise ValueError(
+            f"pattern_stats: labels {tuple(labels.shape)} and logits {tuple(logits.shape)} must both be (n_pairs, 1+n_rel)"
+        )
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError("pattern_stats: labels must be multi-hot (0/1)")
     g = labels[:, 1:] > 0.5
     bad = (labels[:, 0] > 0.5) == g.any(1)
     if bool(bad.any()):
-        raise ValueError(f"pattern_stats: row {int(bad.nonzero()[0])}: labels[:, 0] (NA) must be 1 exactly when no relation column is 1")
+        raise ValueError(
+            f"pattern_stats: row {int(bad.nonzero()[0])}: labels[:, 0] (NA) must be 1 exactly when no relation column is 1"
+        )
     return g

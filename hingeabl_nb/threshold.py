@@ -4,9 +4,12 @@
 
 # %% ../nbs/05a_threshold.ipynb #f3cdc04f
 from __future__ import annotations
+
 import math
+
 import torch
 from torch import Tensor
+
 from .losses import LOSSES, check_loss_names
 from .metrics import pair_prf, threshold_summary
 
@@ -14,60 +17,84 @@ from .metrics import pair_prf, threshold_summary
 __all__ = ['pair_labels', 'threshold_population', 'shift_threshold', 'loss_optimal_offset', 'f1_at_offset', 'threshold_table']
 
 # %% ../nbs/05a_threshold.ipynb #9ec0cc1d
-def pair_labels(rel:Tensor, # (n_pairs,) bool: the pairs that hold a relation (the others are NA)
-                n_rel:int, # relations, columns 1..n_rel
-                second_gold:float, # share of related pairs with a second gold relation
-                g:torch.Generator, # draws the relations
-                dtype=torch.float32, # of the returned labels
-               ) -> Tensor: # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
+def pair_labels(
+    rel: Tensor,  # (n_pairs,) bool: the pairs that hold a relation (the others are NA)
+    n_rel: int,  # relations, columns 1..n_rel
+    second_gold: float,  # share of related pairs with a second gold relation
+    g: torch.Generator,  # draws the relations
+    dtype=torch.float32,  # of the returned labels
+) -> Tensor:  # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
     "Re-DocRED-shaped labels: one random gold relation per related pair, a second one for a share of them."
-    n = rel.shape[0]; labels = torch.zeros(n, 1 + n_rel, dtype=dtype); labels[~rel, 0] = 1
+    n = rel.shape[0]
+    labels = torch.zeros(n, 1 + n_rel, dtype=dtype)
+    labels[~rel, 0] = 1
     first, second = torch.randint(n_rel, (2, n), generator=g) + 1
     labels[rel, first[rel]] = 1
-    two = rel & (torch.rand(n, generator=g) < second_gold); labels[two, second[two]] = 1
+    two = rel & (torch.rand(n, generator=g) < second_gold)
+    labels[two, second[two]] = 1
     return labels
 
 # %% ../nbs/05a_threshold.ipynb #35baed91
-def threshold_population(n_pairs:int=2000, # entity pairs
-                         n_rel:int=96, # relations (Re-DocRED: 96)
-                         na_share:float=0.93, # share of NA pairs
-                         second_gold:float=0.3, # share of related pairs with a second gold relation
-                         mu_gold:float=2.0, # mean gold score relative to the threshold
-                         mu_neg:float=-6.0, # mean absent-relation score relative to the threshold
-                         sd:float=2.0, # spread of both
-                         seed:int=0, # seed of a private generator
-                        ) -> tuple[Tensor, Tensor]: # logits (column 0 = TH = 0), multi-hot labels; float64
+def threshold_population(
+    n_pairs: int = 2000,  # entity pairs
+    n_rel: int = 96,  # relations (Re-DocRED: 96)
+    na_share: float = 0.93,  # share of NA pairs
+    second_gold: float = 0.3,  # share of related pairs with a second gold relation
+    mu_gold: float = 2.0,  # mean gold score relative to the threshold
+    mu_neg: float = -6.0,  # mean absent-relation score relative to the threshold
+    sd: float = 2.0,  # spread of both
+    seed: int = 0,  # seed of a private generator
+) -> tuple[Tensor, Tensor]:  # logits (column 0 = TH = 0), multi-hot labels; float64
     "A fixed Re-DocRED-shaped population of scores, relative to a threshold at 0."
-    if not 0 <= na_share < 1: raise ValueError(f"threshold_population: na_share must be in [0, 1), got {na_share}")
+    if not 0 <= na_share < 1:
+        raise ValueError(
+            f"threshold_population: na_share must be in [0, 1), got {na_share}"
+        )
     g = torch.Generator().manual_seed(seed)
-    labels = pair_labels(torch.arange(n_pairs) >= round(n_pairs * na_share), n_rel, second_gold, g, torch.float64)
+    labels = pair_labels(
+        torch.arange(n_pairs) >= round(n_pairs * na_share),
+        n_rel,
+        second_gold,
+        g,
+        torch.float64,
+    )
     gold = labels[:, 1:] > 0.5
-    s = torch.randn(n_pairs, n_rel, generator=g, dtype=torch.float64) * sd + torch.where(gold, mu_gold, mu_neg)
+    s = torch.randn(
+        n_pairs, n_rel, generator=g, dtype=torch.float64
+    ) * sd + torch.where(gold, mu_gold, mu_neg)
     return torch.cat([torch.zeros(n_pairs, 1, dtype=torch.float64), s], 1), labels
 
 # %% ../nbs/05a_threshold.ipynb #e207cf61
-def shift_threshold(logits:Tensor, # (n_pairs, 1+n_rel); column 0 is TH
-                    b:float, # threshold offset
-                   ) -> Tensor: # same shape: relation scores minus b (a copy)
+def shift_threshold(
+    logits: Tensor,  # (n_pairs, 1+n_rel); column 0 is TH
+    b: float,  # threshold offset
+) -> Tensor:  # same shape: relation scores minus b (a copy)
     "Move every pair's decision threshold up by b (relation scores minus b; works for TH and zero thresholds)."
-    out = logits.clone(); out[:, 1:] -= b
+    out = logits.clone()
+    out[:, 1:] -= b
     return out
 
 # %% ../nbs/05a_threshold.ipynb #3e5afc5a
-def _golden(f, lo:float, hi:float, iters:int=40) -> float:
+def _golden(f, lo: float, hi: float, iters: int = 40) -> float:
     "Minimiser of a unimodal f on [lo, hi] by golden-section search."
     r = (math.sqrt(5) - 1) / 2
     for _ in range(iters):
         a, c = hi - r * (hi - lo), lo + r * (hi - lo)
-        if f(a) <= f(c): hi = c
-        else: lo = a
+        if f(a) <= f(c):
+            hi = c
+        else:
+            lo = a
     return (lo + hi) / 2
 
-def loss_optimal_offset(name:str, # a key of LOSSES
-                        logits:Tensor, # (n_pairs, 1+n_rel) population
-                        labels:Tensor, # (n_pairs, 1+n_rel) multi-hot
-                        lo:float=-8.0, hi:float=12.0, step:float=0.1, # scan range of b
-                       ) -> float: # b* minimising the mean loss
+
+def loss_optimal_offset(
+    name: str,  # a key of LOSSES
+    logits: Tensor,  # (n_pairs, 1+n_rel) population
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot
+    lo: float = -8.0,
+    hi: float = 12.0,
+    step: float = 0.1,  # scan range of b
+) -> float:  # b* minimising the mean loss
     "b* = argmin_b LOSSES[name](scores with the threshold moved by b): where the loss wants the threshold."
     check_loss_names([name])
     f = lambda b: LOSSES[name](shift_threshold(logits, b), labels).item()
@@ -78,18 +105,24 @@ def loss_optimal_offset(name:str, # a key of LOSSES
         return _golden(f, grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)])
 
 # %% ../nbs/05a_threshold.ipynb #5509d3bb
-def f1_at_offset(name:str, # a key of LOSSES (its threshold rule is used)
-                 logits:Tensor, labels:Tensor, # population
-                 b:float, # threshold offset
-                ) -> float: # micro F1 over (pair, relation), no top-k cap
+def f1_at_offset(
+    name: str,  # a key of LOSSES (its threshold rule is used)
+    logits: Tensor,
+    labels: Tensor,  # population
+    b: float,  # threshold offset
+) -> float:  # micro F1 over (pair, relation), no top-k cap
     "Micro F1 of the relations predicted with the threshold moved by b."
     return pair_prf(shift_threshold(logits, b), labels, name)["F1"]
 
 # %% ../nbs/05a_threshold.ipynb #a16839bb
-def threshold_table(logits:Tensor, labels:Tensor, # population
-                    names:list|None=None, # losses (default: all of LOSSES)
-                    lo:float=-8.0, hi:float=12.0, step:float=0.1, # scan of b
-                   ) -> list[dict]: # one row per loss: b_star, gold_below, f1_at_b_star, b_f1, best_f1
+def threshold_table(
+    logits: Tensor,
+    labels: Tensor,  # population
+    names: list | None = None,  # losses (default: all of LOSSES)
+    lo: float = -8.0,
+    hi: float = 12.0,
+    step: float = 0.1,  # scan of b
+) -> list[dict]:  # one row per loss: b_star, gold_below, f1_at_b_star, b_f1, best_f1
     "For each loss: its preferred threshold offset b*, the share of gold relations at or below it, F1 there, and the F1-optimal offset."
     grid = torch.arange(lo, hi + step / 2, step).tolist()
     rows = []
@@ -97,6 +130,17 @@ def threshold_table(logits:Tensor, labels:Tensor, # population
         b = loss_optimal_offset(name, logits, labels, lo, hi, step)
         f1s = [f1_at_offset(name, logits, labels, x) for x in grid]
         k = max(range(len(grid)), key=f1s.__getitem__)
-        below = threshold_summary(shift_threshold(logits, b), labels, LOSSES[name].threshold)["gold_below"]
-        rows.append(dict(loss=name, b_star=b, gold_below=below, f1_at_b_star=f1_at_offset(name, logits, labels, b), b_f1=grid[k], best_f1=f1s[k]))
+        below = threshold_summary(
+            shift_threshold(logits, b), labels, LOSSES[name].threshold
+        )["gold_below"]
+        rows.append(
+            dict(
+                loss=name,
+                b_star=b,
+                gold_below=below,
+                f1_at_b_star=f1_at_offset(name, logits, labels, b),
+                b_f1=grid[k],
+                best_f1=f1s[k],
+            )
+        )
     return rows

@@ -4,11 +4,18 @@
 
 # %% ../nbs/05b_toy.ipynb #786f7961
 from __future__ import annotations
-import argparse, json, math, sys, time
+
+import argparse
+import json
+import math
+import sys
+import time
 from pathlib import Path
+
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
+
 from .losses import LOSSES, check_loss_names
 from .metrics import pair_prf, threshold_summary
 from .threshold import pair_labels
@@ -17,119 +24,244 @@ from .threshold import pair_labels
 __all__ = ['DEFAULT_LOSSES', 'toy_data', 'toy_eval', 'fit_toy', 'train_toy', 'plot_toy', 'toy_table', 'toy_parser', 'toy_main']
 
 # %% ../nbs/05b_toy.ipynb #7ac1c458
-def toy_data(n_pairs:int=6000, # entity pairs
-             n_rel:int=24, # relations (column 0 is NA on top)
-             dim:int=32, # feature size d
-             na_share:float=0.93, # share of NA pairs
-             second_gold:float=0.3, # share of related pairs with a second gold relation
-             signal:float=0.7, # a: weight of the gold prototypes
-             noise:float=1.0, # sigma: Gaussian noise on every feature
-             seed:int=0, # seed of the pairs and the noise
-             proto_seed:int=1234, # seed of the prototypes P (shared by train and held-out sets)
-            ) -> tuple[Tensor, Tensor]: # x (n_pairs, dim), labels (n_pairs, 1+n_rel) multi-hot; float32
+def toy_data(
+    n_pairs: int = 6000,  # entity pairs
+    n_rel: int = 24,  # relations (column 0 is NA on top)
+    dim: int = 32,  # feature size d
+    na_share: float = 0.93,  # share of NA pairs
+    second_gold: float = 0.3,  # share of related pairs with a second gold relation
+    signal: float = 0.7,  # a: weight of the gold prototypes
+    noise: float = 1.0,  # sigma: Gaussian noise on every feature
+    seed: int = 0,  # seed of the pairs and the noise
+    proto_seed: int = 1234,  # seed of the prototypes P (shared by train and held-out sets)
+) -> tuple[
+    Tensor, Tensor
+]:  # x (n_pairs, dim), labels (n_pairs, 1+n_rel) multi-hot; float32
     "Synthetic pair features: x = signal * (sum of the gold prototypes) + noise * N(0, I)."
-    if not 0 <= na_share < 1: raise ValueError(f"toy_data: na_share must be in [0, 1), got {na_share}")
+    if not 0 <= na_share < 1:
+        raise ValueError(f"toy_data: na_share must be in [0, 1), got {na_share}")
     P = torch.randn(1 + n_rel, dim, generator=torch.Generator().manual_seed(proto_seed))
     g = torch.Generator().manual_seed(seed)
-    y = pair_labels(torch.rand(n_pairs, generator=g) >= na_share, n_rel, second_gold, g)  # as 05a's population
+    y = pair_labels(
+        torch.rand(n_pairs, generator=g) >= na_share, n_rel, second_gold, g
+    )  # as 05a's population
     return signal * y @ P + noise * torch.randn(n_pairs, dim, generator=g), y
 
 # %% ../nbs/05b_toy.ipynb #44ba7664
-def toy_eval(logits:Tensor, # (n_pairs, 1+n_rel) scores; column 0 is TH
-             labels:Tensor, # (n_pairs, 1+n_rel) multi-hot
-             loss:str="ATL", # a key of LOSSES: its threshold rule is used
-            ) -> dict: # gold_below, gold_margin, s_th, P, R, F1 (JSON-ready floats)
+def toy_eval(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot
+    loss: str = "ATL",  # a key of LOSSES: its threshold rule is used
+) -> dict:  # gold_below, gold_margin, s_th, P, R, F1 (JSON-ready floats)
     "Where the threshold sits relative to the gold scores, and the micro P/R/F1 of the predictions."
     spec, gold = LOSSES[loss], labels[:, 1:] > 0.5
     t = threshold_summary(logits, labels, spec.threshold)
     margin = (logits[:, 1:] - spec.thresholds(logits)[:, None])[gold].mean()
-    return dict(gold_below=t["gold_below"], gold_margin=float(margin), s_th=t["s_th"]["mean"], **pair_prf(logits, labels, loss))
+    return dict(
+        gold_below=t["gold_below"],
+        gold_margin=float(margin),
+        s_th=t["s_th"]["mean"],
+        **pair_prf(logits, labels, loss),
+    )
 
 # %% ../nbs/05b_toy.ipynb #9827194f
-def fit_toy(loss:str, # a key of LOSSES
-            train:tuple, heldout:tuple, # (x, labels) from toy_data
-            steps:int=600, lr:float=0.02, batch_size:int=512, every:int=20, # optimisation and evaluation schedule
-            seed:int=0, progress:bool=True, **options, # options of the loss, e.g. margin=3.0
-           ) -> list[dict]: # one toy_eval dict (plus step, mean train_loss since the last one) per evaluation
+def fit_toy(
+    loss: str,  # a key of LOSSES
+    train: tuple,
+    heldout: tuple,  # (x, labels) from toy_data
+    steps: int = 600,
+    lr: float = 0.02,
+    batch_size: int = 512,
+    every: int = 20,  # optimisation and evaluation schedule
+    seed: int = 0,
+    progress: bool = True,
+    **options,  # options of the loss, e.g. margin=3.0
+) -> list[
+    dict
+]:  # one toy_eval dict (plus step, mean train_loss since the last one) per evaluation
     "Train a linear scorer with `train.fit` (a round of `every` steps per 'epoch'); evaluate on the held-out pairs after each round."
     from hingeabl_nb.train import fit, resolve_config
-    torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     (x, y), (xv, yv) = train, heldout
-    head = torch.nn.Linear(x.shape[1], y.shape[1]); opt = torch.optim.Adam(head.parameters(), lr=lr)
-    cfg = resolve_config("smoke", loss=loss, loss_options=options, epochs=-(-steps // every), max_grad_norm=0.0, progress=progress)
-    evaluate = lambda step, l: dict(step=step, train_loss=l, **toy_eval(head(xv).detach(), yv, loss))
+    head = torch.nn.Linear(x.shape[1], y.shape[1])
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    cfg = resolve_config(
+        "smoke",
+        loss=loss,
+        loss_options=options,
+        epochs=-(-steps // every),
+        max_grad_norm=0.0,
+        progress=progress,
+    )
+    evaluate = lambda step, l: dict(
+        step=step, train_loss=l, **toy_eval(head(xv).detach(), yv, loss)
+    )
     hist = [evaluate(0, None)]
-    rounds = lambda r: [torch.randint(len(x), (batch_size,), generator=g) for _ in range(min(every, steps - r * every))]
-    fit(head, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg, rounds, lambda i: (head(x[i]), y[i]),
-        lambda r, l, n, s: hist.append(evaluate(min((r + 1) * every, steps), l)))
+    rounds = lambda r: [
+        torch.randint(len(x), (batch_size,), generator=g)
+        for _ in range(min(every, steps - r * every))
+    ]
+    fit(
+        head,
+        opt,
+        torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0),
+        cfg,
+        rounds,
+        lambda i: (head(x[i]), y[i]),
+        lambda r, l, n, s: hist.append(evaluate(min((r + 1) * every, steps), l)),
+    )
     return hist
 
 # %% ../nbs/05b_toy.ipynb #93721b3d
 DEFAULT_LOSSES = ("ATL", "SAT", "MeanSAT", "HingeABL")
 
-def train_toy(losses=DEFAULT_LOSSES, # keys of LOSSES
-              seed:int=0, # seed of the training pairs, the head and the batches (held-out pairs: seed + 1000)
-              steps:int=600, lr:float=0.02, batch_size:int=512, every:int=20, progress:bool=True,
-              data:dict|None=None, # toy_data arguments other than seed, e.g. dict(noise=1.5)
-              **options, # loss options, passed to every loss (e.g. margin=3.0 with losses=["HingeABL"])
-             ) -> dict: # JSON-ready: {"setting": {...}, "history": {loss: [eval dicts]}, "seconds": float}
+
+def train_toy(
+    losses=DEFAULT_LOSSES,  # keys of LOSSES
+    seed: int = 0,  # seed of the training pairs, the head and the batches (held-out pairs: seed + 1000)
+    steps: int = 600,
+    lr: float = 0.02,
+    batch_size: int = 512,
+    every: int = 20,
+    progress: bool = True,
+    data: dict
+    | None = None,  # toy_data arguments other than seed, e.g. dict(noise=1.5)
+    **options,  # loss options, passed to every loss (e.g. margin=3.0 with losses=["HingeABL"])
+) -> (
+    dict
+):  # JSON-ready: {"setting": {...}, "history": {loss: [eval dicts]}, "seconds": float}
     "Train one linear scorer per loss on the same synthetic pairs; return every loss's evaluation history."
     check_loss_names(losses)
-    d = data or {}; t0 = time.time()
+    d = data or {}
+    t0 = time.time()
     tr, ho = toy_data(seed=seed, **d), toy_data(seed=seed + 1000, **d)
-    hist = {n: fit_toy(n, tr, ho, steps, lr, batch_size, every, seed, progress, **options) for n in losses}
-    setting = dict(seed=seed, steps=steps, lr=lr, batch_size=batch_size, every=every, data=d, options=options)
+    hist = {
+        n: fit_toy(n, tr, ho, steps, lr, batch_size, every, seed, progress, **options)
+        for n in losses
+    }
+    setting = dict(
+        seed=seed,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        every=every,
+        data=d,
+        options=options,
+    )
     return dict(setting=setting, history=hist, seconds=time.time() - t0)
 
 # %% ../nbs/05b_toy.ipynb #d8eaf985
-def plot_toy(result:dict, # from train_toy
-            ): # matplotlib Figure
+def plot_toy(
+    result: dict,  # from train_toy
+):  # matplotlib Figure
     "Two panels over the training steps, one line per loss: the mean gold margin s_r - s_TH, and the share of gold relations at or below the threshold."
     import matplotlib.pyplot as plt
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     for n, h in result["history"].items():
         steps = [e["step"] for e in h]
-        a.plot(steps, [e["gold_margin"] for e in h], label=n); b.plot(steps, [100 * e["gold_below"] for e in h], label=n)
+        a.plot(steps, [e["gold_margin"] for e in h], label=n)
+        b.plot(steps, [100 * e["gold_below"] for e in h], label=n)
     a.axhline(0, color="k", lw=0.6, ls=":")
-    a.set(xlabel="training step", ylabel="mean $s_r - s_{TH}$ over gold $r$", title="gold margin over the threshold (held-out)")
-    b.set(xlabel="training step", ylabel="gold relations at or below TH (%)", title="missed gold relations (held-out)")
-    ends = ", ".join(f"{n} {100 * h[-1]['gold_below']:.0f}%" for n, h in result["history"].items())
-    fig.suptitle(f"Gold relations at or below the threshold at step {result['setting']['steps']}: {ends}", fontsize=10)
-    b.legend(fontsize=8); fig.tight_layout()
+    a.set(
+        xlabel="training step",
+        ylabel="mean $s_r - s_{TH}$ over gold $r$",
+        title="gold margin over the threshold (held-out)",
+    )
+    b.set(
+        xlabel="training step",
+        ylabel="gold relations at or below TH (%)",
+        title="missed gold relations (held-out)",
+    )
+    ends = ", ".join(
+        f"{n} {100 * h[-1]['gold_below']:.0f}%" for n, h in result["history"].items()
+    )
+    fig.suptitle(
+        f"Gold relations at or below the threshold at step {result['setting']['steps']}: {ends}",
+        fontsize=10,
+    )
+    b.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/05b_toy.ipynb #360b868b
-def toy_table(result:dict, # from train_toy
-             ) -> str: # a small text table
+def toy_table(
+    result: dict,  # from train_toy
+) -> str:  # a small text table
     "The last evaluation of each loss: gold margin, share of gold relations at or below the threshold, micro F1."
-    lines = [f"{'loss':16s} {'gold margin':>11s} {'gold <= TH':>10s} {'F1':>6s}   (held-out, step {result['setting']['steps']})"]
+    lines = [
+        f"{'loss':16s} {'gold margin':>11s} {'gold <= TH':>10s} {'F1':>6s}   (held-out, step {result['setting']['steps']})"
+    ]
     for n, h in result["history"].items():
-        e = h[-1]; lines.append(f"{n:16s} {e['gold_margin']:+11.2f} {100 * e['gold_below']:9.1f}% {100 * e['F1']:6.1f}")
+        e = h[-1]
+        lines.append(
+            f"{n:16s} {e['gold_margin']:+11.2f} {100 * e['gold_below']:9.1f}% {100 * e['F1']:6.1f}"
+        )
     return "\n".join(lines)
 
 # %% ../nbs/05b_toy.ipynb #3ce9020b
 def toy_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-toy`."
-    p = argparse.ArgumentParser(prog="hingeabl-toy", description="Train a linear scorer on synthetic pairs with each loss (CPU, "
-                                "seconds) and plot where the threshold sits relative to the gold scores over the steps.")
-    p.add_argument("--losses", nargs="+", default=list(DEFAULT_LOSSES), metavar="LOSS", help=f"any of {', '.join(LOSSES)} (default: {' '.join(DEFAULT_LOSSES)})")
-    p.add_argument("--steps", type=int, default=600, help="training steps per loss (default: 600)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data, head and batches (default: 0)")
-    p.add_argument("--out", default="runs/toy", help="output folder for toy.png and toy.json (default: runs/toy)")
+    p = argparse.ArgumentParser(
+        prog="hingeabl-toy",
+        description="Train a linear scorer on synthetic pairs with each loss (CPU, "
+        "seconds) and plot where the threshold sits relative to the gold scores over the steps.",
+    )
+    p.add_argument(
+        "--losses",
+        nargs="+",
+        default=list(DEFAULT_LOSSES),
+        metavar="LOSS",
+        help=f"any of {', '.join(LOSSES)} (default: {' '.join(DEFAULT_LOSSES)})",
+    )
+    p.add_argument(
+        "--steps", type=int, default=600, help="training steps per loss (default: 600)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of data, head and batches (default: 0)",
+    )
+    p.add_argument(
+        "--out",
+        default="runs/toy",
+        help="output folder for toy.png and toy.json (default: runs/toy)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     return p
 
 # %% ../nbs/05b_toy.ipynb #52172ac8
-def toy_main(argv:list|None=None, # arguments (default: sys.argv[1:])
-            ) -> int: # exit status
+def toy_main(
+    argv: list | None = None,  # arguments (default: sys.argv[1:])
+) -> int:  # exit status
     "Console script `hingeabl-toy`: train, write OUT/toy.png and OUT/toy.json, print the table."
-    p = toy_parser(); a = p.parse_args(argv)
-    try: check_loss_names(a.losses)
-    except ValueError as e: p.error(f"--losses: {e}")
-    if a.steps < 1: p.error(f"--steps must be >= 1, got {a.steps}")
-    import matplotlib; matplotlib.use("Agg")
-    res = train_toy(a.losses, seed=a.seed, steps=a.steps, every=max(1, a.steps // 30), progress=not a.no_progress)
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    (out/"toy.json").write_text(json.dumps(res, indent=1)); plot_toy(res).savefig(out/"toy.png", dpi=110, bbox_inches="tight")
-    print(toy_table(res)); print(f"{len(a.losses)} losses x {a.steps} steps in {res['seconds']:.1f} s; wrote {out/'toy.png'} and {out/'toy.json'}")
+    p = toy_parser()
+    a = p.parse_args(argv)
+    try:
+        check_loss_names(a.losses)
+    except ValueError as e:
+        p.error(f"--losses: {e}")
+    if a.steps < 1:
+        p.error(f"--steps must be >= 1, got {a.steps}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    res = train_toy(
+        a.losses,
+        seed=a.seed,
+        steps=a.steps,
+        every=max(1, a.steps // 30),
+        progress=not a.no_progress,
+    )
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "toy.json").write_text(json.dumps(res, indent=1))
+    plot_toy(res).savefig(out / "toy.png", dpi=110, bbox_inches="tight")
+    print(toy_table(res))
+    print(
+        f"{len(a.losses)} losses x {a.steps} steps in {res['seconds']:.1f} s; wrote {out / 'toy.png'} and {out / 'toy.json'}"
+    )
     return 0

@@ -4,18 +4,39 @@
 
 # %% ../nbs/09_train.ipynb #6f45c830
 from __future__ import annotations
-import dataclasses, json, math, time
-from dataclasses import dataclass, field, asdict
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
 import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
-from .core import find_up, set_seed
+
 from . import data, metrics
+from .core import find_up, set_seed
 from .losses import LOSSES
-from .runs import (TrainSetupError, atomic_save, build_model, check_config, choose_mixed_precision, data_path,
-                   encoder_dir, load_checkpoint, load_splits, load_tokenizer, make_accelerator, prepare_run,
-                   resolve_encoder, rng_state, save_checkpoint, set_rng_state)
+from hingeabl_nb.runs import (
+    TrainSetupError,
+    atomic_save,
+    build_model,
+    check_config,
+    choose_mixed_precision,
+    data_path,
+    encoder_dir,
+    load_checkpoint,
+    load_splits,
+    load_tokenizer,
+    make_accelerator,
+    prepare_run,
+    resolve_encoder,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 # %% auto #0
 __all__ = ['PAPER_SEEDS', 'PRESETS', 'TrainConfig', 'resolve_config', 'warmup_steps', 'padding_fraction', 'epoch_batches', 'fit',
@@ -23,278 +44,563 @@ __all__ = ['PAPER_SEEDS', 'PRESETS', 'TrainConfig', 'resolve_config', 'warmup_st
            'end_of_epoch', 'finish_run', 'train_main']
 
 # %% ../nbs/09_train.ipynb #0ff92248
-PAPER_SEEDS = (1, 5, 42, 66, 233) # Appendix B: every experiment is averaged over these seeds
+PAPER_SEEDS = (
+    1,
+    5,
+    42,
+    66,
+    233,
+)  # Appendix B: every experiment is averaged over these seeds
+
 
 @dataclass
 class TrainConfig:
     "Every setting of one training run (all fields JSON-serialisable)."
-    preset: str = "custom" # name of the preset this config came from
-    protocol: str = "" # one sentence saying what protocol these settings follow
-    encoder: str = "bert-base-cased" # encoder directory or hub name; "tiny" = `model.tiny_bert` over `data.tiny_tokenizer`
-    data_dir: str = "" # folder holding the three files below ("" = locate automatically)
-    train_file: str = "train_revised.json" # training documents
-    dev_file: str = "dev_revised.json" # model-selection documents
-    test_file: str = "test_revised.json" # documents scored with the best checkpoint
-    split_dev_for_train: bool = False # train/dev = `data.split_docs(dev_file)` (reduced protocol)
-    n_holdout: int = 100 # documents held out as dev when `split_dev_for_train`
-    max_train_docs: int|None = None # use only the first N training documents (tests, demos)
-    max_eval_docs: int|None = None # use only the first N dev and test documents
-    max_seq_length: int = 1024 # tokens per document after truncation
-    neg_sample_rate: float = 1.0 # fraction of NA pairs kept for training (1.0 = all, as the paper)
-    epochs: int = 30 # passes over the training documents
-    train_batch_size: int = 4 # documents per optimiser step and process (`lab`: entity pairs per step)
-    test_batch_size: int = 8 # documents per evaluation batch (`lab`: per encoder call)
-    drop_last: bool = True # drop the last incomplete training batch, as the official DataLoader does
-    lr: float = 5e-5 # AdamW learning rate of the encoder (`lab`: of the head)
-    head_lr: float = 1e-4 # AdamW learning rate of the new layers (ATLOP head)
-    adam_eps: float = 1e-6 # AdamW epsilon
-    weight_decay: float = 0.0 # AdamW weight decay (the official code uses 0)
-    warmup_ratio: float = 0.06 # fraction of steps with a linear warm-up
-    max_grad_norm: float = 1.0 # gradient clipping norm (0 = no clipping)
-    loss: str = "HingeABL" # a key of `losses.LOSSES`
-    loss_options: dict = field(default_factory=dict) # options of that loss (empty: the registry's defaults)
-    top_k: int = 4 # at most this many relations predicted per pair
-    emb_size: int = 768 # ATLOP head: size of the pair embeddings
-    block_size: int = 64 # ATLOP head: block size of the grouped bilinear
-    attn_implementation: str = "eager" # encoder attention: "eager" (as ATLOP) or "sdpa" (faster on GPU)
-    seed: int = 66 # seed of the run (model init, dropout, batch order)
-    mixed_precision: str = "auto" # "auto", "no", "fp16" or "bf16"
-    device: str = "auto" # "auto", "cpu" or "cuda"
-    progress: bool = True # show tqdm progress bars
-    num_threads: int = 0 # CPU threads for PyTorch during the run (0 = leave PyTorch's default)
+
+    preset: str = "custom"  # name of the preset this config came from
+    protocol: str = ""  # one sentence saying what protocol these settings follow
+    encoder: str = "bert-base-cased"  # encoder directory or hub name; "tiny" = `model.tiny_bert` over `data.tiny_tokenizer`
+    data_dir: str = (
+        ""  # folder holding the three files below ("" = locate automatically)
+    )
+    train_file: str = "train_revised.json"  # training documents
+    dev_file: str = "dev_revised.json"  # model-selection documents
+    test_file: str = "test_revised.json"  # documents scored with the best checkpoint
+    split_dev_for_train: bool = (
+        False  # train/dev = `data.split_docs(dev_file)` (reduced protocol)
+    )
+    n_holdout: int = 100  # documents held out as dev when `split_dev_for_train`
+    max_train_docs: int | None = (
+        None  # use only the first N training documents (tests, demos)
+    )
+    max_eval_docs: int | None = None  # use only the first N dev and test documents
+    max_seq_length: int = 1024  # tokens per document after truncation
+    neg_sample_rate: float = (
+        1.0  # fraction of NA pairs kept for training (1.0 = all, as the paper)
+    )
+    epochs: int = 30  # passes over the training documents
+    train_batch_size: int = (
+        4  # documents per optimiser step and process (`lab`: entity pairs per step)
+    )
+    test_batch_size: int = 8  # documents per evaluation batch (`lab`: per encoder call)
+    drop_last: bool = (
+        True  # drop the last incomplete training batch, as the official DataLoader does
+    )
+    lr: float = 5e-5  # AdamW learning rate of the encoder (`lab`: of the head)
+    head_lr: float = 1e-4  # AdamW learning rate of the new layers (ATLOP head)
+    adam_eps: float = 1e-6  # AdamW epsilon
+    weight_decay: float = 0.0  # AdamW weight decay (the official code uses 0)
+    warmup_ratio: float = 0.06  # fraction of steps with a linear warm-up
+    max_grad_norm: float = 1.0  # gradient clipping norm (0 = no clipping)
+    loss: str = "HingeABL"  # a key of `losses.LOSSES`
+    loss_options: dict = field(
+        default_factory=dict
+    )  # options of that loss (empty: the registry's defaults)
+    top_k: int = 4  # at most this many relations predicted per pair
+    emb_size: int = 768  # ATLOP head: size of the pair embeddings
+    block_size: int = 64  # ATLOP head: block size of the grouped bilinear
+    attn_implementation: str = (
+        "eager"  # encoder attention: "eager" (as ATLOP) or "sdpa" (faster on GPU)
+    )
+    seed: int = 66  # seed of the run (model init, dropout, batch order)
+    mixed_precision: str = "auto"  # "auto", "no", "fp16" or "bf16"
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    progress: bool = True  # show tqdm progress bars
+    num_threads: int = (
+        0  # CPU threads for PyTorch during the run (0 = leave PyTorch's default)
+    )
 
 # %% ../nbs/09_train.ipynb #2e237045
 _REDUCED = "MiniLM-L6 encoder, trained on 400 dev_revised documents, selected on the other 100, tested on test_revised"
 PRESETS = {
-    "paper": TrainConfig(preset="paper", encoder="bert-base-cased",
+    "paper": TrainConfig(
+        preset="paper",
+        encoder="bert-base-cased",
         protocol="Paper protocol (Appendix B and the official scripts): BERT-base, Re-DocRED train/dev/test, "
-                 "30 epochs, batch 4/8, AdamW 5e-5 (head 1e-4), 6% warm-up, mixed precision; seeds 1, 5, 42, 66, 233."),
-    "reduced": TrainConfig(preset="reduced", encoder="minilm-l6-h384-uncased", split_dev_for_train=True, epochs=20,
-        protocol=f"Reduced protocol (NOT the paper's): {_REDUCED}; paper optimiser settings, 20 epochs."),
-    "lab": TrainConfig(preset="lab", encoder="minilm-l6-h384-uncased", split_dev_for_train=True, epochs=8, lr=3e-3,
-        train_batch_size=1024, test_batch_size=4, drop_last=False, emb_size=128, block_size=16, mixed_precision="no",
-        device="cpu", protocol=f"Reduced protocol (NOT the paper's): frozen {_REDUCED}; only the ATLOP head is trained "
-                               "(emb 128, block 16), 8 epochs, AdamW 3e-3, 1024 pairs per step."),
-    "smoke": TrainConfig(preset="smoke", encoder="tiny", train_file="train.json", dev_file="dev.json", test_file="test.json",
-        max_seq_length=512, epochs=6, drop_last=False, emb_size=64, block_size=16, lr=1e-3, head_lr=1e-3,
-        progress=False, num_threads=1,
-        protocol="Smoke test (plumbing only): tiny random BERT on the embedded sample documents, CPU; scores are meaningless."),
+        "30 epochs, batch 4/8, AdamW 5e-5 (head 1e-4), 6% warm-up, mixed precision; seeds 1, 5, 42, 66, 233.",
+    ),
+    "reduced": TrainConfig(
+        preset="reduced",
+        encoder="minilm-l6-h384-uncased",
+        split_dev_for_train=True,
+        epochs=20,
+        protocol=f"Reduced protocol (NOT the paper's): {_REDUCED}; paper optimiser settings, 20 epochs.",
+    ),
+    "lab": TrainConfig(
+        preset="lab",
+        encoder="minilm-l6-h384-uncased",
+        split_dev_for_train=True,
+        epochs=8,
+        lr=3e-3,
+        train_batch_size=1024,
+        test_batch_size=4,
+        drop_last=False,
+        emb_size=128,
+        block_size=16,
+        mixed_precision="no",
+        device="cpu",
+        protocol=f"Reduced protocol (NOT the paper's): frozen {_REDUCED}; only the ATLOP head is trained "
+        "(emb 128, block 16), 8 epochs, AdamW 3e-3, 1024 pairs per step.",
+    ),
+    "smoke": TrainConfig(
+        preset="smoke",
+        encoder="tiny",
+        train_file="train.json",
+        dev_file="dev.json",
+        test_file="test.json",
+        max_seq_length=512,
+        epochs=6,
+        drop_last=False,
+        emb_size=64,
+        block_size=16,
+        lr=1e-3,
+        head_lr=1e-3,
+        progress=False,
+        num_threads=1,
+        protocol="Smoke test (plumbing only): tiny random BERT on the embedded sample documents, CPU; scores are meaningless.",
+    ),
 }
 
 # %% ../nbs/09_train.ipynb #d5530c7e
-def resolve_config(preset:str="smoke", # a key of `PRESETS`
-                   **overrides, # field=value pairs replacing the preset's values (None = keep)
-                  ) -> TrainConfig: # a new config; the preset itself is not modified
+def resolve_config(
+    preset: str = "smoke",  # a key of `PRESETS`
+    **overrides,  # field=value pairs replacing the preset's values (None = keep)
+) -> TrainConfig:  # a new config; the preset itself is not modified
     "Copy `PRESETS[preset]`, apply `overrides`, and resolve the encoder and data paths."
-    if preset not in PRESETS: raise TrainSetupError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    if preset not in PRESETS:
+        raise TrainSetupError(
+            f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}"
+        )
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(overrides) - fields)
-    if unknown: raise TrainSetupError(f"unknown config field(s) {unknown}; allowed: {', '.join(sorted(fields))}")
+    if unknown:
+        raise TrainSetupError(
+            f"unknown config field(s) {unknown}; allowed: {', '.join(sorted(fields))}"
+        )
     kw = {k: v for k, v in overrides.items() if v is not None}
-    cfg = dataclasses.replace(PRESETS[preset], **{"loss_options": dict(PRESETS[preset].loss_options), **kw})
+    cfg = dataclasses.replace(
+        PRESETS[preset], **{"loss_options": dict(PRESETS[preset].loss_options), **kw}
+    )
     cfg = dataclasses.replace(cfg, encoder=resolve_encoder(cfg.encoder))
-    if cfg.data_dir: return cfg
+    if cfg.data_dir:
+        return cfg
     found = data.sample_dir() if preset == "smoke" else data.locate_redocred()
     return dataclasses.replace(cfg, data_dir=str(found) if found else "")
 
 # %% ../nbs/09_train.ipynb #d6c63e2d
-def warmup_steps(total_steps:int, # optimiser steps of the whole run
-                 ratio:float=0.06, # warm-up fraction (Appendix B: 6%)
-                ) -> int: # steps of linear warm-up
+def warmup_steps(
+    total_steps: int,  # optimiser steps of the whole run
+    ratio: float = 0.06,  # warm-up fraction (Appendix B: 6%)
+) -> int:  # steps of linear warm-up
     "Number of warm-up steps, rounded down as the official code does."
     return int(total_steps * ratio)
 
 # %% ../nbs/09_train.ipynb #1dd7f3ff
-def padding_fraction(features:list, # featurised documents (dicts with `input_ids`)
-                     batches:list, # list of index lists into `features`
-                    ) -> float: # fraction of padded token positions over all batches
+def padding_fraction(
+    features: list,  # featurised documents (dicts with `input_ids`)
+    batches: list,  # list of index lists into `features`
+) -> float:  # fraction of padded token positions over all batches
     "Share of the token positions that dynamic padding fills with padding."
     lens = [[len(features[i]["input_ids"]) for i in b] for b in batches]
     total = sum(max(l) * len(l) for l in lens)
     return 1 - sum(sum(l) for l in lens) / total
 
 # %% ../nbs/09_train.ipynb #adafb804
-def epoch_batches(features:list, # training features
-                  config:TrainConfig, # uses train_batch_size, drop_last, seed
-                  epoch:int, # 0-based epoch; seeds the shuffle
-                  rank:int=0, # this process's index
-                  world:int=1, # number of processes
-                 ) -> list: # list of index lists for this process
+def epoch_batches(
+    features: list,  # training features
+    config: TrainConfig,  # uses train_batch_size, drop_last, seed
+    epoch: int,  # 0-based epoch; seeds the shuffle
+    rank: int = 0,  # this process's index
+    world: int = 1,  # number of processes
+) -> list:  # list of index lists for this process
     "This process's length-bucketed training batches of one epoch."
-    batches = data.bucket_batches(features, config.train_batch_size, shuffle=True, seed=config.seed + epoch)
-    if config.drop_last: batches = [b for b in batches if len(b) == config.train_batch_size]
+    batches = data.bucket_batches(
+        features, config.train_batch_size, shuffle=True, seed=config.seed + epoch
+    )
+    if config.drop_last:
+        batches = [b for b in batches if len(b) == config.train_batch_size]
     n = len(batches) // world
     return batches[rank::world][:n]
 
 # %% ../nbs/09_train.ipynb #27dbab1b
-def fit(model:torch.nn.Module, # what is trained (ATLOP, or the ATLOP head alone in the lab)
-        optimizer, scheduler, # AdamW and its per-step warm-up/decay schedule
-        config:TrainConfig, # uses loss, loss_options, epochs, max_grad_norm, progress
-        batches, # epoch -> list of batches of that epoch
-        forward, # batch -> (logits (n_pairs, 1+n_rel), labels of the same shape)
-        on_epoch_end=None, # (epoch, mean train loss, steps, seconds) -> None: evaluation, checkpoints
-        start_epoch:int=0, # first 0-based epoch (a resumed run starts later)
-        stop_after:int|None=None, # stop before this epoch, as a kill would (None: run all)
-        accelerator=None, # an `accelerate.Accelerator`, or None for plain PyTorch
-       ) -> list: # mean training loss of each epoch that ran
+def fit(
+    model: torch.nn.Module,  # what is trained (ATLOP, or the ATLOP head alone in the lab)
+    optimizer,
+    scheduler,  # AdamW and its per-step warm-up/decay schedule
+    config: TrainConfig,  # uses loss, loss_options, epochs, max_grad_norm, progress
+    batches,  # epoch -> list of batches of that epoch
+    forward,  # batch -> (logits (n_pairs, 1+n_rel), labels of the same shape)
+    on_epoch_end=None,  # (epoch, mean train loss, steps, seconds) -> None: evaluation, checkpoints
+    start_epoch: int = 0,  # first 0-based epoch (a resumed run starts later)
+    stop_after: int
+    | None = None,  # stop before this epoch, as a kill would (None: run all)
+    accelerator=None,  # an `accelerate.Accelerator`, or None for plain PyTorch
+) -> list:  # mean training loss of each epoch that ran
     "The one training loop: forward, float32 loss of `LOSSES[config.loss]`, backward, clip, step, per batch."
     spec, opts, means = LOSSES[config.loss], dict(config.loss_options), []
     backward = accelerator.backward if accelerator else torch.Tensor.backward
-    clip = accelerator.clip_grad_norm_ if accelerator else torch.nn.utils.clip_grad_norm_
+    clip = (
+        accelerator.clip_grad_norm_ if accelerator else torch.nn.utils.clip_grad_norm_
+    )
     show = config.progress and (accelerator is None or accelerator.is_main_process)
-    for epoch in range(start_epoch, config.epochs if stop_after is None else min(stop_after, config.epochs)):
-        model.train(); t0, total, bs = time.time(), 0.0, batches(epoch)
-        for b in tqdm(bs, desc=f"{config.loss} epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False):
+    for epoch in range(
+        start_epoch,
+        config.epochs if stop_after is None else min(stop_after, config.epochs),
+    ):
+        model.train()
+        t0, total, bs = time.time(), 0.0, batches(epoch)
+        for b in tqdm(
+            bs,
+            desc=f"{config.loss} epoch {epoch + 1}/{config.epochs}",
+            disable=not show,
+            leave=False,
+        ):
             logits, labels = forward(b)
             loss = spec(logits.float(), labels.float(), **opts)
             backward(loss)
-            if config.max_grad_norm > 0: clip(model.parameters(), config.max_grad_norm)
+            if config.max_grad_norm > 0:
+                clip(model.parameters(), config.max_grad_norm)
             optimizer.step()
-            if not (accelerator and accelerator.optimizer_step_was_skipped): scheduler.step()  # fp16 overflow: no decay
-            optimizer.zero_grad(set_to_none=True); total += loss.item()
+            if not (accelerator and accelerator.optimizer_step_was_skipped):
+                scheduler.step()  # fp16 overflow: no decay
+            optimizer.zero_grad(set_to_none=True)
+            total += loss.item()
         means.append(total / max(len(bs), 1))
-        if on_epoch_end: on_epoch_end(epoch, means[-1], len(bs), time.time() - t0)
+        if on_epoch_end:
+            on_epoch_end(epoch, means[-1], len(bs), time.time() - t0)
     return means
 
 # %% ../nbs/09_train.ipynb #74b5b9ff
 @torch.no_grad()
-def predict_logits(model:torch.nn.Module, # an unwrapped ATLOP model
-                   features:list, # featurised documents
-                   batch_size:int=8, # documents per batch
-                   device="cpu", # where the model is
-                   autocast=None, # a context manager factory for mixed precision (None: plain float32)
-                   pad_id:int=0, # the tokenizer's pad_token_id (RoBERTa: 1)
-                  ) -> list: # per-document float32 CPU logits, each (n_pairs, 97), in `features` order
+def predict_logits(
+    model: torch.nn.Module,  # an unwrapped ATLOP model
+    features: list,  # featurised documents
+    batch_size: int = 8,  # documents per batch
+    device="cpu",  # where the model is
+    autocast=None,  # a context manager factory for mixed precision (None: plain float32)
+    pad_id: int = 0,  # the tokenizer's pad_token_id (RoBERTa: 1)
+) -> list:  # per-document float32 CPU logits, each (n_pairs, 97), in `features` order
     "Logits of every document, computed in length-bucketed batches."
-    model.eval(); out = [None] * len(features)
+    model.eval()
+    out = [None] * len(features)
     for b in data.bucket_batches(features, batch_size, shuffle=False, seed=0):
         batch = data.collate([features[i] for i in b], pad_id=pad_id)
-        with (autocast() if autocast else torch.autocast("cpu", enabled=False)):
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["entity_pos"], batch["hts"])
-        for i, part in zip(b, logits.float().cpu().split([len(features[i]["hts"]) for i in b])): out[i] = part
+        with autocast() if autocast else torch.autocast("cpu", enabled=False):
+            logits = model(
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["entity_pos"],
+                batch["hts"],
+            )
+        for i, part in zip(
+            b, logits.float().cpu().split([len(features[i]["hts"]) for i in b])
+        ):
+            out[i] = part
     return out
 
 # %% ../nbs/09_train.ipynb #4b59682f
-def score(logits:list, # per-document logits from `predict_logits`
-          features:list, # the same documents, featurised
-          docs:list, # the same documents, raw (gold relations)
-          train_docs:list, # training documents (for Ign_F1)
-          config:TrainConfig, # uses loss and top_k
-          id2rel:dict, # column -> relation name
-         ) -> dict: # F1, Ign_F1, macro_F1, macro_Ign_F1, P, R (percent) and pattern statistics
+def score(
+    logits: list,  # per-document logits from `predict_logits`
+    features: list,  # the same documents, featurised
+    docs: list,  # the same documents, raw (gold relations)
+    train_docs: list,  # training documents (for Ign_F1)
+    config: TrainConfig,  # uses loss and top_k
+    id2rel: dict,  # column -> relation name
+) -> dict:  # F1, Ign_F1, macro_F1, macro_Ign_F1, P, R (percent) and pattern statistics
     "Official, macro and pattern scores of a model's logits, predicted with the loss's own threshold rule."
     spec = LOSSES[config.loss]
     all_logits = torch.cat(logits) if logits else torch.zeros(0, 97)
-    labels = torch.cat([f["labels"] for f in features]) if features else torch.zeros(0, 97)
-    triples = metrics.to_official(spec.predict(all_logits, top_k=config.top_k), features, id2rel)
+    labels = (
+        torch.cat([f["labels"] for f in features]) if features else torch.zeros(0, 97)
+    )
+    triples = metrics.to_official(
+        spec.predict(all_logits, top_k=config.top_k), features, id2rel
+    )
     facts = metrics.train_facts(train_docs)  # built once, used by both scorers
-    off, mac = metrics.official_scores(triples, docs, facts), metrics.macro_scores(triples, docs, facts)
-    pat = metrics.pattern_stats(all_logits, labels, rule="official")  # Tables 1/4: s_r > s_TH, no cap, any loss
-    finite = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # strict JSON has no NaN
-    return {**{k: 100.0 * float(off[k]) for k in ("F1", "Ign_F1", "P", "R")},
-            **{k: 100.0 * float(mac[k]) for k in ("macro_F1", "macro_Ign_F1")},
-            "patterns": {k: finite(v) for k, v in pat.items()}}
+    off, mac = (
+        metrics.official_scores(triples, docs, facts),
+        metrics.macro_scores(triples, docs, facts),
+    )
+    pat = metrics.pattern_stats(
+        all_logits, labels, rule="official"
+    )  # Tables 1/4: s_r > s_TH, no cap, any loss
+    finite = lambda v: (
+        None if isinstance(v, float) and math.isnan(v) else v
+    )  # strict JSON has no NaN
+    return {
+        **{k: 100.0 * float(off[k]) for k in ("F1", "Ign_F1", "P", "R")},
+        **{k: 100.0 * float(mac[k]) for k in ("macro_F1", "macro_Ign_F1")},
+        "patterns": {k: finite(v) for k, v in pat.items()},
+    }
 
 # %% ../nbs/09_train.ipynb #520699c6
-def run_training(config:TrainConfig, # resolved config (see `resolve_config`)
-                 out_dir:str|Path, # run folder: log.jsonl, metrics.json, test_logits.pt, checkpoint/
-                 stop_after:int|None=None, # stop after this many completed epochs (simulates a kill)
-                 resume:bool=True, # continue from out_dir/checkpoint/last.pt when present
-                ) -> dict: # the content of metrics.json (or the partial run state when stopped early)
+def run_training(
+    config: TrainConfig,  # resolved config (see `resolve_config`)
+    out_dir: str
+    | Path,  # run folder: log.jsonl, metrics.json, test_logits.pt, checkpoint/
+    stop_after: int
+    | None = None,  # stop after this many completed epochs (simulates a kill)
+    resume: bool = True,  # continue from out_dir/checkpoint/last.pt when present
+) -> dict:  # the content of metrics.json (or the partial run state when stopped early)
     "Train ATLOP with `config.loss`, select on dev F1, score test with the best checkpoint."
     check_config(config)
     threads = torch.get_num_threads()
-    if config.num_threads > 0: torch.set_num_threads(config.num_threads)
-    try: return train_and_test(config, Path(out_dir), stop_after, resume)
-    finally: torch.set_num_threads(threads)
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    try:
+        return train_and_test(config, Path(out_dir), stop_after, resume)
+    finally:
+        torch.set_num_threads(threads)
 
 # %% ../nbs/09_train.ipynb #71af59a4
-def train_and_test(config:TrainConfig, out:Path, stop_after:int|None, resume:bool) -> dict:
+def train_and_test(
+    config: TrainConfig, out: Path, stop_after: int | None, resume: bool
+) -> dict:
     "The body of `run_training` (same arguments): set up, resume, `fit` with the dev hook, score test."
-    t0 = time.time(); accelerator, mp = make_accelerator(config); set_seed(config.seed)
-    run = prepare_run(config); feats, pad = run["features"]["train"], run["pad_id"]
-    model = build_model(config, run["tokenizer"]); dev, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    optimizer = torch.optim.AdamW(model.param_groups(config.lr, config.head_lr), lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay)
+    t0 = time.time()
+    accelerator, mp = make_accelerator(config)
+    set_seed(config.seed)
+    run = prepare_run(config)
+    feats, pad = run["features"]["train"], run["pad_id"]
+    model = build_model(config, run["tokenizer"])
+    dev, rank, world = (
+        accelerator.device,
+        accelerator.process_index,
+        accelerator.num_processes,
+    )
+    optimizer = torch.optim.AdamW(
+        model.param_groups(config.lr, config.head_lr),
+        lr=config.lr,
+        eps=config.adam_eps,
+        weight_decay=config.weight_decay,
+    )
     total = len(epoch_batches(feats, config, 0, rank, world)) * config.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, warmup_steps(total, config.warmup_ratio), total)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, warmup_steps(total, config.warmup_ratio), total
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
-    state = resume_run(out, config, accelerator, model, optimizer, scheduler) if resume else new_state()
+    state = (
+        resume_run(out, config, accelerator, model, optimizer, scheduler)
+        if resume
+        else new_state()
+    )
+
     def forward(b):
         x = data.collate([feats[i] for i in b], pad_id=pad)
-        return model(x["input_ids"].to(dev), x["attention_mask"].to(dev), x["entity_pos"], x["hts"]), x["labels"].to(dev)
+        return model(
+            x["input_ids"].to(dev),
+            x["attention_mask"].to(dev),
+            x["entity_pos"],
+            x["hts"],
+        ), x["labels"].to(dev)
+
     def hook(epoch, loss, steps, seconds):
         nonlocal state
         loss = accelerator.reduce(torch.tensor(loss, device=dev), "mean").item()
-        state = end_of_epoch(out, config, accelerator, model, optimizer, scheduler, run, state, epoch, steps, loss, seconds)
-    fit(model, optimizer, scheduler, config, lambda e: epoch_batches(feats, config, e, rank, world), forward, hook,
-        state["epoch"], stop_after, accelerator)
-    return state if state["epoch"] < config.epochs else finish_run(out, config, accelerator, model, run, state, mp, t0)
+        state = end_of_epoch(
+            out,
+            config,
+            accelerator,
+            model,
+            optimizer,
+            scheduler,
+            run,
+            state,
+            epoch,
+            steps,
+            loss,
+            seconds,
+        )
+
+    fit(
+        model,
+        optimizer,
+        scheduler,
+        config,
+        lambda e: epoch_batches(feats, config, e, rank, world),
+        forward,
+        hook,
+        state["epoch"],
+        stop_after,
+        accelerator,
+    )
+    return (
+        state
+        if state["epoch"] < config.epochs
+        else finish_run(out, config, accelerator, model, run, state, mp, t0)
+    )
 
 # %% ../nbs/09_train.ipynb #3adb8462
 def new_state() -> dict:
     "The run state before the first epoch."
-    return {"epoch": 0, "step": 0, "best_f1": -1.0, "best_epoch": -1, "best_dev": None, "best_file": None, "history": []}
+    return {
+        "epoch": 0,
+        "step": 0,
+        "best_f1": -1.0,
+        "best_epoch": -1,
+        "best_dev": None,
+        "best_file": None,
+        "history": [],
+    }
 
-def resume_run(out:Path, config:TrainConfig, accelerator, model, optimizer, scheduler) -> dict:
+
+def resume_run(
+    out: Path, config: TrainConfig, accelerator, model, optimizer, scheduler
+) -> dict:
     "Restore model, optimiser, scheduler, scaler and RNG from `out/checkpoint/last.pt` (in place); its run state, or a new one."
     ck = load_checkpoint(out, asdict(config))
     if ck is None:
-        if accelerator.is_main_process and (out / "log.jsonl").exists(): (out / "log.jsonl").unlink()
+        if accelerator.is_main_process and (out / "log.jsonl").exists():
+            (out / "log.jsonl").unlink()
         return new_state()
     accelerator.unwrap_model(model).load_state_dict(ck["model"])
-    optimizer.load_state_dict(ck["optimizer"]); scheduler.load_state_dict(ck["scheduler"])
-    if accelerator.scaler and ck["scaler"]: accelerator.scaler.load_state_dict(ck["scaler"])
+    optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    if accelerator.scaler and ck["scaler"]:
+        accelerator.scaler.load_state_dict(ck["scaler"])
     set_rng_state(ck["rng"])
     if accelerator.is_main_process:  # the log holds exactly the checkpointed epochs
-        (out / "log.jsonl").write_text("".join(json.dumps(l) + "\n" for l in ck["state"]["history"]))
+        (out / "log.jsonl").write_text(
+            "".join(json.dumps(l) + "\n" for l in ck["state"]["history"])
+        )
     return ck["state"]
 
 # %% ../nbs/09_train.ipynb #6c8e8458
-def evaluate_split(net, run:dict, split:str, config:TrainConfig, accelerator) -> tuple[list, dict]:
+def evaluate_split(
+    net, run: dict, split: str, config: TrainConfig, accelerator
+) -> tuple[list, dict]:
     "Logits and scores (`score`) of one split, 'dev' or 'test', of a prepared run (main process)."
     f = run["features"][split]
-    logits = predict_logits(net, f, config.test_batch_size, accelerator.device, accelerator.autocast, run["pad_id"])
-    return logits, score(logits, f, run["docs"][split], run["docs"]["train"], config, run["id2rel"])
+    logits = predict_logits(
+        net,
+        f,
+        config.test_batch_size,
+        accelerator.device,
+        accelerator.autocast,
+        run["pad_id"],
+    )
+    return logits, score(
+        logits, f, run["docs"][split], run["docs"]["train"], config, run["id2rel"]
+    )
 
 # %% ../nbs/09_train.ipynb #71cffbd0
-def end_of_epoch(out:Path, config:TrainConfig, accelerator, model, optimizer, scheduler, run:dict, state:dict,
-                 epoch:int, n_steps:int, train_loss:float, seconds:float) -> dict:
+def end_of_epoch(
+    out: Path,
+    config: TrainConfig,
+    accelerator,
+    model,
+    optimizer,
+    scheduler,
+    run: dict,
+    state: dict,
+    epoch: int,
+    n_steps: int,
+    train_loss: float,
+    seconds: float,
+) -> dict:
     "Dev evaluation, best-model bookkeeping, log line and checkpoint after one epoch; the new run state."
-    state = dict(state, epoch=epoch + 1, step=state["step"] + n_steps, history=list(state["history"]))
+    state = dict(
+        state,
+        epoch=epoch + 1,
+        step=state["step"] + n_steps,
+        history=list(state["history"]),
+    )
     if accelerator.is_main_process:
-        net = accelerator.unwrap_model(model); _, dev = evaluate_split(net, run, "dev", config, accelerator)
-        line = {"epoch": epoch + 1, "step": state["step"], "train_loss": train_loss, "dev_F1": dev["F1"],
-                "dev_Ign_F1": dev["Ign_F1"], "lr": scheduler.get_last_lr()[0], "seconds": seconds}
-        state["history"].append(line); new_best = dev["F1"] > state["best_f1"]
-        if new_best: state.update(best_f1=dev["F1"], best_epoch=epoch + 1, best_dev=dev, best_file=f"best-epoch{epoch + 1}.pt")
-        save_checkpoint(out, asdict(config), net, optimizer, scheduler, accelerator.scaler, state, new_best)
-        with open(out / "log.jsonl", "a") as fh: fh.write(json.dumps(line) + "\n")
-        if config.progress: tqdm.write(f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, dev F1 {dev['F1']:.2f}")
+        net = accelerator.unwrap_model(model)
+        _, dev = evaluate_split(net, run, "dev", config, accelerator)
+        line = {
+            "epoch": epoch + 1,
+            "step": state["step"],
+            "train_loss": train_loss,
+            "dev_F1": dev["F1"],
+            "dev_Ign_F1": dev["Ign_F1"],
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": seconds,
+        }
+        state["history"].append(line)
+        new_best = dev["F1"] > state["best_f1"]
+        if new_best:
+            state.update(
+                best_f1=dev["F1"],
+                best_epoch=epoch + 1,
+                best_dev=dev,
+                best_file=f"best-epoch{epoch + 1}.pt",
+            )
+        save_checkpoint(
+            out,
+            asdict(config),
+            net,
+            optimizer,
+            scheduler,
+            accelerator.scaler,
+            state,
+            new_best,
+        )
+        with open(out / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+        if config.progress:
+            tqdm.write(
+                f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, dev F1 {dev['F1']:.2f}"
+            )
     accelerator.wait_for_everyone()
     return state
 
 # %% ../nbs/09_train.ipynb #09058806
-def finish_run(out:Path, config:TrainConfig, accelerator, model, run:dict, state:dict, mp:str, t0:float) -> dict:
+def finish_run(
+    out: Path,
+    config: TrainConfig,
+    accelerator,
+    model,
+    run: dict,
+    state: dict,
+    mp: str,
+    t0: float,
+) -> dict:
     "Score the test set with the best checkpoint; write metrics.json (main process; {} elsewhere) and test_logits.pt."
     result = {}
     if accelerator.is_main_process:
-        net = accelerator.unwrap_model(model); best = out / "checkpoint" / state["best_file"]
+        net = accelerator.unwrap_model(model)
+        best = out / "checkpoint" / state["best_file"]
         net.load_state_dict(torch.load(best, map_location="cpu"))
         logits, test = evaluate_split(net, run, "test", config, accelerator)
-        f = run["features"]["test"]; labels = torch.cat([x["labels"] for x in f])
-        atomic_save({"logits": torch.cat(logits).half(), "labels": labels.to(torch.uint8),
-                     "titles": [x["title"] for x in f], "hts": [x["hts"] for x in f]}, out / "test_logits.pt")
-        device = torch.cuda.get_device_name(accelerator.device) if accelerator.device.type == "cuda" else "cpu"
-        result = {"dev": state["best_dev"], "test": test, "best_epoch": state["best_epoch"], "best_checkpoint": str(best),
-                  "thresholds": metrics.threshold_summary(torch.cat(logits), labels, LOSSES[config.loss].threshold),
-                  "wall_seconds": time.time() - t0, "train_seconds": sum(l["seconds"] for l in state["history"]),
-                  "device": f"{device} x{accelerator.num_processes}, mixed_precision={mp}",
-                  "config": asdict(config), "protocol": config.protocol, "history": state["history"]}
+        f = run["features"]["test"]
+        labels = torch.cat([x["labels"] for x in f])
+        atomic_save(
+            {
+                "logits": torch.cat(logits).half(),
+                "labels": labels.to(torch.uint8),
+                "titles": [x["title"] for x in f],
+                "hts": [x["hts"] for x in f],
+            },
+            out / "test_logits.pt",
+        )
+        device = (
+            torch.cuda.get_device_name(accelerator.device)
+            if accelerator.device.type == "cuda"
+            else "cpu"
+        )
+        result = {
+            "dev": state["best_dev"],
+            "test": test,
+            "best_epoch": state["best_epoch"],
+            "best_checkpoint": str(best),
+            "thresholds": metrics.threshold_summary(
+                torch.cat(logits), labels, LOSSES[config.loss].threshold
+            ),
+            "wall_seconds": time.time() - t0,
+            "train_seconds": sum(l["seconds"] for l in state["history"]),
+            "device": f"{device} x{accelerator.num_processes}, mixed_precision={mp}",
+            "config": asdict(config),
+            "protocol": config.protocol,
+            "history": state["history"],
+        }
         (out / "metrics.json").write_text(json.dumps(result, indent=1))
     accelerator.wait_for_everyone()
     return result
 
+
 def train_main() -> None:
     "Console script `hingeabl-train` (its parser and messages are in `hingeabl_nb.cli.train_cli`)."
     from hingeabl_nb.cli import train_cli
+
     train_cli()

@@ -1,6 +1,10 @@
 """The benchmark scripts run end to end on a tiny configuration (their numbers are not asserted: they are measurements)."""
-import importlib.util, os, sys
+
+import importlib.util
+import os
+import sys
 from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,33 +14,61 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 def load(name):
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     return mod
 
 
 def test_bench_train_baseline_rows_ratio_and_record(capsys, tmp_path):
     import json
+
     threads = torch.get_num_threads()
-    argv = ["--encoder-size", "tiny", "--docs", "3", "--batch-size", "2", "--baseline", "--record", str(tmp_path / "throughput-{device}.json")]
-    try: rows = load("bench_train").main(argv)
-    finally: torch.set_num_threads(threads)
+    argv = [
+        "--encoder-size",
+        "tiny",
+        "--docs",
+        "3",
+        "--batch-size",
+        "2",
+        "--baseline",
+        "--record",
+        str(tmp_path / "throughput-{device}.json"),
+    ]
+    try:
+        rows = load("bench_train").main(argv)
+    finally:
+        torch.set_num_threads(threads)
     assert [r["impl"] for r in rows] == ["ours", "official-style"]
-    assert all(r["train_docs_s"] > 0 and r["eval_docs_s"] > 0 and r["docs"] == 3 for r in rows)
+    assert all(
+        r["train_docs_s"] > 0 and r["eval_docs_s"] > 0 and r["docs"] == 3 for r in rows
+    )
     assert "ours / official-style: training throughput" in capsys.readouterr().out
     (path,) = tmp_path.glob("throughput-cpu-x*-threads.json")
     rec = json.loads(path.read_text())
-    assert rec["ratio"] == pytest.approx(rows[0]["train_docs_s"] / rows[1]["train_docs_s"])
-    assert rec["ours_docs_per_s"] == rows[0]["train_docs_s"] and rec["encoder"] == "tiny"
-    assert rec["command"].startswith("python bench/bench_train.py --encoder-size tiny") and rec["date"][:2] == "20"
+    assert rec["ratio"] == pytest.approx(
+        rows[0]["train_docs_s"] / rows[1]["train_docs_s"]
+    )
+    assert (
+        rec["ours_docs_per_s"] == rows[0]["train_docs_s"] and rec["encoder"] == "tiny"
+    )
+    assert (
+        rec["command"].startswith("python bench/bench_train.py --encoder-size tiny")
+        and rec["date"][:2] == "20"
+    )
 
 
 def test_bench_train_record_needs_baseline(capsys):
-    with pytest.raises(SystemExit): load("bench_train").main(["--record", "x.json"])
+    with pytest.raises(SystemExit):
+        load("bench_train").main(["--record", "x.json"])
     assert "--record needs --baseline" in capsys.readouterr().err
 
 
 def test_bench_hingeabl_agrees_and_prints_ratio(capsys):
     threads = torch.get_num_threads()
-    try: load("bench_hingeabl").main(["--device", "cpu", "--rounds", "1", "--repeats", "2", "--warmup", "1"])
-    finally: torch.set_num_threads(threads)
+    try:
+        load("bench_hingeabl").main(
+            ["--device", "cpu", "--rounds", "1", "--repeats", "2", "--warmup", "1"]
+        )
+    finally:
+        torch.set_num_threads(threads)
     assert "ratio official/ours" in capsys.readouterr().out

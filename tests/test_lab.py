@@ -1,17 +1,23 @@
 """Tests of hingeabl_nb.lab and hingeabl_nb.labcache: protocol choice, feature cache, head training, the lab record and the CLI (offline, tiny encoder)."""
-import json, os, shutil
+
+import json
+import os
+import shutil
 from pathlib import Path
+
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from hingeabl_nb import cli, data, metrics, records, reproduce, train
 from hingeabl_nb import lab as L
 from hingeabl_nb import labcache as C
-from hingeabl_nb import cli, data, metrics, records, reproduce, train
 from hingeabl_nb.losses import LOSSES, predict
 
 torch.set_num_threads(1)
-FAST = dict(epochs=2, train_batch_size=256, emb_size=32, block_size=8, progress=False)  # overrides of the `lab` preset
+FAST = dict(
+    epochs=2, train_batch_size=256, emb_size=32, block_size=8, progress=False
+)  # overrides of the `lab` preset
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +30,11 @@ def tiny(tmp_path_factory):
 def split_dev_dir(tmp_path_factory):
     "A data folder without a train file: dev_revised.json (the 32+8 sample docs) and test_revised.json."
     d = tmp_path_factory.mktemp("redocred")
-    docs = [doc for f in ("train.json", "dev.json") for doc in json.loads((data.sample_dir() / f).read_text())]
+    docs = [
+        doc
+        for f in ("train.json", "dev.json")
+        for doc in json.loads((data.sample_dir() / f).read_text())
+    ]
     (d / "dev_revised.json").write_text(json.dumps(docs))
     shutil.copy(data.sample_dir() / "test.json", d / "test_revised.json")
     return d
@@ -32,54 +42,102 @@ def split_dev_dir(tmp_path_factory):
 
 def test_lab_files_protocols(split_dev_dir, tmp_path):
     assert L.lab_files(data.sample_dir())["protocol"] == "train-dev-test"
-    assert L.lab_files(split_dev_dir)["protocol"] == "split-dev" and L.lab_files(split_dev_dir)["train"] is None
+    assert (
+        L.lab_files(split_dev_dir)["protocol"] == "split-dev"
+        and L.lab_files(split_dev_dir)["train"] is None
+    )
     with pytest.raises(FileNotFoundError, match="no test file"):
-        (tmp_path / "dev_revised.json").write_text("[]"); L.lab_files(tmp_path)
+        (tmp_path / "dev_revised.json").write_text("[]")
+        L.lab_files(tmp_path)
 
 
 def test_cache_key_tracks_encoder_data_and_args(tiny, tmp_path):
-    tok_fp = data.tokenizer_fingerprint(data.tiny_tokenizer()); rel2id = data.load_rel2id()
-    fp = C.encoder_fingerprint(tiny); f = data.sample_dir() / "dev.json"
+    tok_fp = data.tokenizer_fingerprint(data.tiny_tokenizer())
+    rel2id = data.load_rel2id()
+    fp = C.encoder_fingerprint(tiny)
+    f = data.sample_dir() / "dev.json"
     k = C.pairs_cache_key(fp, tok_fp, f, rel2id, max_len=512)
     assert k == C.pairs_cache_key(fp, tok_fp, f, rel2id, max_len=512)
     assert k != C.pairs_cache_key(fp, tok_fp, f, rel2id, max_len=256)
-    assert k != C.pairs_cache_key(fp, tok_fp, data.sample_dir() / "test.json", rel2id, max_len=512)
-    other = L.save_tiny_encoder(tmp_path / "other", seed=1)  # same architecture, other weights
-    assert k != C.pairs_cache_key(C.encoder_fingerprint(other), tok_fp, f, rel2id, max_len=512)
+    assert k != C.pairs_cache_key(
+        fp, tok_fp, data.sample_dir() / "test.json", rel2id, max_len=512
+    )
+    other = L.save_tiny_encoder(
+        tmp_path / "other", seed=1
+    )  # same architecture, other weights
+    assert k != C.pairs_cache_key(
+        C.encoder_fingerprint(other), tok_fp, f, rel2id, max_len=512
+    )
 
 
 def test_train_head_is_seeded_and_learns(tiny, tmp_path):
-    lab = L.load_lab_data(tiny, data.sample_dir(), tmp_path / "cache", max_len=512, progress=False)
-    cfg = train.resolve_config("lab", loss="HingeABL", seed=3, lr=5e-3, **{**FAST, "epochs": 3})
+    lab = L.load_lab_data(
+        tiny, data.sample_dir(), tmp_path / "cache", max_len=512, progress=False
+    )
+    cfg = train.resolve_config(
+        "lab", loss="HingeABL", seed=3, lr=5e-3, **{**FAST, "epochs": 3}
+    )
     h1, hist1 = L.train_head(lab["pairs"]["train"], lab["pairs"]["dev"], cfg)
     h2, hist2 = L.train_head(lab["pairs"]["train"], lab["pairs"]["dev"], cfg)
     assert [x["train_loss"] for x in hist1] == [x["train_loss"] for x in hist2]
     assert hist1[-1]["train_loss"] < hist1[0]["train_loss"]
     best = max(hist1, key=lambda x: x["dev_F1"])
     dev = lab["pairs"]["dev"]
-    assert L.dev_f1(L.head_logits(h1, dev), dev["labels"].float(), "HingeABL") == pytest.approx(best["dev_F1"])  # best epoch kept
-    with pytest.raises(ValueError, match="allowed"): L.train_head(lab["pairs"]["train"], dev, train.dataclasses.replace(cfg, loss="Hinge"))
+    assert L.dev_f1(
+        L.head_logits(h1, dev), dev["labels"].float(), "HingeABL"
+    ) == pytest.approx(best["dev_F1"])  # best epoch kept
+    with pytest.raises(ValueError, match="allowed"):
+        L.train_head(
+            lab["pairs"]["train"], dev, train.dataclasses.replace(cfg, loss="Hinge")
+        )
 
 
 def test_dev_f1_equals_official_scorer(tiny, tmp_path):
-    lab = L.load_lab_data(tiny, data.sample_dir(), tmp_path / "cache", max_len=512, progress=False)
+    lab = L.load_lab_data(
+        tiny, data.sample_dir(), tmp_path / "cache", max_len=512, progress=False
+    )
     ps = lab["pairs"]["test"]
-    torch.manual_seed(0); lg = torch.randn(ps["labels"].shape) + 3 * ps["labels"].float()
-    tri = metrics.to_official(predict(lg), L.doc_features(ps), data.id2rel(lab["rel2id"]))
-    assert L.dev_f1(lg, ps["labels"].float()) == pytest.approx(100 * metrics.official_scores(tri, lab["docs"]["test"])["F1"], abs=1e-9)
+    torch.manual_seed(0)
+    lg = torch.randn(ps["labels"].shape) + 3 * ps["labels"].float()
+    tri = metrics.to_official(
+        predict(lg), L.doc_features(ps), data.id2rel(lab["rel2id"])
+    )
+    assert L.dev_f1(lg, ps["labels"].float()) == pytest.approx(
+        100 * metrics.official_scores(tri, lab["docs"]["test"])["F1"], abs=1e-9
+    )
 
 
 def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
     cache = tmp_path / "cache"
-    res = L.run_lab(tiny, split_dev_dir, tmp_path / "out", losses=["ATL", "BalancedSoftmax", "HingeABL"], seeds=[0, 1],
-                    cache_dir=cache, n_holdout=8, max_seq_length=512, threads=1, **FAST)
+    res = L.run_lab(
+        tiny,
+        split_dev_dir,
+        tmp_path / "out",
+        losses=["ATL", "BalancedSoftmax", "HingeABL"],
+        seeds=[0, 1],
+        cache_dir=cache,
+        n_holdout=8,
+        max_seq_length=512,
+        threads=1,
+        **FAST,
+    )
     rec = records.load_record(tmp_path / "out" / "grid.json")  # an ordinary grid record
     assert rec == res and rec["preset"] == "lab" and rec["incomplete"] == []
-    assert [(r["loss"], r["seed"]) for r in rec["runs"]] == [(l, s) for s in (0, 1) for l in ("ATL", "BalancedSoftmax", "HingeABL")]
-    n = rec["details"]["n"]; assert (n["train"], n["dev"], n["test"]) == (32, 8, 8)
-    assert rec["protocol"].startswith("Reduced protocol (NOT the paper's") and "split-dev: train on 32" in rec["protocol"]
-    split = L.load_lab_data(tiny, split_dev_dir, cache, n_holdout=8, max_len=512, progress=False)["docs"]
-    train_titles, dev_titles = ({d["title"] for d in split[k]} for k in ("train", "dev"))
+    assert [(r["loss"], r["seed"]) for r in rec["runs"]] == [
+        (l, s) for s in (0, 1) for l in ("ATL", "BalancedSoftmax", "HingeABL")
+    ]
+    n = rec["details"]["n"]
+    assert (n["train"], n["dev"], n["test"]) == (32, 8, 8)
+    assert (
+        rec["protocol"].startswith("Reduced protocol (NOT the paper's")
+        and "split-dev: train on 32" in rec["protocol"]
+    )
+    split = L.load_lab_data(
+        tiny, split_dev_dir, cache, n_holdout=8, max_len=512, progress=False
+    )["docs"]
+    train_titles, dev_titles = (
+        {d["title"] for d in split[k]} for k in ("train", "dev")
+    )
     assert not train_titles & dev_titles  # no document both trained on and selected on
     for r in rec["runs"]:
         for sp in ("dev", "test"):
@@ -88,33 +146,98 @@ def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
         assert len(r["history"]) == FAST["epochs"] and r["wall_seconds"] > 0
         assert r["thresholds"]["threshold"] == LOSSES[r["loss"]].threshold
     bs = next(r for r in rec["runs"] if r["loss"] == "BalancedSoftmax")["thresholds"]
-    assert bs["s_th"]["median"] == 0.0  # Balanced Softmax is scored against the constant threshold 0
+    assert (
+        bs["s_th"]["median"] == 0.0
+    )  # Balanced Softmax is scored against the constant threshold 0
     test_docs = json.loads((split_dev_dir / "test_revised.json").read_text())
     gold = sum(len({(l["h"], l["t"], l["r"]) for l in d["labels"]}) for d in test_docs)
-    assert rec["runs"][0]["thresholds"]["n_gold"] == gold  # every gold relation of the test file
-    t = rec["details"]["timings"]; assert t["cache_hit"] == {"dev": False, "test": False} and t["peak_rss_mb"] > 0
-    again = L.run_lab(tiny, split_dev_dir, tmp_path / "out2", losses=["ATL"], seeds=[0], cache_dir=cache, n_holdout=8,
-                      max_seq_length=512, threads=1, **FAST)
+    assert (
+        rec["runs"][0]["thresholds"]["n_gold"] == gold
+    )  # every gold relation of the test file
+    t = rec["details"]["timings"]
+    assert t["cache_hit"] == {"dev": False, "test": False} and t["peak_rss_mb"] > 0
+    again = L.run_lab(
+        tiny,
+        split_dev_dir,
+        tmp_path / "out2",
+        losses=["ATL"],
+        seeds=[0],
+        cache_dir=cache,
+        n_holdout=8,
+        max_seq_length=512,
+        threads=1,
+        **FAST,
+    )
     assert again["details"]["timings"]["cache_hit"] == {"dev": True, "test": True}
-    assert again["runs"][0]["test"]["F1"] == res["runs"][0]["test"]["F1"]  # same features, same seed: same run
-    assert [r["loss"] for r in reproduce.table3(rec)] == ["ATL", "BalancedSoftmax", "HingeABL"]  # notebook 11 reads it as is
+    assert (
+        again["runs"][0]["test"]["F1"] == res["runs"][0]["test"]["F1"]
+    )  # same features, same seed: same run
+    assert [r["loss"] for r in reproduce.table3(rec)] == [
+        "ATL",
+        "BalancedSoftmax",
+        "HingeABL",
+    ]  # notebook 11 reads it as is
 
 
 def test_run_lab_rejects_unknown_loss(tiny, tmp_path):
-    with pytest.raises(ValueError, match="unknown loss"): L.run_lab(tiny, data.sample_dir(), tmp_path, losses=["Hinge"])
+    with pytest.raises(ValueError, match="unknown loss"):
+        L.run_lab(tiny, data.sample_dir(), tmp_path, losses=["Hinge"])
     with pytest.raises(ValueError, match="has no option"):
-        L.run_lab(tiny, data.sample_dir(), tmp_path, losses=["ATL"], loss_options={"margin": 3.0})
+        L.run_lab(
+            tiny,
+            data.sample_dir(),
+            tmp_path,
+            losses=["ATL"],
+            loss_options={"margin": 3.0},
+        )
 
 
 def test_lab_cli_end_to_end_and_errors(tiny, tmp_path, capsys):
     out = tmp_path / "o"
-    res = cli.lab_cli(["--model", str(tiny), "--data-dir", str(data.sample_dir()), "--out", str(out), "--losses", "SAT", "MeanSAT",
-                     "--epochs", "1", "--emb-size", "32", "--block-size", "8", "--cache-dir", str(tmp_path / "c"), "--no-progress",
-                     "--threads", "1", "--record", str(tmp_path / "rec.json")])
-    assert records.load_record(out / "grid.json")["command"].startswith("hingeabl-lab --model")
+    res = cli.lab_cli(
+        [
+            "--model",
+            str(tiny),
+            "--data-dir",
+            str(data.sample_dir()),
+            "--out",
+            str(out),
+            "--losses",
+            "SAT",
+            "MeanSAT",
+            "--epochs",
+            "1",
+            "--emb-size",
+            "32",
+            "--block-size",
+            "8",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--no-progress",
+            "--threads",
+            "1",
+            "--record",
+            str(tmp_path / "rec.json"),
+        ]
+    )
+    assert records.load_record(out / "grid.json")["command"].startswith(
+        "hingeabl-lab --model"
+    )
     assert records.load_record(tmp_path / "rec.json") == res
-    assert [r["loss"] for r in res["runs"]] == ["SAT", "MeanSAT"] and "MeanSAT" in capsys.readouterr().out
-    for argv, msg in [(["--model", str(tmp_path / "none"), "--data-dir", str(data.sample_dir())], "no config.json"),
-                      (["--model", str(tiny), "--data-dir", str(tmp_path / "nodata")], "does not exist")]:
-        with pytest.raises(SystemExit) as e: cli.lab_cli([*argv, "--out", str(out)])
+    assert [r["loss"] for r in res["runs"]] == [
+        "SAT",
+        "MeanSAT",
+    ] and "MeanSAT" in capsys.readouterr().out
+    for argv, msg in [
+        (
+            ["--model", str(tmp_path / "none"), "--data-dir", str(data.sample_dir())],
+            "no config.json",
+        ),
+        (
+            ["--model", str(tiny), "--data-dir", str(tmp_path / "nodata")],
+            "does not exist",
+        ),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            cli.lab_cli([*argv, "--out", str(out)])
         assert e.value.code == 2 and msg in capsys.readouterr().err

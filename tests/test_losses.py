@@ -1,10 +1,13 @@
 """Tests of hingeabl_nb.losses: every Table 3 loss against its float64 loop reference (`losses.REFERENCE`,
 written in the notebooks from the formulas), hypothesis properties, and the prediction rule."""
+
 import math
+
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from hingeabl_nb.losses import LOSSES, REFERENCE, LossSpec, predict
@@ -17,8 +20,10 @@ def make_batch(seed, n=7, c=12, scale=3.0):
     logits = torch.randn(n, c, generator=g) * scale
     labels = (torch.rand(n, c, generator=g) < 0.2).float()
     labels[:, 0] = 0
-    labels[0] = 0; labels[0, 0] = 1            # an NA pair
-    labels[1, 1:] = 0; labels[1, 2] = 1        # exactly one positive
+    labels[0] = 0
+    labels[0, 0] = 1  # an NA pair
+    labels[1, 1:] = 0
+    labels[1, 2] = 1  # exactly one positive
     na = labels[:, 1:].sum(1) == 0
     labels[na, 0] = 1
     return logits, labels
@@ -35,13 +40,20 @@ def test_reference_keys():
 
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10**6), n=st.integers(2, 6), c=st.integers(3, 12), scale=st.sampled_from([0.1, 1.0, 3.0, 20.0]))
+@given(
+    seed=st.integers(0, 10**6),
+    n=st.integers(2, 6),
+    c=st.integers(3, 12),
+    scale=st.sampled_from([0.1, 1.0, 3.0, 20.0]),
+)
 def test_loss_matches_reference_float64(name, seed, n, c, scale):
     "Random float64 batches: the registry entry keeps float64 and equals the loop reference to 1e-10."
     logits, labels = make_batch(seed, n, c, scale)
     got = LOSSES[name](logits.double(), labels.double())
     assert got.dtype == torch.float64 and got.ndim == 0
-    torch.testing.assert_close(got.item(), REFERENCE[name](logits, labels), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        got.item(), REFERENCE[name](logits, labels), rtol=1e-10, atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -50,42 +62,62 @@ def test_loss_float32_matches_reference(name, seed):
     logits, labels = make_batch(seed)
     got = LOSSES[name](logits, labels)
     assert got.dtype == torch.float32 and got.ndim == 0
-    torch.testing.assert_close(got.item(), REFERENCE[name](logits, labels), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        got.item(), REFERENCE[name](logits, labels), rtol=1e-5, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("name,options", [
-    ("AFL", dict(focal_form="paper")),
-    ("AFL", dict(gamma=2.0)),
-    ("AFL", dict(gamma=2.0, focal_form="paper")),
-    ("AML", dict(margin=2.5)),
-    ("SAT", dict(prob_eps=0.0)),
-    ("MeanSAT", dict(prob_eps=0.0)),
-    ("HingeABL", dict(normalize="joint")),
-    ("HingeABL", dict(margin=2.0)),
-    ("HingeABL", dict(margin=2.0, normalize="joint", prob_eps=0.0)),
-])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("AFL", dict(focal_form="paper")),
+        ("AFL", dict(gamma=2.0)),
+        ("AFL", dict(gamma=2.0, focal_form="paper")),
+        ("AML", dict(margin=2.5)),
+        ("SAT", dict(prob_eps=0.0)),
+        ("MeanSAT", dict(prob_eps=0.0)),
+        ("HingeABL", dict(normalize="joint")),
+        ("HingeABL", dict(margin=2.0)),
+        ("HingeABL", dict(margin=2.0, normalize="joint", prob_eps=0.0)),
+    ],
+)
 def test_options_match_reference(name, options):
     logits, labels = make_batch(11)
     got = LOSSES[name](logits.double(), labels.double(), **options)
-    torch.testing.assert_close(got.item(), REFERENCE[name](logits, labels, **options), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        got.item(), REFERENCE[name](logits, labels, **options), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_reference_hand_numbers():
     "The three baseline references on one pair typed out by hand (the other four are checked in test_atl_sat_hinge)."
-    s, y = torch.tensor([[0.2, 1.0, -0.7, 0.4]], dtype=torch.float64), torch.tensor([[0., 1., 0., 0.]], dtype=torch.float64)
+    s, y = (
+        torch.tensor([[0.2, 1.0, -0.7, 0.4]], dtype=torch.float64),
+        torch.tensor([[0.0, 1.0, 0.0, 0.0]], dtype=torch.float64),
+    )
     p = 1 / (1 + math.exp(0.2 - 1.0))
     l_neg = -math.log(math.exp(0.2) / (math.exp(0.2) + math.exp(-0.7) + math.exp(0.4)))
-    assert math.isclose(REFERENCE["AFL"](s, y), -(2 - p) * math.log(p) + l_neg, rel_tol=1e-12)
+    assert math.isclose(
+        REFERENCE["AFL"](s, y), -(2 - p) * math.log(p) + l_neg, rel_tol=1e-12
+    )
     assert math.isclose(REFERENCE["AML"](s, y), 0.2 + 0.1 + 1.2, rel_tol=1e-12)
-    assert math.isclose(REFERENCE["BalancedSoftmax"](s, y), math.log(1 + math.exp(0.2) + math.exp(-0.7) + math.exp(0.4)) + math.log(1 + math.exp(-1.0)), rel_tol=1e-12)
+    assert math.isclose(
+        REFERENCE["BalancedSoftmax"](s, y),
+        math.log(1 + math.exp(0.2) + math.exp(-0.7) + math.exp(0.4))
+        + math.log(1 + math.exp(-1.0)),
+        rel_tol=1e-12,
+    )
 
 
 def test_detached_weights_same_value_different_gradient():
     logits, labels = make_batch(5)
-    a = logits.clone().requires_grad_(True); b = logits.clone().requires_grad_(True)
-    la = LOSSES["HingeABL"](a, labels); lb = LOSSES["HingeABL"](b, labels, detach_weights=True)
+    a = logits.clone().requires_grad_(True)
+    b = logits.clone().requires_grad_(True)
+    la = LOSSES["HingeABL"](a, labels)
+    lb = LOSSES["HingeABL"](b, labels, detach_weights=True)
     torch.testing.assert_close(la, lb)
-    la.backward(); lb.backward()
+    la.backward()
+    lb.backward()
     assert (a.grad - b.grad).abs().max() > 1e-4
 
 
@@ -102,10 +134,12 @@ def test_unknown_option_and_bad_shapes():
 # ---------------------------------------------------------------- hypothesis properties
 @st.composite
 def batches(draw, lo=-30.0, hi=30.0):
-    n = draw(st.integers(1, 4)); c = draw(st.integers(2, 8))
+    n = draw(st.integers(1, 4))
+    c = draw(st.integers(2, 8))
     logits = draw(arrays(np.float32, (n, c), elements=st.floats(lo, hi, width=32)))
     rel = draw(arrays(np.bool_, (n, c - 1)))
-    labels = np.zeros((n, c), np.float32); labels[:, 1:] = rel
+    labels = np.zeros((n, c), np.float32)
+    labels[:, 1:] = rel
     labels[:, 0] = ~rel.any(1)
     return torch.from_numpy(logits), torch.from_numpy(labels)
 
@@ -118,7 +152,11 @@ def test_non_negative(batch, name):
 
 
 @settings(max_examples=60, deadline=None)
-@given(batches(lo=-1e4, hi=1e4), st.sampled_from(NAMES), st.sampled_from([torch.float32, torch.bfloat16, torch.float16]))
+@given(
+    batches(lo=-1e4, hi=1e4),
+    st.sampled_from(NAMES),
+    st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
+)
 def test_finite_and_inputs_unchanged(batch, name, dtype):
     logits, labels = batch
     logits = logits.to(dtype)
@@ -133,17 +171,31 @@ def test_finite_and_inputs_unchanged(batch, name, dtype):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 4), st.integers(1, 8), st.integers(-40, 40), st.integers(0, 80), st.data())
+@given(
+    st.integers(1, 4),
+    st.integers(1, 8),
+    st.integers(-40, 40),
+    st.integers(0, 80),
+    st.data(),
+)
 def test_hinge_zero_beyond_margin(n, n_rel, s_th, extra, data):
-    s_th, extra = s_th / 4, extra / 4  # quarters: exact in float32, so d_r is exactly m + extra
+    s_th, extra = (
+        s_th / 4,
+        extra / 4,
+    )  # quarters: exact in float32, so d_r is exactly m + extra
     m = data.draw(st.sampled_from([1.0, 5.0]))
     rel = torch.tensor(data.draw(arrays(np.bool_, (n, n_rel))))
-    labels = torch.zeros(n, 1 + n_rel); labels[:, 1:] = rel.float(); labels[:, 0] = (~rel.any(1)).float()
+    labels = torch.zeros(n, 1 + n_rel)
+    labels[:, 1:] = rel.float()
+    labels[:, 0] = (~rel.any(1)).float()
     # every d_r = m + extra >= m: positives above s_th + m, negatives below s_th - m
     logits = torch.full((n, 1 + n_rel), s_th, dtype=torch.float64)
     logits[:, 1:] = torch.where(rel, s_th + m + extra, s_th - m - extra)
     for normalize in ("separate", "joint"):
-        assert LOSSES["HingeABL"](logits, labels, margin=m, normalize=normalize).item() == 0.0
+        assert (
+            LOSSES["HingeABL"](logits, labels, margin=m, normalize=normalize).item()
+            == 0.0
+        )
     assert LOSSES["AML"](logits, labels, margin=m).item() == 0.0
 
 
@@ -152,16 +204,24 @@ def ref_predict(s, top_k, zero):
     out = []
     for row in s.tolist():
         th = 0.0 if zero else row[0]
-        kth = sorted(row, reverse=True)[min(top_k, len(row)) - 1] if top_k else -math.inf
+        kth = (
+            sorted(row, reverse=True)[min(top_k, len(row)) - 1] if top_k else -math.inf
+        )
         rel = [1.0 if (v > th and v >= kth) else 0.0 for v in row[1:]]
         out.append([0.0 if any(rel) else 1.0] + rel)
     return torch.tensor(out)
 
 
 @settings(max_examples=80, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(2, 9)),
-              elements=st.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])),  # few values: many ties
-       st.sampled_from([None, 0, 1, 2, 4, 20]), st.booleans())
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 5), st.integers(2, 9)),
+        elements=st.sampled_from([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]),
+    ),  # few values: many ties
+    st.sampled_from([None, 0, 1, 2, 4, 20]),
+    st.booleans(),
+)
 def test_predict_matches_loop(s, top_k, zero):
     s = torch.from_numpy(s)
     got = predict(s, top_k=top_k, zero_threshold=zero)
@@ -171,30 +231,49 @@ def test_predict_matches_loop(s, top_k, zero):
 
 def test_predict_hand_cases():
     s = torch.tensor([[0.0, 3.0, 2.0, 2.0, 1.0, -1.0]])
-    assert predict(s, top_k=2).tolist() == [[0, 1, 1, 1, 0, 0]]      # tie at the k-th place: both kept
+    assert predict(s, top_k=2).tolist() == [
+        [0, 1, 1, 1, 0, 0]
+    ]  # tie at the k-th place: both kept
     assert predict(s, top_k=1).tolist() == [[0, 1, 0, 0, 0, 0]]
     assert predict(s, top_k=None).tolist() == [[0, 1, 1, 1, 1, 0]]
     na = torch.tensor([[1.0, 0.5, -3.0]])
-    assert predict(na).tolist() == [[1, 0, 0]]                        # nothing above TH -> NA column
-    assert predict(na, zero_threshold=True).tolist() == [[0, 1, 0]]   # 0.5 > 0 under the zero threshold
+    assert predict(na).tolist() == [[1, 0, 0]]  # nothing above TH -> NA column
+    assert predict(na, zero_threshold=True).tolist() == [
+        [0, 1, 0]
+    ]  # 0.5 > 0 under the zero threshold
     with pytest.raises(ValueError, match="top_k"):
         predict(s, top_k=-1)
 
 
 def test_threshold_rules_live_in_the_registry():
-    assert [n for n, spec in LOSSES.items() if spec.threshold == "zero"] == ["BalancedSoftmax"]
+    assert [n for n, spec in LOSSES.items() if spec.threshold == "zero"] == [
+        "BalancedSoftmax"
+    ]
     s = torch.tensor([[0.5, 0.3, -0.2], [-1.0, -0.5, 0.4]])
-    assert LOSSES["BalancedSoftmax"].predict(s, top_k=None).tolist() == [[0, 1, 0], [0, 0, 1]]
+    assert LOSSES["BalancedSoftmax"].predict(s, top_k=None).tolist() == [
+        [0, 1, 0],
+        [0, 0, 1],
+    ]
     assert LOSSES["HingeABL"].predict(s, top_k=None).tolist() == [[1, 0, 0], [0, 1, 1]]
-    assert all(isinstance(spec, LossSpec) and spec.name == n for n, spec in LOSSES.items())
-    assert LOSSES["HingeABL"].defaults["margin"] == 5.0 and LOSSES["HingeABL"].defaults["normalize"] == "separate"
+    assert all(
+        isinstance(spec, LossSpec) and spec.name == n for n, spec in LOSSES.items()
+    )
+    assert (
+        LOSSES["HingeABL"].defaults["margin"] == 5.0
+        and LOSSES["HingeABL"].defaults["normalize"] == "separate"
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gradcheck_float64(name):
     """Analytic gradients equal finite differences; needs float64 kept as float64 by the registry."""
     g = torch.Generator().manual_seed(11)
-    y = torch.zeros(5, 8, dtype=torch.float64); y[0, 0] = 1; y[1, 3] = 1; y[2, [1, 6]] = 1; y[3, 0] = 1; y[4, 2] = 1
+    y = torch.zeros(5, 8, dtype=torch.float64)
+    y[0, 0] = 1
+    y[1, 3] = 1
+    y[2, [1, 6]] = 1
+    y[3, 0] = 1
+    y[4, 2] = 1
     x = (torch.randn(5, 8, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
     assert LOSSES[name](x, y).dtype == torch.float64
     assert torch.autograd.gradcheck(lambda s: LOSSES[name](s, y), (x,))

@@ -1,18 +1,28 @@
 """Tests of hingeabl_nb.threshold (notebook 05a): moving the threshold, the loss-optimal offset against
 closed forms derived by hand, F1 at an offset on hand-counted cases, and the table's shape."""
+
 import math
+
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hingeabl_nb.losses import LOSSES
-from hingeabl_nb.threshold import f1_at_offset, loss_optimal_offset, shift_threshold, threshold_population, threshold_table
+from hingeabl_nb.threshold import (
+    f1_at_offset,
+    loss_optimal_offset,
+    shift_threshold,
+    threshold_population,
+    threshold_table,
+)
 
 
 def one_pair(s_p, s_n, n_neg):
     "One pair: TH at 0, one gold score s_p, n_neg negatives at s_n (float64)."
     lg = torch.tensor([[0.0, s_p] + [s_n] * n_neg], dtype=torch.float64)
-    lb = torch.zeros_like(lg); lb[0, 1] = 1
+    lb = torch.zeros_like(lg)
+    lb[0, 1] = 1
     return lg, lb
 
 
@@ -20,9 +30,11 @@ def test_shift_threshold_moves_relations_only_and_copies():
     lg = torch.tensor([[0.5, 1.0, -2.0], [3.0, 0.0, 4.0]], dtype=torch.float64)
     before = lg.clone()
     out = shift_threshold(lg, 1.5)
-    torch.testing.assert_close(out[:, 0], before[:, 0])                       # the TH column stays
-    torch.testing.assert_close(out[:, 1:], before[:, 1:] - 1.5)               # every relation score moves down
-    torch.testing.assert_close(lg, before)                                    # the argument is not modified
+    torch.testing.assert_close(out[:, 0], before[:, 0])  # the TH column stays
+    torch.testing.assert_close(
+        out[:, 1:], before[:, 1:] - 1.5
+    )  # every relation score moves down
+    torch.testing.assert_close(lg, before)  # the argument is not modified
     torch.testing.assert_close((out[:, 1:] - out[:, :1]), (lg[:, 1:] - lg[:, :1]) - 1.5)
 
 
@@ -48,16 +60,26 @@ def test_offset_unknown_loss_names_allowed():
 
 
 def test_f1_at_offset_hand_counted():
-    lg = torch.tensor([[0., 3., 1., -2.], [0., -1., 2., -3.], [1., 0., 0.5, 0.]], dtype=torch.float64)
-    lb = torch.tensor([[0., 1., 0., 0.], [0., 0., 1., 0.], [1., 0., 0., 0.]], dtype=torch.float64)
+    lg = torch.tensor(
+        [[0.0, 3.0, 1.0, -2.0], [0.0, -1.0, 2.0, -3.0], [1.0, 0.0, 0.5, 0.0]],
+        dtype=torch.float64,
+    )
+    lb = torch.tensor(
+        [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]],
+        dtype=torch.float64,
+    )
     # b = 0: predicted (0,1), (0,2), (1,2); pair 2 predicts nothing (all below its TH 1). 2 correct, 3 predicted, 2 gold
     assert f1_at_offset("ATL", lg, lb, 0.0) == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
     # b = -1.2 (every relation score + 1.2): pair 0 predicts 2, pair 1 predicts 2 (0.2 > 0 joins), pair 2 all 3
     # (1.2, 1.7, 1.2 > 1): 2 correct of 7 predicted -> P = 2/7, R = 1
     assert f1_at_offset("ATL", lg, lb, -1.2) == pytest.approx(2 * (2 / 7) / (2 / 7 + 1))
-    assert f1_at_offset("ATL", lg, lb, 2.5) == pytest.approx(2 * 1 * 0.5 / 1.5)   # only 3 - 2.5 > 0 survives
+    assert f1_at_offset("ATL", lg, lb, 2.5) == pytest.approx(
+        2 * 1 * 0.5 / 1.5
+    )  # only 3 - 2.5 > 0 survives
     # Balanced Softmax thresholds at 0, not at column 0: at b = 0 pairs 0, 1, 2 predict 3 and 1, 2, 0.5: 2 correct of 4
-    assert f1_at_offset("BalancedSoftmax", lg, lb, 0.0) == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert f1_at_offset("BalancedSoftmax", lg, lb, 0.0) == pytest.approx(
+        2 * 0.5 * 1 / 1.5
+    )
 
 
 def test_threshold_table_rows_in_order_and_consistent():
@@ -67,13 +89,28 @@ def test_threshold_table_rows_in_order_and_consistent():
     assert [r["loss"] for r in rows] == names
     gold = lb[:, 1:] > 0.5
     for r in rows:
-        assert set(r) == {"loss", "b_star", "gold_below", "f1_at_b_star", "b_f1", "best_f1"}
-        assert r["best_f1"] >= r["f1_at_b_star"] - 1e-12           # the F1 optimum over the grid is at least as good
-        assert r["b_star"] == pytest.approx(loss_optimal_offset(r["loss"], lg, lb, step=0.5))
-        below = ((lg[:, 1:] - r["b_star"] <= 0) & gold).sum().item() / gold.sum().item()   # counted here, TH = 0
+        assert set(r) == {
+            "loss",
+            "b_star",
+            "gold_below",
+            "f1_at_b_star",
+            "b_f1",
+            "best_f1",
+        }
+        assert (
+            r["best_f1"] >= r["f1_at_b_star"] - 1e-12
+        )  # the F1 optimum over the grid is at least as good
+        assert r["b_star"] == pytest.approx(
+            loss_optimal_offset(r["loss"], lg, lb, step=0.5)
+        )
+        below = (
+            (lg[:, 1:] - r["b_star"] <= 0) & gold
+        ).sum().item() / gold.sum().item()  # counted here, TH = 0
         assert r["gold_below"] == pytest.approx(below)
     by = {r["loss"]: r for r in rows}
-    assert by["ATL"]["b_star"] > by["HingeABL"]["b_star"]             # ATL wants the threshold higher (05a)
+    assert (
+        by["ATL"]["b_star"] > by["HingeABL"]["b_star"]
+    )  # ATL wants the threshold higher (05a)
 
 
 def test_population_rejects_bad_share():

@@ -1,7 +1,12 @@
 """Tests of hingeabl_nb.toy (notebook 05b): synthetic pairs rebuilt independently, the evaluation on
 hand-counted scores, the training history, the qualitative result, the `hingeabl-toy` CLI and tools/demo.sh."""
-import json, os, shutil, subprocess
+
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_toy_data_is_signal_times_gold_prototypes():
     P = torch.randn(1 + 5, 8, generator=torch.Generator().manual_seed(7))
-    x, y = toy_data(n_pairs=50, n_rel=5, dim=8, na_share=0.5, noise=0.0, signal=2.0, proto_seed=7)
+    x, y = toy_data(
+        n_pairs=50, n_rel=5, dim=8, na_share=0.5, noise=0.0, signal=2.0, proto_seed=7
+    )
     for i in range(50):
         want = sum(2.0 * P[c] for c in range(6) if y[i, c] == 1)
         torch.testing.assert_close(x[i], want, atol=1e-5, rtol=0)
@@ -22,7 +29,9 @@ def test_toy_data_is_signal_times_gold_prototypes():
 def test_toy_data_shares_and_seeds():
     x, y = toy_data(n_pairs=20000, na_share=0.9, second_gold=0.5)
     assert abs(y[:, 0].mean().item() - 0.9) < 0.01
-    assert abs(y[y[:, 0] == 0, 1:].sum(1).mean().item() - 1.5) < 0.05   # second relations can repeat the first
+    assert (
+        abs(y[y[:, 0] == 0, 1:].sum(1).mean().item() - 1.5) < 0.05
+    )  # second relations can repeat the first
     torch.testing.assert_close(toy_data(seed=3)[0], toy_data(seed=3)[0])
     assert not torch.equal(toy_data(seed=3)[0], toy_data(seed=4)[0])
     with pytest.raises(ValueError, match="na_share"):
@@ -30,14 +39,22 @@ def test_toy_data_shares_and_seeds():
 
 
 def test_toy_eval_hand_counted():
-    lg = torch.tensor([[1., 3., 2., -1.], [2., -1., 0., 0.], [0., -2., -3., -1.]])
-    lb = torch.tensor([[0., 1., 0., 0.], [0., 0., 0., 1.], [1., 0., 0., 0.]])
+    lg = torch.tensor(
+        [[1.0, 3.0, 2.0, -1.0], [2.0, -1.0, 0.0, 0.0], [0.0, -2.0, -3.0, -1.0]]
+    )
+    lb = torch.tensor(
+        [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]]
+    )
     e = toy_eval(lg, lb, "ATL")
     # gold: 3 over TH 1 (margin 2), 0 under TH 2 (margin -2); predicted (0,1), (0,2): 1 correct of 2, 2 gold
-    assert e["gold_below"] == pytest.approx(0.5) and e["gold_margin"] == pytest.approx(0.0)
-    assert e["s_th"] == pytest.approx(1.5)                     # mean TH over the two related pairs only
+    assert e["gold_below"] == pytest.approx(0.5) and e["gold_margin"] == pytest.approx(
+        0.0
+    )
+    assert e["s_th"] == pytest.approx(1.5)  # mean TH over the two related pairs only
     assert (e["P"], e["R"], e["F1"]) == pytest.approx((0.5, 0.5, 0.5))
-    z = toy_eval(lg, lb, "BalancedSoftmax")                     # threshold 0: gold 3 above, gold 0 at (missed)
+    z = toy_eval(
+        lg, lb, "BalancedSoftmax"
+    )  # threshold 0: gold 3 above, gold 0 at (missed)
     assert (z["gold_below"], z["gold_margin"]) == pytest.approx((0.5, 1.5))
 
 
@@ -45,29 +62,58 @@ def test_train_toy_history_json_and_reproducible():
     kw = dict(steps=4, every=2, progress=False, data=dict(n_pairs=400))
     r = train_toy(["ATL", "MeanSAT"], **kw)
     assert [h["step"] for h in r["history"]["ATL"]] == [0, 2, 4]
-    assert r["history"]["ATL"][0]["train_loss"] is None and r["history"]["ATL"][-1]["train_loss"] > 0
+    assert (
+        r["history"]["ATL"][0]["train_loss"] is None
+        and r["history"]["ATL"][-1]["train_loss"] > 0
+    )
     assert json.loads(json.dumps(r)) == r
     assert train_toy(["ATL", "MeanSAT"], **kw)["history"] == r["history"]
-    with pytest.raises(ValueError, match="allowed: ATL, BalancedSoftmax, AFL, AML, SAT, MeanSAT, HingeABL"):
+    with pytest.raises(
+        ValueError,
+        match="allowed: ATL, BalancedSoftmax, AFL, AML, SAT, MeanSAT, HingeABL",
+    ):
         train_toy(["ATL", "Focal"], steps=1)
     with pytest.raises(ValueError, match="unknown option"):
-        train_toy(["HingeABL"], steps=1, progress=False, data=dict(n_pairs=200), gamma=2.0)
+        train_toy(
+            ["HingeABL"], steps=1, progress=False, data=dict(n_pairs=200), gamma=2.0
+        )
 
 
 def test_hingeabl_leaves_fewer_gold_below_than_atl():
     # the lesson's claim, on the default setting, averaged over two seeds (it holds per seed 0-4 too)
-    runs = [train_toy(["ATL", "HingeABL"], seed=s, every=600, progress=False)["history"] for s in (0, 1)]
-    below = {n: sum(h[n][-1]["gold_below"] for h in runs) / 2 for n in ("ATL", "HingeABL")}
+    runs = [
+        train_toy(["ATL", "HingeABL"], seed=s, every=600, progress=False)["history"]
+        for s in (0, 1)
+    ]
+    below = {
+        n: sum(h[n][-1]["gold_below"] for h in runs) / 2 for n in ("ATL", "HingeABL")
+    }
     assert below["HingeABL"] < below["ATL"] - 0.05
 
 
 def test_toy_main_writes_figure_and_history(tmp_path, capsys):
-    assert toy_main(["--losses", "ATL", "HingeABL", "--steps", "20", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert (
+        toy_main(
+            [
+                "--losses",
+                "ATL",
+                "HingeABL",
+                "--steps",
+                "20",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rec = json.loads((tmp_path / "toy.json").read_text())
     assert list(rec["history"]) == ["ATL", "HingeABL"] and rec["setting"]["steps"] == 20
     assert (tmp_path / "toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out
-    assert "gold <= TH" in out and "HingeABL" in out and str(tmp_path / "toy.png") in out
+    assert (
+        "gold <= TH" in out and "HingeABL" in out and str(tmp_path / "toy.png") in out
+    )
 
 
 def test_toy_main_help_and_bad_loss(capsys):
@@ -77,15 +123,33 @@ def test_toy_main_help_and_bad_loss(capsys):
     with pytest.raises(SystemExit) as e:
         toy_main(["--losses", "ATL", "Focal"])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "Focal" in err and "allowed: ATL, BalancedSoftmax, AFL, AML, SAT, MeanSAT, HingeABL" in err
+    assert (
+        e.value.code == 2
+        and "Focal" in err
+        and "allowed: ATL, BalancedSoftmax, AFL, AML, SAT, MeanSAT, HingeABL" in err
+    )
     with pytest.raises(SystemExit):
         toy_main(["--steps", "0"])
 
 
-@pytest.mark.skipif(shutil.which("hingeabl-toy") is None, reason="hingeabl-toy not installed on PATH")
+@pytest.mark.skipif(
+    shutil.which("hingeabl-toy") is None, reason="hingeabl-toy not installed on PATH"
+)
 def test_demo_script_runs_the_toy_lesson(tmp_path):
     env = dict(os.environ, TOY_STEPS="10", DEMO_OUT=str(tmp_path / "demo"), LAB="0")
-    p = subprocess.run(["bash", str(ROOT / "tools" / "demo.sh")], env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        ["bash", str(ROOT / "tools" / "demo.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
-    assert (tmp_path / "demo" / "toy.png").is_file() and f"Figure: {tmp_path / 'demo' / 'toy.png'}" in p.stdout
-    assert "make lab" in p.stdout and "F1 0.00" not in p.stdout and "running the laptop lab" not in p.stdout
+    assert (
+        tmp_path / "demo" / "toy.png"
+    ).is_file() and f"Figure: {tmp_path / 'demo' / 'toy.png'}" in p.stdout
+    assert (
+        "make lab" in p.stdout
+        and "F1 0.00" not in p.stdout
+        and "running the laptop lab" not in p.stdout
+    )

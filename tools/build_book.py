@@ -12,14 +12,27 @@ in the right part without editing anything. MathJax 3 is served from a local cop
 PyPI package sphinx-mathjax-offline), never from a CDN; the build fails if any page still loads a
 script or stylesheet from http(s). Warnings (broken cross-references included: nitpicky) are errors.
 """
-import argparse, re, shutil, subprocess, sys, tempfile, time
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-NB_NAME = re.compile(r'^(\d\d)([a-z]?)_[A-Za-z0-9_]+\.ipynb$')
-PARTS = {'I': 'Part I: The loss', 'II': 'Part II: The experiment', 'internals': 'Internals (appendix)'}
+NB_NAME = re.compile(r"^(\d\d)([a-z]?)_[A-Za-z0-9_]+\.ipynb$")
+PARTS = {
+    "I": "Part I: The loss",
+    "II": "Part II: The experiment",
+    "internals": "Internals (appendix)",
+}
 LAST_PART_I = 5  # notebooks 00-05, with or without a letter (05a_threshold, 05b_toy), are Part I lessons
+
 
 def part_of(name):
     """Which part a notebook file name belongs to: 'I', 'II' or 'internals' (None: not a course page).
@@ -28,129 +41,215 @@ def part_of(name):
     05b_toy included); NN >= 06 without a letter is a Part II lesson; NN >= 06 with a letter
     (08a_encoders, 09a_train_internals, ...) is plumbing, listed in the Internals appendix."""
     m = NB_NAME.match(name)
-    if not m: return None
-    if int(m.group(1)) <= LAST_PART_I: return 'I'
-    return 'internals' if m.group(2) else 'II'
+    if not m:
+        return None
+    if int(m.group(1)) <= LAST_PART_I:
+        return "I"
+    return "internals" if m.group(2) else "II"
+
 
 def toc_parts(names):
     "Group notebook file names into {part: [stem, ...]} in reading order (sorted by file name)."
     parts = {k: [] for k in PARTS}
     for n in sorted(names):
         p = part_of(n)
-        if p: parts[p].append(Path(n).stem)
+        if p:
+            parts[p].append(Path(n).stem)
     return parts
+
 
 def toc_yaml(names):
     "The `_toc.yml` of the book: index first, then the parts, each a caption and its chapters."
     parts = toc_parts(names)
-    missing = [PARTS[k] for k in ('I', 'II') if not parts[k]]
-    if missing: raise SystemExit(f'build_book: no notebook found for {", ".join(missing)}')
-    lines = ['format: jb-book', 'root: index', 'parts:']
+    missing = [PARTS[k] for k in ("I", "II") if not parts[k]]
+    if missing:
+        raise SystemExit(f"build_book: no notebook found for {', '.join(missing)}")
+    lines = ["format: jb-book", "root: index", "parts:"]
     for k, stems in parts.items():
-        if not stems: continue
-        lines += [f'  - caption: "{PARTS[k]}"', '    chapters:'] + [f'      - file: {s}' for s in stems]
-    return '\n'.join(lines) + '\n'
+        if not stems:
+            continue
+        lines += [f'  - caption: "{PARTS[k]}"', "    chapters:"] + [
+            f"      - file: {s}" for s in stems
+        ]
+    return "\n".join(lines) + "\n"
 
-_directive = re.compile(r'^\s*#\|\s*(.*)$')
+
+_directive = re.compile(r"^\s*#\|\s*(.*)$")
+
 
 def _fence(src):
     "A backtick fence longer than any backtick run in `src`."
-    return '`' * max(3, max((len(r) for r in re.findall(r'`+', src)), default=0) + 1)
+    return "`" * max(3, max((len(r) for r in re.findall(r"`+", src)), default=0) + 1)
+
 
 def present(nb):
     "Add the book's presentation tags to a notebook (in place) and return how many solutions it folded."
     keep, folded = [], 0
     # Pages are highlighted as Python; a notebook saved without kernelspec would warn (no lexer).
-    nb.metadata.setdefault('kernelspec', {'display_name': 'python3', 'language': 'python', 'name': 'python3'})
+    nb.metadata.setdefault(
+        "kernelspec",
+        {"display_name": "python3", "language": "python", "name": "python3"},
+    )
     for c in nb.cells:
-        tags = list(c.metadata.get('tags', []))
-        if c.cell_type == 'code':
-            flags = [m.group(1).strip() for m in map(_directive.match, c.source.splitlines()) if m]
-            if any(f.split()[0] in ('hide', 'default_exp') for f in flags if f): continue
-            c.source = '\n'.join(l for l in c.source.splitlines() if not _directive.match(l)).strip('\n')
-            if not c.source.strip() and not c.get('outputs'): continue
-            if 'solution' in tags: tags.append('hide-cell'); folded += 1
-        elif 'solution' in tags and c.cell_type == 'markdown':
+        tags = list(c.metadata.get("tags", []))
+        if c.cell_type == "code":
+            flags = [
+                m.group(1).strip()
+                for m in map(_directive.match, c.source.splitlines())
+                if m
+            ]
+            if any(f.split()[0] in ("hide", "default_exp") for f in flags if f):
+                continue
+            c.source = "\n".join(
+                l for l in c.source.splitlines() if not _directive.match(l)
+            ).strip("\n")
+            if not c.source.strip() and not c.get("outputs"):
+                continue
+            if "solution" in tags:
+                tags.append("hide-cell")
+                folded += 1
+        elif "solution" in tags and c.cell_type == "markdown":
             f = _fence(c.source)
-            c.source = f'{f}{{admonition}} Solution\n:class: dropdown\n\n{c.source}\n{f}'
+            c.source = (
+                f"{f}{{admonition}} Solution\n:class: dropdown\n\n{c.source}\n{f}"
+            )
             folded += 1
-        if tags: c.metadata['tags'] = tags
+        if tags:
+            c.metadata["tags"] = tags
         keep.append(c)
     nb.cells = keep
     return folded
 
+
 def mathjax_dir():
     "The MathJax 3 files shipped by the PyPI package sphinx-mathjax-offline (installed with the `book` extra)."
     import importlib.util
-    spec = importlib.util.find_spec('sphinx-mathjax-offline')
+
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit('build_book: MathJax not found; install the book extra: pip install -e ".[book]"')
-    d = Path(list(spec.submodule_search_locations)[0]) / 'static' / 'mathjax'
-    if not (d / 'tex-chtml.js').is_file(): raise SystemExit(f'build_book: {d}/tex-chtml.js is missing')
+        raise SystemExit(
+            'build_book: MathJax not found; install the book extra: pip install -e ".[book]"'
+        )
+    d = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax"
+    if not (d / "tex-chtml.js").is_file():
+        raise SystemExit(f"build_book: {d}/tex-chtml.js is missing")
     return d
+
 
 def copy_mathjax(dest):
     "Copy the parts of MathJax the pages use (TeX input, CHTML output and fonts, menu) into `dest`."
     src = mathjax_dir()
     dest.mkdir(parents=True)
-    shutil.copy2(src / 'tex-chtml.js', dest)
-    for sub in ('input/tex', 'output/chtml', 'ui', 'a11y', 'adaptors'):
-        if (src / sub).exists(): shutil.copytree(src / sub, dest / sub)
+    shutil.copy2(src / "tex-chtml.js", dest)
+    for sub in ("input/tex", "output/chtml", "ui", "a11y", "adaptors"):
+        if (src / sub).exists():
+            shutil.copytree(src / sub, dest / sub)
 
-REMOTE = re.compile(r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["\'](?:https?:)?//[^"\']*["\']', re.I)
+
+REMOTE = re.compile(
+    r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["\'](?:https?:)?//[^"\']*["\']',
+    re.I,
+)
+
 
 def remote_assets(site):
     "Tags in the built HTML that load a script, stylesheet, image or frame from another host."
-    return [f'{p.relative_to(site)}: {m.group(0)[:120]}' for p in sorted(site.rglob('*.html'))
-            for m in REMOTE.finditer(p.read_text(encoding='utf-8', errors='replace'))]
+    return [
+        f"{p.relative_to(site)}: {m.group(0)[:120]}"
+        for p in sorted(site.rglob("*.html"))
+        for m in REMOTE.finditer(p.read_text(encoding="utf-8", errors="replace"))
+    ]
+
 
 def stage(src, work):
     "Copy the course into `work` with presentation tags, config and toc; return {notebook: solutions folded}."
-    shutil.copytree(src, work, ignore=shutil.ignore_patterns('.ipynb_checkpoints', '__pycache__', 'runs', 'cache', '_*'))
+    shutil.copytree(
+        src,
+        work,
+        ignore=shutil.ignore_patterns(
+            ".ipynb_checkpoints", "__pycache__", "runs", "cache", "_*"
+        ),
+    )
     folded = {}
-    for p in sorted(work.glob('*.ipynb')):
+    for p in sorted(work.glob("*.ipynb")):
         nb = nbformat.read(p, as_version=4)
         folded[p.stem] = present(nb)
         nbformat.write(nb, p)
-    shutil.copy2(ROOT / 'book' / '_config.yml', work / '_config.yml')
-    (work / '_toc.yml').write_text(toc_yaml(p.name for p in work.glob('*.ipynb')))
+    shutil.copy2(ROOT / "book" / "_config.yml", work / "_config.yml")
+    (work / "_toc.yml").write_text(toc_yaml(p.name for p in work.glob("*.ipynb")))
     copy_mathjax(work / "_mathjax" / "mathjax")
     return folded
 
-def dir_size(d):
-    return sum(p.stat().st_size for p in Path(d).rglob('*') if p.is_file())
 
-def build(src='nbs', dest='_site'):
+def dir_size(d):
+    return sum(p.stat().st_size for p in Path(d).rglob("*") if p.is_file())
+
+
+def build(src="nbs", dest="_site"):
     src, dest = Path(src).resolve(), Path(dest).resolve()
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix='hingeabl-book-') as tmp:
-        work, out = Path(tmp) / 'book', Path(tmp) / 'out'
+    with tempfile.TemporaryDirectory(prefix="hingeabl-book-") as tmp:
+        work, out = Path(tmp) / "book", Path(tmp) / "out"
         folded = stage(src, work)
-        jb = Path(sys.executable).with_name('jupyter-book')
-        jb = str(jb) if jb.exists() else shutil.which('jupyter-book')
-        if not jb: sys.exit('build_book: jupyter-book not found; install the book extra: pip install -e ".[book]"')
-        cmd = [jb, 'build', str(work), '--path-output', str(out), '--builder', 'html',
-               '--warningiserror', '--nitpick', '--keep-going', '--all']
+        jb = Path(sys.executable).with_name("jupyter-book")
+        jb = str(jb) if jb.exists() else shutil.which("jupyter-book")
+        if not jb:
+            sys.exit(
+                'build_book: jupyter-book not found; install the book extra: pip install -e ".[book]"'
+            )
+        cmd = [
+            jb,
+            "build",
+            str(work),
+            "--path-output",
+            str(out),
+            "--builder",
+            "html",
+            "--warningiserror",
+            "--nitpick",
+            "--keep-going",
+            "--all",
+        ]
         r = subprocess.run(cmd)
-        if r.returncode: sys.exit(f'build_book: jupyter-book failed (exit {r.returncode}); warnings are errors, see above')
-        html = out / '_build' / 'html'
+        if r.returncode:
+            sys.exit(
+                f"build_book: jupyter-book failed (exit {r.returncode}); warnings are errors, see above"
+            )
+        html = out / "_build" / "html"
         bad = remote_assets(html)
-        if bad: sys.exit('build_book: pages load assets from the internet:\n  ' + '\n  '.join(bad[:20]))
-        if dest.exists(): shutil.rmtree(dest)
+        if bad:
+            sys.exit(
+                "build_book: pages load assets from the internet:\n  "
+                + "\n  ".join(bad[:20])
+            )
+        if dest.exists():
+            shutil.rmtree(dest)
         shutil.copytree(html, dest)
-    pages = sorted(p.stem for p in dest.glob('*.html') if p.stem not in ('genindex', 'search'))
-    print(f'book: {len(pages)} pages in {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}/ '
-          f'({dir_size(dest) / 2**20:.1f} MiB, MathJax {dir_size(dest / "_static" / "mathjax") / 2**20:.1f} MiB), '
-          f'{sum(folded.values())} solutions folded, built in {time.time() - t0:.0f} s')
+    pages = sorted(
+        p.stem for p in dest.glob("*.html") if p.stem not in ("genindex", "search")
+    )
+    print(
+        f"book: {len(pages)} pages in {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}/ "
+        f"({dir_size(dest) / 2**20:.1f} MiB, MathJax {dir_size(dest / '_static' / 'mathjax') / 2**20:.1f} MiB), "
+        f"{sum(folded.values())} solutions folded, built in {time.time() - t0:.0f} s"
+    )
     return dest
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--src', default=str(ROOT / 'nbs')); ap.add_argument('--dest', default=str(ROOT / '_site'))
-    ap.add_argument('--print-toc', action='store_true', help='print the generated _toc.yml and stop')
+    ap.add_argument("--src", default=str(ROOT / "nbs"))
+    ap.add_argument("--dest", default=str(ROOT / "_site"))
+    ap.add_argument(
+        "--print-toc", action="store_true", help="print the generated _toc.yml and stop"
+    )
     a = ap.parse_args(argv)
-    if a.print_toc: print(toc_yaml(p.name for p in Path(a.src).glob('*.ipynb')), end=''); return 0
+    if a.print_toc:
+        print(toc_yaml(p.name for p in Path(a.src).glob("*.ipynb")), end="")
+        return 0
     build(a.src, a.dest)
     return 0
 
-if __name__ == '__main__': sys.exit(main())
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,104 +12,161 @@ or calls a function defined earlier in the notebook whose body draws; a cell can
 `plot_paired`) needs no image; the cell that calls it does. A cell or function that calls
 `plt.close(...)` has saved its figure to a file on purpose and needs no image.
 """
-import ast, re, sys
+
+import ast
+import re
+import sys
 from pathlib import Path
+
 import nbformat
 from execute_nbs import is_flagged, tst_flags
 
 FLAGS = tuple(tst_flags())
-CLOSE = re.compile(r'\bplt\.close\(')
-FIG = re.compile(r'\bplt\.(?!close\b|rcParams\b|style\b|ioff\b|switch_backend\b|get_backend\b|cm\b|colormaps\b)|\.plot\(|\bsubplots\(|\bplot_\w*\(|\bax\d*\.\w+\(')
+CLOSE = re.compile(r"\bplt\.close\(")
+FIG = re.compile(
+    r"\bplt\.(?!close\b|rcParams\b|style\b|ioff\b|switch_backend\b|get_backend\b|cm\b|colormaps\b)|\.plot\(|\bsubplots\(|\bplot_\w*\(|\bax\d*\.\w+\("
+)
+
 
 def flagged(src):
     "True if the cell carries a `#| slow`/`#| gpu` directive (the rule `execute_nbs` and nbdev_test skip by)."
     return is_flagged(src, FLAGS)
 
+
 def _python(src):
     "The cell's source without `#|` directives, IPython magics and shell escapes."
-    return '\n'.join('' if l.lstrip().startswith(('#|', '%', '!')) else l for l in src.splitlines())
+    return "\n".join(
+        "" if l.lstrip().startswith(("#|", "%", "!")) else l for l in src.splitlines()
+    )
+
 
 def analyse(src, drawers=frozenset()):
     """(draws, prints, defined_drawers) for one cell: whether its top-level code draws, whether it calls
     print() as a top-level statement, and the functions it defines whose bodies draw."""
     code = _python(src)
-    try: tree = ast.parse(code)
-    except SyntaxError: return bool(FIG.search(code)), False, set()
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return bool(FIG.search(code)), False, set()
     defined, draws, prints = set(), False, False
     for node in tree.body:
-        seg = ast.get_source_segment(code, node) or ''
+        seg = ast.get_source_segment(code, node) or ""
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            if FIG.search(seg) and not CLOSE.search(seg): defined.add(node.name)  # saves and closes: shows nothing
+            if FIG.search(seg) and not CLOSE.search(seg):
+                defined.add(node.name)  # saves and closes: shows nothing
             continue
-        calls = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-        if FIG.search(seg) or calls & (set(drawers) | defined): draws = True
-        if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
-                and node.value.func.id == 'print' and not any(k.arg == 'file' for k in node.value.keywords)):
+        calls = {
+            n.func.id
+            for n in ast.walk(node)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        }
+        if FIG.search(seg) or calls & (set(drawers) | defined):
+            draws = True
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == "print"
+            and not any(k.arg == "file" for k in node.value.keywords)
+        ):
             prints = True
-    if CLOSE.search(code): draws = False  # the cell closes its figures on purpose (it saved them to files)
+    if CLOSE.search(code):
+        draws = False  # the cell closes its figures on purpose (it saved them to files)
     return draws, prints, defined
+
 
 def displays(src):
     "True if the cell ends with a bare expression that is not a call (a name, a dict, `x[0]`...): Jupyter shows it."
     code = _python(src).rstrip()
-    try: tree = ast.parse(code)
-    except SyntaxError: return False
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
     last = tree.body[-1] if tree.body else None
-    return (isinstance(last, ast.Expr) and not isinstance(last.value, (ast.Call, ast.Constant, ast.Await, ast.Yield))
-            and not code.endswith(';'))
+    return (
+        isinstance(last, ast.Expr)
+        and not isinstance(last.value, (ast.Call, ast.Constant, ast.Await, ast.Yield))
+        and not code.endswith(";")
+    )
+
 
 def expects_output(cell, drawers=frozenset()):
     "A code cell that shows something when run: it draws, prints at top level or ends with a bare expression."
-    if flagged(cell.source): return False
+    if flagged(cell.source):
+        return False
     draws, prints, _ = analyse(cell.source, drawers)
     return draws or prints or displays(cell.source)
 
+
 def is_figure(cell, drawers=frozenset()):
     "A code cell that draws a matplotlib figure (or is tagged `figure`)."
-    tags = cell.get('metadata', {}).get('tags', [])
-    return 'figure' in tags or analyse(cell.source, drawers)[0]
+    tags = cell.get("metadata", {}).get("tags", [])
+    return "figure" in tags or analyse(cell.source, drawers)[0]
+
 
 def image_outputs(cell):
     "How many outputs of the cell are images."
-    return sum(o.get('output_type') in ('display_data', 'execute_result') and
-               any(k.startswith('image/') for k in o.get('data', {})) for o in cell.get('outputs', []))
+    return sum(
+        o.get("output_type") in ("display_data", "execute_result")
+        and any(k.startswith("image/") for k in o.get("data", {}))
+        for o in cell.get("outputs", [])
+    )
 
-def has_image(cell): return image_outputs(cell) > 0
+
+def has_image(cell):
+    return image_outputs(cell) > 0
+
 
 def has_text(cell):
-    return any(o.get('output_type') == 'stream' and o.get('text') for o in cell.get('outputs', []))
+    return any(
+        o.get("output_type") == "stream" and o.get("text")
+        for o in cell.get("outputs", [])
+    )
+
 
 def problems(path):
     "List of human-readable problems in one notebook."
     nb = nbformat.read(path, as_version=4)
-    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == 'code']
-    if code and not any(c.get('outputs') for _, c in code):
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    if code and not any(c.get("outputs") for _, c in code):
         # a notebook whose cells all run silently (defs and passing checks) has nothing to show
         drawers = set()
-        for _, c in code: drawers |= analyse(c.source, drawers)[2]
+        for _, c in code:
+            drawers |= analyse(c.source, drawers)[2]
         if any(expects_output(c, drawers) for _, c in code):
-            return [f'{path}: committed with no outputs (run `make execute`)']
+            return [f"{path}: committed with no outputs (run `make execute`)"]
     out, drawers = [], set()
     for i, c in code:
-        first = c.source.strip().splitlines()[0][:60] if c.source.strip() else ''
-        for o in c.get('outputs', []):
-            if o.get('output_type') == 'error':
-                out.append(f"{path}: cell {i} was committed with an error output ({o.get('ename')}): {first!r}")
+        first = c.source.strip().splitlines()[0][:60] if c.source.strip() else ""
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "error":
+                out.append(
+                    f"{path}: cell {i} was committed with an error output ({o.get('ename')}): {first!r}"
+                )
         draws, prints, defined = analyse(c.source, drawers)
         drawers |= defined
-        if flagged(c.source): continue
-        if (draws or 'figure' in c.metadata.get('tags', [])) and not has_image(c):
-            out.append(f'{path}: cell {i} draws a figure but has no image output: {first!r}')
+        if flagged(c.source):
+            continue
+        if (draws or "figure" in c.metadata.get("tags", [])) and not has_image(c):
+            out.append(
+                f"{path}: cell {i} draws a figure but has no image output: {first!r}"
+            )
         if prints and not has_text(c):
-            out.append(f'{path}: cell {i} calls print() but has no printed output: {first!r}')
+            out.append(
+                f"{path}: cell {i} calls print() but has no printed output: {first!r}"
+            )
     return out
+
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    nbs = [Path(a) for a in argv] or sorted(Path('nbs').glob('*.ipynb'))
+    nbs = [Path(a) for a in argv] or sorted(Path("nbs").glob("*.ipynb"))
     errs = [p for nb in nbs for p in problems(nb)]
-    for e in errs: print(e, file=sys.stderr)
-    print(f'check_outputs: {len(nbs)} notebooks, {len(errs)} problems')
+    for e in errs:
+        print(e, file=sys.stderr)
+    print(f"check_outputs: {len(nbs)} notebooks, {len(errs)} problems")
     return 1 if errs else 0
 
-if __name__ == '__main__': sys.exit(main())
+
+if __name__ == "__main__":
+    sys.exit(main())

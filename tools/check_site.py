@@ -13,35 +13,64 @@ package (`executable_path`; Playwright's own browser download is not needed), an
   * solutions are folded: each `solution` cell is hidden until its toggle is clicked, then shown.
 Prints one line per page with its timings; exits 1 if any check failed.
 """
-import argparse, functools, http.server, os, sys, threading, time
+
+import argparse
+import functools
+import http.server
+import os
+import sys
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
+
 from check_outputs import image_outputs
 from make_student import is_solution
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ['index', '01_atl', '03_hinge', '05a_threshold', '07_metrics', '11_reproduce']
-CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
-ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage']
+PAGES = ["index", "01_atl", "03_hinge", "05a_threshold", "07_metrics", "11_reproduce"]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
 
 def notebook_facts(nb_path):
     "Image outputs and solution cells (code, markdown) that the notebook carries."
     import nbformat
-    if not Path(nb_path).is_file(): return {'images': 0, 'sol_code': 0, 'sol_md': 0}
+
+    if not Path(nb_path).is_file():
+        return {"images": 0, "sol_code": 0, "sol_md": 0}
     nb = nbformat.read(nb_path, as_version=4)
     sol = [c for c in nb.cells if is_solution(c)]
-    imgs = sum(image_outputs(c) for c in nb.cells if c.cell_type == 'code')
-    return {'images': imgs, 'sol_code': sum(c.cell_type == 'code' for c in sol), 'sol_md': sum(c.cell_type == 'markdown' for c in sol)}
+    imgs = sum(image_outputs(c) for c in nb.cells if c.cell_type == "code")
+    return {
+        "images": imgs,
+        "sol_code": sum(c.cell_type == "code" for c in sol),
+        "sol_md": sum(c.cell_type == "markdown" for c in sol),
+    }
+
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *a): pass
+    def log_message(self, *a):
+        pass
+
 
 def serve(site):
     "Start a threaded http.server for `site` on a free loopback port; return (server, base_url)."
-    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(site)))
+    srv = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site))
+    )
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, f'http://127.0.0.1:{srv.server_address[1]}/'
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}/"
+
 
 # Runs in the page: what a reader sees.
 PAGE_FACTS = """() => {
@@ -62,100 +91,159 @@ PAGE_FACTS = """() => {
   };
 }"""
 
+
 def check_solutions(page, facts):
     "Solutions are hidden until their toggle is clicked; return a list of problems."
     errs = []
-    det = page.locator('main details.hide')
-    if det.count() < facts['sol_code']:
-        errs.append(f"{facts['sol_code']} solution code cells in the notebook, {det.count()} folded on the page")
+    det = page.locator("main details.hide")
+    if det.count() < facts["sol_code"]:
+        errs.append(
+            f"{facts['sol_code']} solution code cells in the notebook, {det.count()} folded on the page"
+        )
     if det.count():
-        first, body = det.first, det.first.locator('.cell_input')
-        if first.get_attribute('open') is not None or body.is_visible(): errs.append('a solution is shown before it is clicked')
-        first.locator('summary').click()
-        if not body.is_visible(): errs.append('clicking "Show solution" did not show the solution')
-    drop = page.locator('main .admonition.dropdown')
-    if drop.count() < facts['sol_md']:
-        errs.append(f"{facts['sol_md']} solution markdown cells in the notebook, {drop.count()} folded on the page")
+        first, body = det.first, det.first.locator(".cell_input")
+        if first.get_attribute("open") is not None or body.is_visible():
+            errs.append("a solution is shown before it is clicked")
+        first.locator("summary").click()
+        if not body.is_visible():
+            errs.append('clicking "Show solution" did not show the solution')
+    drop = page.locator("main .admonition.dropdown")
+    if drop.count() < facts["sol_md"]:
+        errs.append(
+            f"{facts['sol_md']} solution markdown cells in the notebook, {drop.count()} folded on the page"
+        )
     if drop.count():
-        hidden = drop.first.locator('.toggle-hidden, .dropdown-content, p').last
-        if hidden.is_visible(): errs.append('a worked (markdown) solution is shown before it is clicked')
-        drop.first.locator('button, .admonition-title').first.click()
+        hidden = drop.first.locator(".toggle-hidden, .dropdown-content, p").last
+        if hidden.is_visible():
+            errs.append("a worked (markdown) solution is shown before it is clicked")
+        drop.first.locator("button, .admonition-title").first.click()
         page.wait_for_timeout(300)
-        if not hidden.is_visible(): errs.append('clicking a worked solution did not show it')
-    facts['folded'] = det.count() + drop.count()
+        if not hidden.is_visible():
+            errs.append("clicking a worked solution did not show it")
+    facts["folded"] = det.count() + drop.count()
     return errs
+
 
 def check_page(page, base, stem, facts, shots=None):
     "Open one page and return (problems, seconds to load, seconds to typeset)."
     errs, t0 = [], time.time()
-    resp = page.goto(base + stem + '.html', wait_until='load')
-    if not resp or resp.status != 200: return [f'HTTP {resp.status if resp else "no response"}'], 0, 0, {}
+    resp = page.goto(base + stem + ".html", wait_until="load")
+    if not resp or resp.status != 200:
+        return [f"HTTP {resp.status if resp else 'no response'}"], 0, 0, {}
     t_load = time.time() - t0
-    has_math = page.locator('main .math').count() > 0
+    has_math = page.locator("main .math").count() > 0
     if has_math:
         try:
-            page.wait_for_function('() => window.MathJax && MathJax.startup && MathJax.startup.promise', timeout=20000)
-            page.evaluate('() => MathJax.startup.promise')
+            page.wait_for_function(
+                "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                timeout=20000,
+            )
+            page.evaluate("() => MathJax.startup.promise")
         except Exception as e:
-            errs.append(f'MathJax did not start: {str(e).splitlines()[0]}')
+            errs.append(f"MathJax did not start: {str(e).splitlines()[0]}")
     t_math = time.time() - t0 - t_load
-    page.wait_for_function('() => [...document.images].every(i => i.complete)', timeout=20000)
+    page.wait_for_function(
+        "() => [...document.images].every(i => i.complete)", timeout=20000
+    )
     f = page.evaluate(PAGE_FACTS)
-    if has_math and not f['mjx']: errs.append('no equation typeset (no mjx-container)')
-    if f['untypeset']: errs.append(f"{len(f['untypeset'])} math elements not typeset, e.g. {f['untypeset'][0]!r}")
-    if f['raw']: errs.append(f"raw TeX delimiters in the visible text: {f['raw']}")
-    if f['broken']: errs.append(f"images that did not load: {f['broken'][:3]}")
-    if f['outImgs'] < facts['images']:
-        errs.append(f"the notebook has {facts['images']} image outputs, the page shows {f['outImgs']}")
-    if f['traceback']: errs.append('a Python traceback is visible')
+    if has_math and not f["mjx"]:
+        errs.append("no equation typeset (no mjx-container)")
+    if f["untypeset"]:
+        errs.append(
+            f"{len(f['untypeset'])} math elements not typeset, e.g. {f['untypeset'][0]!r}"
+        )
+    if f["raw"]:
+        errs.append(f"raw TeX delimiters in the visible text: {f['raw']}")
+    if f["broken"]:
+        errs.append(f"images that did not load: {f['broken'][:3]}")
+    if f["outImgs"] < facts["images"]:
+        errs.append(
+            f"the notebook has {facts['images']} image outputs, the page shows {f['outImgs']}"
+        )
+    if f["traceback"]:
+        errs.append("a Python traceback is visible")
     errs += check_solutions(page, facts)
-    if shots: page.screenshot(path=str(Path(shots) / f'{stem}.png'), full_page=False)
+    if shots:
+        page.screenshot(path=str(Path(shots) / f"{stem}.png"), full_page=False)
     f.update(facts)
     return errs, t_load, t_math, f
 
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--site', default=str(ROOT / '_site'))
-    ap.add_argument('--nbs', default=str(ROOT / 'nbs'), help='notebooks the site was built from (image and solution counts)')
-    ap.add_argument('--pages', nargs='+', default=PAGES)
-    ap.add_argument('--shots', help='folder for a screenshot of each page')
+    ap.add_argument("--site", default=str(ROOT / "_site"))
+    ap.add_argument(
+        "--nbs",
+        default=str(ROOT / "nbs"),
+        help="notebooks the site was built from (image and solution counts)",
+    )
+    ap.add_argument("--pages", nargs="+", default=PAGES)
+    ap.add_argument("--shots", help="folder for a screenshot of each page")
     a = ap.parse_args(argv)
     site = Path(a.site)
-    if not (site / 'index.html').is_file(): sys.exit(f'check_site: {site}/index.html not found; run `make book` first')
+    if not (site / "index.html").is_file():
+        sys.exit(f"check_site: {site}/index.html not found; run `make book` first")
     if not Path(CHROMIUM).is_file():
-        sys.exit(f'check_site: {CHROMIUM} not found; install Debian\'s chromium (apt-get install -y chromium) or set CHROMIUM')
+        sys.exit(
+            f"check_site: {CHROMIUM} not found; install Debian's chromium (apt-get install -y chromium) or set CHROMIUM"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        sys.exit('check_site: the playwright package is missing; install the book extra: pip install -e ".[book]"')
-    if a.shots: Path(a.shots).mkdir(parents=True, exist_ok=True)
+        sys.exit(
+            'check_site: the playwright package is missing; install the book extra: pip install -e ".[book]"'
+        )
+    if a.shots:
+        Path(a.shots).mkdir(parents=True, exist_ok=True)
     srv, base = serve(site)
     failed, t_all, offsite = 0, time.time(), []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            page = browser.new_page(viewport={'width': 1280, 'height': 900})
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=ARGS
+            )
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+
             def route(r):
-                if urlparse(r.request.url).hostname in ('127.0.0.1', 'localhost'): return r.continue_()
-                offsite.append(r.request.url); return r.abort()
-            page.route('**/*', route)
+                if urlparse(r.request.url).hostname in ("127.0.0.1", "localhost"):
+                    return r.continue_()
+                offsite.append(r.request.url)
+                return r.abort()
+
+            page.route("**/*", route)
             for stem in a.pages:
-                facts = notebook_facts(Path(a.nbs) / f'{stem}.ipynb')
+                facts = notebook_facts(Path(a.nbs) / f"{stem}.ipynb")
                 n_off = len(offsite)
                 try:
-                    errs, t_load, t_math, f = check_page(page, base, stem, facts, a.shots)
+                    errs, t_load, t_math, f = check_page(
+                        page, base, stem, facts, a.shots
+                    )
                 except Exception as e:
-                    errs, t_load, t_math, f = [f'{type(e).__name__}: {str(e).splitlines()[0]}'], 0, 0, {}
-                errs += [f'asked for an off-site resource: {u}' for u in offsite[n_off:]]
+                    errs, t_load, t_math, f = (
+                        [f"{type(e).__name__}: {str(e).splitlines()[0]}"],
+                        0,
+                        0,
+                        {},
+                    )
+                errs += [
+                    f"asked for an off-site resource: {u}" for u in offsite[n_off:]
+                ]
                 failed += bool(errs)
-                print(f"{'FAIL' if errs else 'ok  '} {stem}.html: load {t_load:.2f} s, math {t_math:.2f} s; "
-                      f"{f.get('mjx', 0)} equations typeset, {f.get('imgs', 0)} images ({f.get('outImgs', 0)} figures), "
-                      f"{f.get('folded', 0)} of {f.get('sol_code', 0) + f.get('sol_md', 0)} solutions folded")
-                for e in errs: print(f'       - {e}')
+                print(
+                    f"{'FAIL' if errs else 'ok  '} {stem}.html: load {t_load:.2f} s, math {t_math:.2f} s; "
+                    f"{f.get('mjx', 0)} equations typeset, {f.get('imgs', 0)} images ({f.get('outImgs', 0)} figures), "
+                    f"{f.get('folded', 0)} of {f.get('sol_code', 0) + f.get('sol_md', 0)} solutions folded"
+                )
+                for e in errs:
+                    print(f"       - {e}")
             browser.close()
     finally:
         srv.shutdown()
-    print(f'check_site: {len(a.pages)} pages, {failed} failed, {time.time() - t_all:.1f} s')
+    print(
+        f"check_site: {len(a.pages)} pages, {failed} failed, {time.time() - t_all:.1f} s"
+    )
     return 1 if failed else 0
 
-if __name__ == '__main__': sys.exit(main())
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,55 +4,86 @@ Usage: python tools/execute_nbs.py [--only NB ...] [--timeout S] [--path nbs]
 Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped, as nbdev_test does, and
 keep no outputs. Afterwards `nbdev_clean --fname` tidies each notebook (clear_all = False: outputs stay).
 """
-import argparse, configparser, os, re, subprocess, sys, time
+
+import argparse
+import configparser
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
+
 import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 def tst_flags():
-    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT / 'settings.ini')
-    return cfg['DEFAULT'].get('tst_flags', 'slow gpu').split()
+    cfg = configparser.ConfigParser(delimiters=["="])
+    cfg.read(ROOT / "settings.ini")
+    return cfg["DEFAULT"].get("tst_flags", "slow gpu").split()
+
 
 def is_flagged(src, flags):
     "True if a `#| <flag>` directive line is in the cell."
-    return any(re.match(r'#\|\s*(%s)\s*$' % '|'.join(map(re.escape, flags)), l.strip()) for l in src.splitlines())
+    return any(
+        re.match(r"#\|\s*(%s)\s*$" % "|".join(map(re.escape, flags)), l.strip())
+        for l in src.splitlines()
+    )
+
 
 class SkipFlagged(ExecutePreprocessor):
     "ExecutePreprocessor that leaves flagged cells unrun, with no outputs."
+
     flags = ()
+
     def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type == 'code' and is_flagged(cell.source, self.flags):
+        if cell.cell_type == "code" and is_flagged(cell.source, self.flags):
             cell.outputs, cell.execution_count = [], None
             return cell, resources
         return super().preprocess_cell(cell, resources, index)
 
+
 def execute(path, timeout=600, flags=None):
     path = Path(path)
-    os.environ.pop('MPLBACKEND', None)  # Agg in the kernel would make plt.show() emit no image
+    os.environ.pop(
+        "MPLBACKEND", None
+    )  # Agg in the kernel would make plt.show() emit no image
     nb = nbformat.read(path, as_version=4)
-    ep = SkipFlagged(timeout=timeout, kernel_name='python3')
+    ep = SkipFlagged(timeout=timeout, kernel_name="python3")
     ep.flags = tuple(flags or tst_flags())
-    ep.preprocess(nb, {'metadata': {'path': str(path.parent)}})
+    ep.preprocess(nb, {"metadata": {"path": str(path.parent)}})
     nbformat.write(nb, path)
-    subprocess.run(['nbdev_clean', '--fname', str(path)], check=True, cwd=ROOT)
+    subprocess.run(["nbdev_clean", "--fname", str(path)], check=True, cwd=ROOT)
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument('--only', nargs='+', help='notebook names or paths (default: all in --path)')
-    ap.add_argument('--path', default=str(ROOT / 'nbs'))
-    ap.add_argument('--timeout', type=int, default=600, help='seconds per cell')
+    ap.add_argument(
+        "--only", nargs="+", help="notebook names or paths (default: all in --path)"
+    )
+    ap.add_argument("--path", default=str(ROOT / "nbs"))
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     a = ap.parse_args(argv)
     base = Path(a.path)
     if a.only:
-        nbs = [Path(n) if Path(n).exists() else base / (n if n.endswith('.ipynb') else n + '.ipynb') for n in a.only]
+        nbs = [
+            Path(n)
+            if Path(n).exists()
+            else base / (n if n.endswith(".ipynb") else n + ".ipynb")
+            for n in a.only
+        ]
     else:
-        nbs = sorted(p for p in base.glob('*.ipynb') if not p.name.startswith('_'))
+        nbs = sorted(p for p in base.glob("*.ipynb") if not p.name.startswith("_"))
     for nb in nbs:
-        t = time.time(); print(f'executing {nb} ...', flush=True)
+        t = time.time()
+        print(f"executing {nb} ...", flush=True)
         execute(nb, a.timeout)
-        print(f'  done in {time.time() - t:.0f}s', flush=True)
+        print(f"  done in {time.time() - t:.0f}s", flush=True)
     return 0
 
-if __name__ == '__main__': sys.exit(main())
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,40 +1,133 @@
 """Runs in a fresh venv with only `pip install .`: the library works without nbdev or Jupyter."""
-import importlib.util, json, subprocess, sys
+
+import importlib.util
+import json
+import subprocess
+import sys
+
 import torch
 
-for absent in ('nbdev', 'jupyter_core', 'execnb', 'ipykernel'):
-    assert importlib.util.find_spec(absent) is None, f'{absent} should not be installed here'
+for absent in ("nbdev", "jupyter_core", "execnb", "ipykernel"):
+    assert importlib.util.find_spec(absent) is None, (
+        f"{absent} should not be installed here"
+    )
 
-from hingeabl_nb import atl, sat, hinge, losses, data, metrics, model, train, lab, reproduce, records, cli  # noqa: F401
+from hingeabl_nb import (
+    atl,
+    cli,
+    data,
+    hinge,
+    lab,
+    losses,
+    metrics,
+    model,
+    records,
+    reproduce,
+    sat,
+    train,
+)  # noqa: F401
 from hingeabl_nb.losses import LOSSES, predict
 
 logits = torch.randn(6, 97, requires_grad=True)
-labels = torch.zeros(6, 97); labels[:3, 0] = 1; labels[3:, 5] = 1
+labels = torch.zeros(6, 97)
+labels[:3, 0] = 1
+labels[3:, 5] = 1
 for name, fn in LOSSES.items():
-    loss = fn(logits, labels); loss.backward()
+    loss = fn(logits, labels)
+    loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all(), name
     logits.grad = None
 assert predict(logits).shape == logits.shape
-docs = data.load_docs(data.sample_dir() / 'dev.json')
+docs = data.load_docs(data.sample_dir() / "dev.json")
 assert docs and data.tiny_tokenizer() is not None
-cfg = json.loads(subprocess.run(['hingeabl-train', '--preset', 'paper', '--loss', 'HingeABL', '--seed', '1',
-                                 '--out', 'x', '--print-config'], check=True, capture_output=True, text=True).stdout)
+cfg = json.loads(
+    subprocess.run(
+        [
+            "hingeabl-train",
+            "--preset",
+            "paper",
+            "--loss",
+            "HingeABL",
+            "--seed",
+            "1",
+            "--out",
+            "x",
+            "--print-config",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+)
 assert cfg, cfg
-for cli in ('hingeabl-lab', 'hingeabl-compare', 'hingeabl-download'):
-    subprocess.run([cli, '--help'], check=True, capture_output=True)
+for cli in ("hingeabl-lab", "hingeabl-compare", "hingeabl-download"):
+    subprocess.run([cli, "--help"], check=True, capture_output=True)
 
 # The console scripts must exit with status 0 after a real (tiny) job, not print their result dict.
 import tempfile
 from pathlib import Path
+
 tmp = Path(tempfile.mkdtemp())
 run = lambda *argv: subprocess.run(list(argv), capture_output=True, text=True)
-r = run('hingeabl-train', '--preset', 'smoke', '--loss', 'HingeABL', '--seed', '1', '--epochs', '1', '--max-train-docs', '4',
-        '--max-eval-docs', '2', '--threads', '1', '--no-progress', '--out', str(tmp / 'train'))
-assert r.returncode == 0 and (tmp / 'train' / 'metrics.json').is_file(), (r.returncode, r.stderr[-2000:])
-tiny = lab.save_tiny_encoder(tmp / 'tiny')
-r = run('hingeabl-lab', '--model', str(tiny), '--data-dir', str(data.sample_dir()), '--out', str(tmp / 'lab'), '--losses', 'ATL',
-        '--epochs', '1', '--cache-dir', str(tmp / 'cache'), '--threads', '1', '--no-progress')
-assert r.returncode == 0 and records.load_record(tmp / 'lab' / 'grid.json')['preset'] == 'lab', (r.returncode, r.stderr[-2000:])
-r = run('hingeabl-train', '--preset', 'smoke', '--loss', 'NoSuchLoss', '--out', str(tmp / 'bad'))
-assert r.returncode != 0 and 'NoSuchLoss' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
-print(f'installed package OK: {len(LOSSES)} losses, {len(docs)} sample dev docs, CLIs run and exit cleanly')
+r = run(
+    "hingeabl-train",
+    "--preset",
+    "smoke",
+    "--loss",
+    "HingeABL",
+    "--seed",
+    "1",
+    "--epochs",
+    "1",
+    "--max-train-docs",
+    "4",
+    "--max-eval-docs",
+    "2",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--out",
+    str(tmp / "train"),
+)
+assert r.returncode == 0 and (tmp / "train" / "metrics.json").is_file(), (
+    r.returncode,
+    r.stderr[-2000:],
+)
+tiny = lab.save_tiny_encoder(tmp / "tiny")
+r = run(
+    "hingeabl-lab",
+    "--model",
+    str(tiny),
+    "--data-dir",
+    str(data.sample_dir()),
+    "--out",
+    str(tmp / "lab"),
+    "--losses",
+    "ATL",
+    "--epochs",
+    "1",
+    "--cache-dir",
+    str(tmp / "cache"),
+    "--threads",
+    "1",
+    "--no-progress",
+)
+assert (
+    r.returncode == 0
+    and records.load_record(tmp / "lab" / "grid.json")["preset"] == "lab"
+), (r.returncode, r.stderr[-2000:])
+r = run(
+    "hingeabl-train",
+    "--preset",
+    "smoke",
+    "--loss",
+    "NoSuchLoss",
+    "--out",
+    str(tmp / "bad"),
+)
+assert r.returncode != 0 and "NoSuchLoss" in r.stderr and "Traceback" not in r.stderr, (
+    r.stderr[-2000:]
+)
+print(
+    f"installed package OK: {len(LOSSES)} losses, {len(docs)} sample dev docs, CLIs run and exit cleanly"
+)
