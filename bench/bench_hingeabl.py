@@ -1,13 +1,14 @@
 #!/usr/bin/env python
-"""Time forward + backward of our `hinge_abl_loss` against the official HingeABL formulation.
+"""Time forward + backward of our `hinge_abl_loss` against the official formulation.
 
-The baseline is a re-expression, written for this benchmark, of the computation in the official
-`losses.py` (`Jize-W/HingeABL`, `get_relu_sat_loss`): hinge weights masked by multiplication and
-normalised separately, probabilities from `torch.exp` of the raw scores, `-log(p + 1e-30)`. Both run in
-the same process on the same tensors; the two values are checked to agree before timing.
+The baseline is a re-expression, written for this benchmark, of the computation in the
+official `losses.py` (`Jize-W/HingeABL`, `get_relu_sat_loss`): hinge weights masked by
+multiplication and normalised separately, probabilities from `torch.exp` of the raw
+scores, `-log(p + 1e-30)`. Both run in the same process on the same tensors; the two
+values are checked to agree before timing.
 
 Usage (from the repository root):
-    python bench/bench_hingeabl.py                      # CPU, then CUDA if available; 4 docs x 400 pairs x 97
+    python bench/bench_hingeabl.py        # CPU, then CUDA if available; 4 x 400 x 97
     python bench/bench_hingeabl.py --device cpu --threads 1 --rounds 5
     python bench/bench_hingeabl.py --docs 4 --pairs 400 --classes 97 --repeats 50
 """
@@ -36,7 +37,9 @@ except (
 def official_formulation(
     logits: torch.Tensor, labels: torch.Tensor, m: float = 5.0
 ) -> torch.Tensor:
-    "Exp-based HingeABL as the official code computes it (separate normalisation, eps 1e-30)."
+    """Exp-based HingeABL as the official code computes it (separate normalisation, eps
+    1e-30).
+    """
     s_th = logits[:, :1]
     not_labels = 1 - labels
     w_pos = (F.relu(s_th - logits + m) * labels)[:, 1:]
@@ -120,7 +123,8 @@ def bench(device: str, args) -> float:
         )
     mo, mf = statistics.median(t_ours), statistics.median(t_off)
     print(
-        f"[{device}] shape {tuple(logits.shape)}  |loss diff| {diff:.1e}  max |grad diff| {gdiff:.1e}\n  "
+        f"[{device}] shape {tuple(logits.shape)}  |loss diff| {diff:.1e}  "
+        f"max |grad diff| {gdiff:.1e}\n  "
         f"ours {mo:.3f} ms  official {mf:.3f} ms  ratio official/ours {mf / mo:.2f}"
     )
     return mf / mo
@@ -157,7 +161,8 @@ def main(argv=None):
         print("[cuda] not available, skipped")
         devices.remove("cuda")
     print(
-        f"torch {torch.__version__}, {args.threads} CPU thread(s), forward+backward, median of {args.repeats} x {args.rounds}"
+        f"torch {torch.__version__}, {args.threads} CPU thread(s), forward+backward, "
+        f"median of {args.repeats} x {args.rounds}"
     )
     return {d: bench(d, args) for d in devices}
 

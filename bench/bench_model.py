@@ -1,15 +1,20 @@
 #!/usr/bin/env python
-"""Forward + backward throughput (documents/s) of ATLOP with eager attention (as the official code) versus
-SDPA in every layer with only the last layer's attention probabilities recomputed (`attn_implementation="sdpa"`).
+"""Forward + backward throughput (documents/s) of ATLOP: eager attention versus SDPA.
 
-Both encoders carry the same weights and run in the same process on the same synthetic Re-DocRED-like batch
-(random tokens, `--entities` entities with 1-3 mentions each, all ordered pairs); their logits are checked to
-agree before timing.
+Eager attention (as the official code) versus SDPA in every layer with only the last
+layer's attention probabilities recomputed (`attn_implementation="sdpa"`).
+
+Both encoders carry the same weights and run in the same process on the same synthetic
+Re-DocRED-like batch (random tokens, `--entities` entities with 1-3 mentions each, all
+ordered pairs); their logits are checked to agree before timing.
 
 Usage:
-    python bench/bench_model.py                               # CPU, MiniLM if found (else tiny BERT), 2 x 512 tokens
-    python bench/bench_model.py --device all                  # CPU, then CUDA if available
-    python bench/bench_model.py --device cuda --len 1024 --batch 4 --encoder /path/to/bert-base-cased
+    # CPU, MiniLM if found (else tiny BERT), 2 x 512 tokens
+    python bench/bench_model.py
+    # CPU, then CUDA if available
+    python bench/bench_model.py --device all
+    # CUDA, 4 x 1024 tokens, PATH a local bert-base-cased folder
+    python bench/bench_model.py --device cuda --len 1024 --batch 4 --encoder PATH
 """
 
 from __future__ import annotations
@@ -87,7 +92,9 @@ def time_steps(model, batch, device, steps: int, autocast_dtype) -> list[float]:
 
 
 def time_encoder(model, batch, device, steps: int, autocast_dtype) -> list[float]:
-    "Forward + backward of the encoding step alone (`encode_long`), where the two options differ."
+    """Forward + backward of the encoding step alone (`encode_long`), where the two
+    options differ.
+    """
     ids, am = batch[0].to(device), batch[1].to(device)
     start, end = model.window_tokens()
     times = []
@@ -133,8 +140,10 @@ def bench(device: torch.device, args) -> None:
             m.train()
     amp = torch.bfloat16 if device.type == "cuda" and not args.fp32 else None
     print(
-        f"[{device}] encoder={spec} batch={args.batch} len={args.len} entities={args.entities} "
-        f"pairs/doc={args.entities * (args.entities - 1)} autocast={amp} | eval logits max |eager - sdpa| = {diff:.2e}"
+        f"[{device}] encoder={spec} batch={args.batch} len={args.len} "
+        f"entities={args.entities} "
+        f"pairs/doc={args.entities * (args.entities - 1)} autocast={amp} | "
+        f"eval logits max |eager - sdpa| = {diff:.2e}"
     )
     for what, timer in [("whole model", time_steps), ("encoder only", time_encoder)]:
         rate = {}
@@ -149,10 +158,12 @@ def bench(device: torch.device, args) -> None:
                 else ""
             )
             print(
-                f"  {what:12s} {impl:5s}: {t * 1000:8.1f} ms / step, {rate[impl]:7.2f} docs/s (forward + backward){mem}"
+                f"  {what:12s} {impl:5s}: {t * 1000:8.1f} ms / step, "
+                f"{rate[impl]:7.2f} docs/s (forward + backward){mem}"
             )
         print(
-            f"  {what:12s} sdpa / eager throughput ratio: {rate['sdpa'] / rate['eager']:.2f}x"
+            f"  {what:12s} sdpa / eager throughput ratio: "
+            f"{rate['sdpa'] / rate['eager']:.2f}x"
         )
 
 

@@ -1,32 +1,36 @@
 #!/usr/bin/env python
-"""Throughput, memory and time per epoch of the `hingeabl_nb.train` loop (measured, not asserted).
+"""Throughput, memory and time per epoch of the `hingeabl_nb.train` loop.
 
-Runs the trainer's own pieces (`make_accelerator`, `epoch_batches`, `fit`, `predict_logits`)
-on real Re-DocRED documents (the first `--docs` of dev_revised.json when the shared data folder is
-found, else the embedded sample) and reports, per device:
+Measured, not asserted. Runs the trainer's own pieces (`make_accelerator`,
+`epoch_batches`, `fit`, `predict_logits`) on real Re-DocRED documents (the first
+`--docs` of dev_revised.json when the shared data folder is found, else the embedded
+sample) and reports, per device:
 
 * training throughput (documents/s) over one epoch, after one untimed warm-up epoch;
 * evaluation throughput (documents/s) with the test batch size;
-* seconds per training epoch over the documents used, and extrapolated to the 3,053 documents of
-  train_revised.json (paper preset) and to the 400 of the reduced preset;
+* seconds per training epoch over the documents used, and extrapolated to the 3,053
+  documents of train_revised.json (paper preset) and to the 400 of the reduced preset;
 * peak memory: process RSS on CPU, `torch.cuda.max_memory_allocated` on CUDA.
 
-Encoders: `tiny` (random 2-layer BERT, smoke preset), `minilm` (the shared MiniLM-L6, reduced preset)
-and `base` (a randomly initialised BERT-base-sized encoder: 12 layers, hidden 768; its timing is the
-same as pretrained bert-base-cased, whose weights are not available offline).
+Encoders: `tiny` (random 2-layer BERT, smoke preset), `minilm` (the shared MiniLM-L6,
+reduced preset) and `base` (a randomly initialised BERT-base-sized encoder: 12 layers,
+hidden 768; its timing is the same as pretrained bert-base-cased, whose weights are not
+available offline).
 
-With `--baseline`, the same epoch is also timed, in the same process and on the same documents, for
-an *official-style* configuration: pooling by Python loops over entities and pairs
-(`model.pool_loop`, the structure of the official ATLOP/HingeABL code), eager attention, and fp16
-autocast on CUDA (fp32 on CPU), as the official scripts run. The script prints our throughput
-divided by that baseline's. This is our re-expression of the official code's structure, not the
-official code itself.
+With `--baseline`, the same epoch is also timed, in the same process and on the same
+documents, for an *official-style* configuration: pooling by Python loops over entities
+and pairs (`model.pool_loop`, the structure of the official ATLOP/HingeABL code), eager
+attention, and fp16 autocast on CUDA (fp32 on CPU), as the official scripts run. The
+script prints our throughput divided by that baseline's. This is our re-expression of
+the official code's structure, not the official code itself.
 
 Usage:
-    python bench/bench_train.py                                  # CPU, tiny encoder, 8 docs
-    python bench/bench_train.py --encoder-size minilm --docs 16 --baseline   # ratio against the loop baseline
+    python bench/bench_train.py                              # CPU, tiny encoder, 8 docs
+    # ratio against the loop baseline
+    python bench/bench_train.py --encoder-size minilm --docs 16 --baseline
     python bench/bench_train.py --encoder-size minilm --docs 16  # CPU, MiniLM
-    python bench/bench_train.py --encoder-size base --device all --docs 64   # CPU then CUDA
+    # CPU then CUDA
+    python bench/bench_train.py --encoder-size base --device all --docs 64
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def build(size: str, attn: str):
     minilm = find_up("shared/models/minilm-l6-h384-uncased")
     if minilm is None:
         sys.exit(
-            "bench_train: shared/models/minilm-l6-h384-uncased not found (needed for its tokenizer)"
+            "bench_train: shared/models/minilm-l6-h384-uncased not found "
+            "(needed for its tokenizer)"
         )
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -115,7 +120,9 @@ def one_epoch(net, opt, sched, acc, feats, batches, cfg) -> None:
 
 
 def bench(device: str, args, baseline: bool = False) -> dict:
-    "Time one training epoch and one evaluation pass; `baseline`: the official-style configuration (see above)."
+    """Time one training epoch and one evaluation pass; `baseline`: the official-style
+    configuration (see above).
+    """
     mixed = ("fp16" if device == "cuda" else "no") if baseline else args.mixed_precision
     cfg = train.resolve_config(
         "smoke" if args.encoder_size == "tiny" else "reduced",
@@ -212,7 +219,8 @@ def main(argv=None):
         "--record",
         default=None,
         help="with --baseline: write the measured ratio as JSON here "
-        "(e.g. nbs/results/throughput-{device}.json; {device} becomes the device's name)",
+        "(e.g. nbs/results/throughput-{device}.json; "
+        "{device} becomes the device's name)",
     )
     args = p.parse_args(argv)
     if args.record and not args.baseline:
@@ -248,12 +256,14 @@ def main(argv=None):
     for r in rows:
         print(" | ".join(f.format(r[c]) for c, f in cols))
     print(
-        "epoch_s_reduced / epoch_s_paper: one epoch (train + one dev evaluation) extrapolated from the measured "
+        "epoch_s_reduced / epoch_s_paper: one epoch (train + one dev evaluation) "
+        "extrapolated from the measured "
         "throughput to 400 + 100 (reduced) and 3,053 + 500 (paper) documents."
     )
     for ours, base in zip(rows[::2], rows[1::2]) if args.baseline else ():
         print(
-            f"[{ours['device']}] ours / official-style: training throughput {ours['train_docs_s'] / base['train_docs_s']:.2f}x, "
+            f"[{ours['device']}] ours / official-style: training throughput "
+            f"{ours['train_docs_s'] / base['train_docs_s']:.2f}x, "
             f"evaluation throughput {ours['eval_docs_s'] / base['eval_docs_s']:.2f}x"
         )
     if args.record:
@@ -269,7 +279,9 @@ def main(argv=None):
 
 
 def write_record(rows: list, path: str, command: str) -> Path:
-    "Write the throughput record: per device, ours and official-style docs/s and their ratio, with the command and date."
+    """Write the throughput record: per device, ours and official-style docs/s and their
+    ratio, with the command and date.
+    """
     import datetime
     import json
     import re

@@ -27,7 +27,8 @@ def check_pairs(
     labels: Tensor,  # should have the same shape
     where: str,  # name of the calling function, used in the error message
 ) -> None:
-    "Raise an error naming `where` unless logits/labels are matching (n_pairs, 1+n_rel) tensors, logits float."
+    """Raise an error naming `where` unless logits/labels are matching
+    (n_pairs, 1+n_rel) tensors, logits float."""
     for name, t in (("logits", logits), ("labels", labels)):
         if not isinstance(t, Tensor):
             raise TypeError(
@@ -35,11 +36,13 @@ def check_pairs(
             )
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(
-            f"{where}: logits must have shape (n_pairs, 1+n_rel) with n_rel >= 1 (2-D), got {tuple(logits.shape)}"
+            f"{where}: logits must have shape (n_pairs, 1+n_rel) "
+            f"with n_rel >= 1 (2-D), got {tuple(logits.shape)}"
         )
     if labels.shape != logits.shape:
         raise ValueError(
-            f"{where}: labels shape {tuple(labels.shape)} must equal logits shape {tuple(logits.shape)} "
+            f"{where}: labels shape {tuple(labels.shape)} "
+            f"must equal logits shape {tuple(logits.shape)} "
             f"(logits and labels must have the same shape)"
         )
     if not logits.is_floating_point():
@@ -52,7 +55,8 @@ def atl_parts(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
 ) -> tuple[Tensor, Tensor]:  # L1, L2, each (n_pairs,)
-    "Eqs. (3) and (4): per-pair ATL parts L1 (positives above TH) and L2 (TH above negatives), in log space."
+    """Eqs. (3) and (4): per-pair ATL parts L1 (positives above TH)
+    and L2 (TH above negatives), in log space."""
     check_pairs(logits, labels, "atl_parts")
     s = as_float(logits)
     pos = labels[:, 1:] > 0.5
@@ -80,7 +84,7 @@ def atl_loss(
 
 # %% ../nbs/01_atl.ipynb #c14127bf
 def _lse(xs: list) -> float:
-    "log(sum(exp(x))) of a list of Python floats, shifted by the maximum (float64, never overflows)."
+    "log(sum(exp(x))) of Python floats, shifted by the max (float64, never overflows)."
     mx = max(xs)
     return mx + math.log(sum(math.exp(x - mx) for x in xs))
 
@@ -89,7 +93,8 @@ def atl_ref(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
 ) -> float:  # mean ATL over pairs, computed in float64
-    "Eqs. (3)-(5) with Python loops and `math` in float64: the reference `atl_loss` is tested against."
+    """Eqs. (3)-(5) with Python loops and `math` in float64:
+    the reference `atl_loss` is tested against."""
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         P = [
@@ -106,7 +111,8 @@ def threshold_grad_split(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
 ) -> dict:  # grad_L1, grad_L2, share_L2, step_L1, step_L2, step_total, na_share
-    "Autograd split of d ATL / d s_TH (eq. 5, summed over pairs) into its L1 and L2 parts; step_* = -sign (+1 raises s_TH)."
+    """Autograd split of d ATL / d s_TH (eq. 5, summed over pairs) into its L1 and L2
+    parts; step_* = -sign (+1 raises s_TH)."""
     s = as_float(logits).detach().requires_grad_()
     L1, L2 = atl_parts(s, labels)
     g1 = torch.autograd.grad(L1.mean(), s, retain_graph=True)[0][:, 0].sum().item()
@@ -130,7 +136,7 @@ def synthetic_batch(
     gap: float = 3.0,  # gold scores are shifted by +gap, absent ones by -gap
     seed: int = 0,  # seed of a private torch.Generator
 ) -> tuple[Tensor, Tensor]:  # logits, labels: (n_pairs, 1+n_rel) float32
-    "A Re-DocRED-shaped random batch of scores and multi-hot labels, for analyses and tests."
+    "A Re-DocRED-shaped random batch of scores and multi-hot labels (analyses, tests)."
     if not 0 <= na_share <= 1:
         raise ValueError(f"synthetic_batch: na_share must be in [0, 1], got {na_share}")
     g = torch.Generator().manual_seed(seed)

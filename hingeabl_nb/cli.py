@@ -22,7 +22,8 @@ __all__ = ['parse_loss_options', 'train_parser', 'train_cli', 'lab_parser', 'lab
 def parse_loss_options(
     items: list | None,  # ["margin=3", "normalize=joint", ...]
 ) -> dict:  # {"margin": 3, "normalize": "joint"}
-    "The `--loss-option NAME=VALUE` flags as a dict (VALUE as JSON when it parses, else a string)."
+    """The `--loss-option NAME=VALUE` flags as a dict (VALUE as JSON when it
+    parses, else a string)."""
     out = {}
     for item in items or []:
         name, eq, value = item.partition("=")
@@ -132,7 +133,8 @@ def train_parser() -> argparse.ArgumentParser:
 def train_cli(
     argv: list | None = None,  # arguments (default: sys.argv[1:])
 ) -> dict | None:  # metrics.json content, or None with --print-config
-    "Entry point of `hingeabl-train`: resolve the preset with the flags, then print the config or run `train.run_training`."
+    """Entry point of `hingeabl-train`: resolve the preset with the flags, then
+    print the config or run `train.run_training`."""
     a = train_parser().parse_args(argv)
     try:
         cfg = train.resolve_config(
@@ -164,8 +166,10 @@ def train_cli(
         raise SystemExit(f"hingeabl-train: error: {e}") from None
     if res:
         print(
-            f"{cfg.protocol}\ntest F1 {res['test']['F1']:.2f}  Ign_F1 {res['test']['Ign_F1']:.2f}  "
-            f"(best dev epoch {res['best_epoch']}); wrote {Path(a.out) / 'metrics.json'}"
+            f"{cfg.protocol}\ntest F1 {res['test']['F1']:.2f}  "
+            f"Ign_F1 {res['test']['Ign_F1']:.2f}  "
+            f"(best dev epoch {res['best_epoch']}); "
+            f"wrote {Path(a.out) / 'metrics.json'}"
         )
     return res
 
@@ -176,17 +180,20 @@ def lab_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hingeabl-lab",
         description="Compare the losses on the ATLOP head over a frozen, "
-        "cached pretrained encoder (CPU friendly). Writes the grid record OUT/grid.json and prints tables.",
+        "cached pretrained encoder (CPU friendly). "
+        "Writes the grid record OUT/grid.json and prints tables.",
     )
     p.add_argument(
         "--model",
         default=None,
-        help="encoder folder (default: shared/models/minilm-l6-h384-uncased found walking up)",
+        help="encoder folder "
+        "(default: shared/models/minilm-l6-h384-uncased found walking up)",
     )
     p.add_argument(
         "--data-dir",
         default=None,
-        help="Re-DocRED folder (default: $HINGEABL_DATA or shared/data/redocred walking up)",
+        help="Re-DocRED folder "
+        "(default: $HINGEABL_DATA or shared/data/redocred walking up)",
     )
     p.add_argument("--out", required=True, help="output folder for grid.json")
     p.add_argument(
@@ -259,23 +266,26 @@ def lab_parser() -> argparse.ArgumentParser:
 def lab_cli(
     argv: list | None = None,  # arguments (default: sys.argv[1:])
 ) -> dict:  # the grid record
-    "Entry point of `hingeabl-lab`: check the folders, run `lab.run_lab`, print the tables, optionally copy the record."
+    """Entry point of `hingeabl-lab`: check the folders, run `lab.run_lab`, print
+    the tables, optionally copy the record."""
     p = lab_parser()
     a = p.parse_args(argv)
     model = a.model or find_up("shared/models/minilm-l6-h384-uncased")
     if model is None:
         p.error(
-            "no --model given and no shared/models/minilm-l6-h384-uncased found walking up from "
-            + str(Path.cwd())
+            "no --model given and no shared/models/minilm-l6-h384-uncased "
+            "found walking up from " + str(Path.cwd())
         )
     if not (Path(model).expanduser() / "config.json").is_file():
         p.error(
-            f"--model {model}: not an encoder folder (no config.json there); nothing is downloaded"
+            f"--model {model}: not an encoder folder (no config.json there); "
+            "nothing is downloaded"
         )
     data_dir = a.data_dir or data.locate_redocred()
     if data_dir is None:
         p.error(
-            "no --data-dir given, $HINGEABL_DATA unset and no shared/data/redocred found walking up"
+            "no --data-dir given, $HINGEABL_DATA unset and "
+            "no shared/data/redocred found walking up"
         )
     try:
         lab.lab_files(data_dir)
@@ -361,13 +371,15 @@ def compare_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--record",
-        help="also copy the record to this path; {device} is replaced by the device name",
+        help="also copy the record to this path; "
+        "{device} is replaced by the device name",
     )
     return p
 
 # %% ../nbs/11b_cli.ipynb #6c4ca301
 def compare_main(argv: list[str] | None = None) -> None:
-    "Entry point of `hingeabl-compare`: run the grid, write out/grid.json and out/tables.md, print the tables."
+    """Entry point of `hingeabl-compare`: run the grid, write out/grid.json and
+    out/tables.md, print the tables."""
     p = compare_parser()
     a = p.parse_args(argv)
     over = {

@@ -28,7 +28,8 @@ def hinge_class_loss(
     c: Tensor,  # c_r = -d_r, any shape
     m: float = 5.0,  # HingeABL margin m
 ) -> Tensor:  # max(0, m + c) * log(1 + e^c), same shape
-    "Eqs. (17)-(18) without the normaliser: w_r * softplus(c_r) with w_r = max(0, m + c_r)."
+    """Eqs. (17)-(18) without the normaliser: w_r * softplus(c_r)
+    with w_r = max(0, m + c_r)."""
     return hinge_weights(-c, m) * -F.logsigmoid(
         -c
     )  # exact softplus (F.softplus turns linear past 20)
@@ -46,7 +47,8 @@ def hinge_class_curvature(
     c: Tensor,  # c_r = -d_r, any shape, c > -m
     m: float = 5.0,  # HingeABL margin m
 ) -> Tensor:  # d^2 L_r / dc_r^2, same shape
-    "Eq. (20): d2L_r/dc_r2 = 2 sigmoid(c) + (m + c) sigmoid(c) sigmoid(-c), valid for c > -m."
+    """Eq. (20): d2L_r/dc_r2 = 2 sigmoid(c) + (m + c) sigmoid(c) sigmoid(-c),
+    valid for c > -m."""
     return 2 * torch.sigmoid(c) + (m + c) * torch.sigmoid(c) * torch.sigmoid(-c)
 
 # %% ../nbs/04_convexity.ipynb #b169830f
@@ -55,7 +57,8 @@ def one_sided_derivatives(
     c0: float,  # point where the derivative may jump
     h: float = 1e-7,  # step of the one-sided difference quotients
 ) -> tuple[float, float]:  # (left derivative, right derivative)
-    "Left and right difference quotients (f(c0) - f(c0 - h)) / h and (f(c0 + h) - f(c0)) / h in float64."
+    """Left and right difference quotients (f(c0) - f(c0 - h)) / h
+    and (f(c0 + h) - f(c0)) / h in float64."""
     x = torch.tensor([c0 - h, c0, c0 + h], dtype=torch.float64)
     y = f(x)
     return ((y[1] - y[0]) / h).item(), ((y[2] - y[1]) / h).item()
@@ -65,7 +68,7 @@ def pair_loss(
     s: Tensor,  # (1+R,) scores of one pair, float64 for analysis; s[0] is TH
     pos: Tensor,  # (R,) bool, True for the pair's positive relations
     m: float = 5.0,  # HingeABL margin
-    normalize: str = "separate",  # "separate" (official code), "joint" (eq. 10) or "none" (Appendix E)
+    normalize: str = "separate",  # official "separate", eq. 10 "joint", App. E "none"
     detach_weights: bool = False,  # treat the weights as constants (stop-gradient)
     norm_eps: float = 1e-30,  # added to each normaliser, as in the official code
 ) -> Tensor:  # scalar per-pair HingeABL
@@ -82,7 +85,8 @@ def pair_loss(
         )
     elif normalize != "none":
         raise ValueError(
-            f"pair_loss: normalize must be 'separate', 'joint' or 'none', got {normalize!r}"
+            "pair_loss: normalize must be 'separate', 'joint' or 'none', "
+            f"got {normalize!r}"
         )
     return (w * -F.logsigmoid(d)).sum()
 

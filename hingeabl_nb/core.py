@@ -23,7 +23,9 @@ def compare(
     ref,  # the independent reference (autograd, sympy, a loop)
     atol: float = 1e-6,  # largest absolute difference accepted
 ) -> float:  # the largest absolute difference
-    "Print exact / allclose / maxdiff of `ours` against `ref`, assert `maxdiff <= atol`, return maxdiff."
+    """Print exact / allclose / maxdiff of `ours` against `ref`.
+
+    Asserts `maxdiff <= atol` and returns maxdiff."""
     a, b = (
         x.detach().double().cpu()
         if isinstance(x, Tensor)

@@ -55,7 +55,9 @@ __all__ = ['sample_dir', 'locate_redocred', 'load_rel2id', 'load_rel_info', 'id2
 def sample_dir() -> (
     Path
 ):  # folder with train.json, dev.json, test.json and LICENSE-Re-DocRED
-    "The embedded Re-DocRED sample (32 train / 8 dev documents from dev_revised, 8 test documents from test_revised)."
+    """The embedded Re-DocRED sample.
+
+    32 train / 8 dev documents from dev_revised, 8 test documents from test_revised."""
     return _assets() / "redocred_sample"
 
 
@@ -65,7 +67,10 @@ def locate_redocred(
     | Path
     | None = None,  # where the upward search begins (default: current directory)
 ) -> Path | None:  # folder holding dev_revised.json etc., or None
-    "Find the Re-DocRED folder: `data_dir`, else `$HINGEABL_DATA`, else the first `shared/data/redocred` walking up."
+    """Find the Re-DocRED folder.
+
+    `data_dir`, else `$HINGEABL_DATA`, else the first `shared/data/redocred`
+    found walking up."""
     for given, what in [
         (data_dir, "data_dir"),
         (os.environ.get("HINGEABL_DATA") or None, "$HINGEABL_DATA"),
@@ -75,7 +80,8 @@ def locate_redocred(
         p = Path(given).expanduser()
         if not p.is_dir():
             raise FileNotFoundError(
-                f"{what} = {str(given)!r} is not a folder (expected one holding dev_revised.json / test_revised.json)"
+                f"{what} = {str(given)!r} is not a folder "
+                "(expected one holding dev_revised.json / test_revised.json)"
             )
         return p
     return find_up("shared/data/redocred", start)
@@ -84,7 +90,9 @@ def locate_redocred(
 def load_rel2id(
     path: str | Path | None = None,  # a rel2id.json; None: the embedded Re-DocRED copy
 ) -> dict[str, int]:  # relation id (e.g. 'P17') -> column; 'Na' -> 0
-    "Read and check a relation vocabulary: `Na` is column 0 and the columns are 0..n-1 without gaps."
+    """Read and check a relation vocabulary.
+
+    `Na` is column 0 and the columns are 0..n-1 without gaps."""
     path = Path(path) if path is not None else _assets() / "rel2id.json"
     rel2id = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(rel2id, dict) or not all(
@@ -95,7 +103,8 @@ def load_rel2id(
         )
     if rel2id.get("Na") != 0:
         raise ValueError(
-            f"{path.name}: 'Na' must map to column 0 (the threshold class), got {rel2id.get('Na')!r}"
+            f"{path.name}: 'Na' must map to column 0 (the threshold class), "
+            f"got {rel2id.get('Na')!r}"
         )
     if sorted(rel2id.values()) != list(range(len(rel2id))):
         raise ValueError(
@@ -128,7 +137,8 @@ def doc_problems(
     "Everything wrong with one DocRED document (title, sents, vertexSet, labels)."
     if not isinstance(doc, dict):
         return [
-            f"the document is a {type(doc).__name__}, expected an object with title, sents, vertexSet, labels"
+            f"the document is a {type(doc).__name__}, "
+            "expected an object with title, sents, vertexSet, labels"
         ]
     out = [
         f"missing field {k!r}" for k in ("title", "sents", "vertexSet") if k not in doc
@@ -160,9 +170,10 @@ def doc_problems(
         ]
     for i, e in enumerate(ents):
         if not isinstance(e, list) or not e:
-            out.append(
-                f"vertexSet[{i}] is {'an empty entity (no mentions)' if e == [] else 'not a list of mentions'}"
+            kind = (
+                "an empty entity (no mentions)" if e == [] else "not a list of mentions"
             )
+            out.append(f"vertexSet[{i}] is {kind}")
             continue
         for j, m in enumerate(e):
             out += _mention_problems(m, f"vertexSet[{i}][{j}]", sents)
@@ -176,12 +187,14 @@ def doc_problems(
 # %% ../nbs/06_data.ipynb #7bc7fd52
 def load_docs(
     path: str | Path,  # a DocRED / Re-DocRED JSON file (list of documents)
-    strict: bool = True,  # True: raise on the first bad document; False: drop it with a warning
+    strict: bool = True,  # True: raise on first bad document; False: drop it, warn
     rel2id: dict[str, int]
-    | None = None,  # known relations; None: the embedded Re-DocRED vocabulary (`load_rel2id()`)
-    check_relations: bool = True,  # False: accept any relation id (`rel2id` is then ignored)
+    | None = None,  # known relations; None: embedded Re-DocRED ones (`load_rel2id()`)
+    check_relations: bool = True,  # False: accept any relation id (`rel2id` ignored)
 ) -> Docs:  # the valid documents (raw dicts); `.dropped` lists (index, title, problems)
-    "Read and validate a DocRED file; errors name the file, document index, title, field and allowed values."
+    """Read and validate a DocRED file.
+
+    Errors name the file, document index, title, field and allowed values."""
     path = Path(path)
     kept, dropped = [], []
     rel2id = (
@@ -206,7 +219,8 @@ def load_docs(
         dropped.append((i, title, problems))
     if dropped:
         warnings.warn(
-            f"{path.name}: dropped {len(dropped)} of {len(kept) + len(dropped)} documents (see .dropped)",
+            f"{path.name}: dropped {len(dropped)} of {len(kept) + len(dropped)} "
+            "documents (see .dropped)",
             stacklevel=2,
         )
     return Docs(kept, source=str(path), dropped=dropped)
@@ -217,10 +231,13 @@ def split_docs(
     n_holdout: int = 100,  # documents held out for validation
     seed: int = 0,  # seed of the random choice
 ) -> tuple[list, list]:  # (train_docs, holdout_docs), each in file order
-    "Deterministic random split of `docs` into training and held-out documents (the reduced protocol)."
+    """Deterministic random split of `docs` into training and held-out documents.
+
+    This is the reduced protocol."""
     if not 0 < n_holdout < len(docs):
         raise ValueError(
-            f"n_holdout = {n_holdout} must be between 1 and {len(docs) - 1} (got {len(docs)} documents)"
+            f"n_holdout = {n_holdout} must be between 1 and {len(docs) - 1} "
+            f"(got {len(docs)} documents)"
         )
     held = set(random.Random(seed).sample(range(len(docs)), n_holdout))
     return [d for i, d in enumerate(docs) if i not in held], [
@@ -235,14 +252,17 @@ def featurize_doc(
     max_len: int = 1024,  # longest input_ids, special tokens included
     neg_sample_rate: float = 1.0,  # share of NA pairs kept (1.0: all)
     seed: int = 0,
-    doc_index: int = 0,  # negative sampling uses the generator seeded with (seed, doc_index)
-) -> dict:  # a feature: title, input_ids, entity_pos, hts, labels (n_pairs, n_classes), doc_index
-    "ATLOP features of one document: `*`-marked sub-word ids, marker positions (CLS offset applied), pairs and labels."
+    doc_index: int = 0,  # negative sampling generator seeded with (seed, doc_index)
+) -> dict:  # title, input_ids, entity_pos, hts, labels (n_pairs, n_classes), doc_index
+    """ATLOP features of one document.
+
+    `*`-marked sub-word ids, marker positions (CLS offset applied), pairs and labels."""
     pre, post = special_frame(tokenizer)
     keep = max_len - len(pre) - len(post)
     if keep < 1:
         raise ValueError(
-            f"max_len = {max_len} leaves no room beside {len(pre) + len(post)} special tokens"
+            f"max_len = {max_len} leaves no room beside "
+            f"{len(pre) + len(post)} special tokens"
         )
     if tokenizer.convert_tokens_to_ids("*") == tokenizer.unk_token_id:
         raise ValueError(
@@ -292,7 +312,9 @@ def featurize(
     seed: int = 0,  # seed of the negative sampling
     progress: bool = True,  # show a tqdm bar
 ) -> list[dict]:  # one feature per document; doc_index = position in `docs`
-    "ATLOP features of every document (validated first; errors name the document and field)."
+    """ATLOP features of every document.
+
+    Documents are validated first; errors name the document and field."""
     if not 0.0 <= neg_sample_rate <= 1.0:
         raise ValueError(f"neg_sample_rate = {neg_sample_rate} must be in [0, 1]")
     feats = []
@@ -300,9 +322,12 @@ def featurize(
         tqdm(docs, desc="featurize", disable=not progress, leave=False)
     ):
         if p := doc_problems(doc, rel2id):
-            raise DocREDFormatError(
-                f"document {i} ({doc.get('title', '<no title>') if isinstance(doc, dict) else '<no title>'!r}): {p[0]}"
+            doc_title = (
+                doc.get("title", "<no title>")
+                if isinstance(doc, dict)
+                else "<no title>"
             )
+            raise DocREDFormatError(f"document {i} ({doc_title!r}): {p[0]}")
         feats.append(
             featurize_doc(doc, tokenizer, rel2id, max_len, neg_sample_rate, seed, i)
         )
@@ -316,17 +341,17 @@ def load_features(
     cache_dir: str | Path | None = None,  # None: default_cache_dir(); False: no cache
     **kw,  # max_len, neg_sample_rate, seed, progress: passed to `featurize`
 ) -> list[dict]:  # features, as `featurize` returns them
-    "Featurise a DocRED file, cached on disk under a key of the file's SHA-256, the tokenizer and the arguments."
+    """Featurise a DocRED file, cached on disk.
+
+    The cache key covers the file's SHA-256, the tokenizer and the arguments."""
     progress = kw.pop("progress", True)
     if cache_dir is False:
         return featurize(
             load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
         )
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir())
-    file = (
-        cache
-        / f"{Path(path).stem}-{features_cache_key(path, tokenizer, rel2id, **kw)[:20]}.pt"
-    )
+    cache_key = features_cache_key(path, tokenizer, rel2id, **kw)[:20]
+    file = cache / f"{Path(path).stem}-{cache_key}.pt"
     if file.exists():
         try:
             return torch.load(file, weights_only=True)
@@ -344,8 +369,11 @@ def load_features(
 # %% ../nbs/06_data.ipynb #134fbacf
 def doc_stats(
     docs: list,  # DocRED documents
-) -> dict:  # documents, entities, triples, sentences, words, entity_pairs (averages per document), na_share, relations
-    "Tables 5-6 statistics of a set of documents: per-document averages and the share of NA entity pairs."
+) -> dict:  # per-document averages, plus documents, na_share, relations
+    """Tables 5-6 statistics of a set of documents.
+
+    Keys: documents, entities, triples, sentences, words, entity_pairs (averages per
+    document), na_share (the share of NA entity pairs), relations."""
     n = len(docs)
     ents = [len(d["vertexSet"]) for d in docs]
     pairs = sum(e * (e - 1) for e in ents)

@@ -33,7 +33,9 @@ def _assets() -> Path:
 
 # %% ../nbs/06a_data_internals.ipynb #0ab36848
 class DocREDFormatError(ValueError):
-    "A DocRED file or document that breaks the format; the message names the file, document index, title and field."
+    """A DocRED file or document that breaks the format.
+
+    The message names the file, document index, title and field."""
 
 
 def _is_int(x) -> bool:
@@ -44,7 +46,8 @@ def _mention_problems(m, where: str, sents: list) -> list[str]:
     "Problems of one mention `m` found at `where` (e.g. 'vertexSet[2][0]')."
     if not isinstance(m, dict):
         return [
-            f"{where} is a {type(m).__name__}, expected an object with pos, sent_id, type, name"
+            f"{where} is a {type(m).__name__}, "
+            "expected an object with pos, sent_id, type, name"
         ]
     out = [
         f"{where} has no {k!r}"
@@ -56,13 +59,15 @@ def _mention_problems(m, where: str, sents: list) -> list[str]:
     sid, pos = m["sent_id"], m["pos"]
     if not _is_int(sid) or not 0 <= sid < len(sents):
         return [
-            f"{where}.sent_id = {sid!r} is out of range (the document has {len(sents)} sentences)"
+            f"{where}.sent_id = {sid!r} is out of range "
+            f"(the document has {len(sents)} sentences)"
         ]
     if not (isinstance(pos, list) and len(pos) == 2 and all(map(_is_int, pos))):
         return [f"{where}.pos = {pos!r} is not a [start, end) pair of integers"]
     if not 0 <= pos[0] < pos[1] <= len(sents[sid]):
         return [
-            f"{where}.pos = {pos!r} is not a non-empty span inside sentence {sid} ({len(sents[sid])} words)"
+            f"{where}.pos = {pos!r} is not a non-empty span "
+            f"inside sentence {sid} ({len(sents[sid])} words)"
         ]
     return [
         f"{where}.{k} = {m[k]!r} is not a string"
@@ -93,7 +98,8 @@ def _label_problems(
     for k in ("h", "t"):
         if not _is_int(l[k]) or not 0 <= l[k] < n_ent:
             out.append(
-                f"{where}.{k} = {l[k]!r} is out of range (the document has {n_ent} entities)"
+                f"{where}.{k} = {l[k]!r} is out of range "
+                f"(the document has {n_ent} entities)"
             )
     if not out and l["h"] == l["t"]:
         out.append(
@@ -117,7 +123,9 @@ def _label_problems(
 
 # %% ../nbs/06a_data_internals.ipynb #14be6c63
 class Docs(list):
-    "A list of DocRED documents that remembers its source file and the documents dropped from it (`strict=False`)."
+    """A list of DocRED documents that remembers its source file.
+
+    `dropped` lists the documents dropped from it (`strict=False`)."""
 
     def __init__(self, docs=(), source: str = "", dropped: list | None = None):
         super().__init__(docs)
@@ -135,12 +143,14 @@ def _read_json_list(path: Path) -> list:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DocREDFormatError(
-            f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+            f"{path.name}: not valid JSON "
+            f"({e.msg} at line {e.lineno}, column {e.colno}); "
             f"the file may be truncated: download it again"
         ) from None
     if not isinstance(data, list):
         raise DocREDFormatError(
-            f"{path.name}: the top level is a {type(data).__name__}, expected a list of documents"
+            f"{path.name}: the top level is a {type(data).__name__}, "
+            "expected a list of documents"
         )
     if not data:
         raise DocREDFormatError(f"{path.name}: the list of documents is empty")
@@ -148,7 +158,8 @@ def _read_json_list(path: Path) -> list:
 
 # %% ../nbs/06a_data_internals.ipynb #f8b3cb30
 REDOCRED_URL = "https://raw.githubusercontent.com/tonytan48/Re-DocRED/main/data/"
-# split -> (file name, SHA-256, size in bytes); None where it could not be measured offline
+# split -> (file name, SHA-256, size in bytes);
+# None where it could not be measured offline
 REDOCRED_FILES = {
     "train": (
         "train_revised.json",
@@ -166,7 +177,8 @@ REDOCRED_FILES = {
         3207228,
     ),
 }
-# split -> git blob id (SHA-1 of b"blob <size>\0" + content), from `git ls-tree -r HEAD` of tonytan48/Re-DocRED at ccfb54f
+# split -> git blob id (SHA-1 of b"blob <size>\0" + content),
+# from `git ls-tree -r HEAD` of tonytan48/Re-DocRED at ccfb54f
 REDOCRED_GIT_BLOBS = {
     "train": "1ba485adf8e4cb789c441de2f6fe41de95690caa",
     "dev": "56c7700aaa9a6f9b1c99f0cdf0b576890fddcadc",
@@ -195,7 +207,9 @@ def git_blob_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def urllib_opener(url: str, headers: dict, timeout: float = 60):
-    "Default transport: `urllib.request.urlopen`; an HTTP error status is returned as the response, not raised."
+    """Default transport: `urllib.request.urlopen`.
+
+    An HTTP error status is returned as the response, not raised."""
     try:
         return urllib.request.urlopen(
             urllib.request.Request(url, headers=headers), timeout=timeout
@@ -205,7 +219,9 @@ def urllib_opener(url: str, headers: dict, timeout: float = 60):
 
 
 def _fetch_part(url: str, part: Path, opener, chunk_size: int, progress: bool) -> None:
-    "One attempt: append to `part` from where it stops (HTTP Range), or restart it if the server ignores the range."
+    """One attempt: append to `part` from where it stops (HTTP Range).
+
+    Restart it if the server ignores the range."""
     have = part.stat().st_size if part.exists() else 0
     resp = opener(url, {"Range": f"bytes={have}-"} if have else {})
     status = (
@@ -258,7 +274,9 @@ def download_redocred(
     chunk_size: int = 1 << 16,
     progress: bool = True,
 ) -> dict[str, Path]:  # split -> path of the verified file
-    "Download Re-DocRED splits with resume (HTTP Range), atomic rename and SHA-256 verification."
+    """Download Re-DocRED splits.
+
+    With resume (HTTP Range), atomic rename and SHA-256 verification."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     opener = opener or urllib_opener
@@ -278,7 +296,8 @@ def download_redocred(
             target.exists() and want is None and blob is None
         ):  # cannot verify: keep it, say so
             warnings.warn(
-                f"{target}: kept without verification (no hash recorded); pass sha256={{{split!r}: ...}} to check it, "
+                f"{target}: kept without verification (no hash recorded); "
+                f"pass sha256={{{split!r}: ...}} to check it, "
                 f"or delete it to download again"
             )
             out[split] = target
@@ -302,8 +321,10 @@ def download_redocred(
         if want is not None and got != want:
             part.unlink()
             raise ValueError(
-                f"{name}: SHA-256 {got} does not match the expected {want}; the partial file was removed "
-                f"(if the upstream file was revised on purpose, pass sha256={{{split!r}: {got!r}}})"
+                f"{name}: SHA-256 {got} does not match the expected {want}; "
+                "the partial file was removed "
+                "(if the upstream file was revised on purpose, "
+                f"pass sha256={{{split!r}: {got!r}}})"
             )
         if (
             want is None
@@ -320,7 +341,8 @@ def download_redocred(
 
             load_docs(part, strict=True)  # at least a complete, valid DocRED file
             warnings.warn(
-                f"{name}: no SHA-256 is recorded for this file; downloaded sha256={got}. "
+                f"{name}: no SHA-256 is recorded for this file; "
+                f"downloaded sha256={got}. "
                 f"It parses as valid DocRED; pin it with sha256={{{split!r}: {got!r}}}"
             )
         os.replace(part, target)
@@ -329,7 +351,9 @@ def download_redocred(
 
 
 def download_cli(argv: list[str] | None = None, opener=None) -> dict[str, Path]:
-    "Command line: `download_redocred DEST [--splits train dev test] [--sha256 train=HEX ...]`."
+    """Command line for `download_redocred`.
+
+    `DEST [--splits train dev test] [--sha256 train=HEX ...]`."""
     import argparse
 
     ap = argparse.ArgumentParser(
@@ -362,14 +386,18 @@ def download_cli(argv: list[str] | None = None, opener=None) -> dict[str, Path]:
 
 
 def download_main() -> None:
-    "Console script `hingeabl-download`: run `download_cli` on the command line, exit status 0 on success."
+    """Console script `hingeabl-download`: run `download_cli` on the command line.
+
+    Exit status 0 on success."""
     download_cli()
 
 # %% ../nbs/06a_data_internals.ipynb #9f27ebd5
 def special_frame(
     tokenizer,
 ) -> tuple[list[int], list[int]]:  # (ids before the text, ids after it)
-    "Special-token ids a tokenizer puts around a single sequence, e.g. ([CLS], [SEP]) for BERT."
+    """Special-token ids a tokenizer puts around a single sequence.
+
+    E.g. ([CLS], [SEP]) for BERT."""
     if hasattr(tokenizer, "build_inputs_with_special_tokens"):  # transformers 4.x
         ids = tokenizer.build_inputs_with_special_tokens([-1])
         k = ids.index(-1)
@@ -382,7 +410,9 @@ def special_frame(
 
 @lru_cache(maxsize=None)
 def tiny_tokenizer():
-    "A BertTokenizerFast (uncased) over the ~5k-line vocabulary in `assets/tiny-vocab` (no download)."
+    """A BertTokenizerFast (uncased), no download.
+
+    Over the ~5k-line vocabulary in `assets/tiny-vocab`."""
     from transformers import BertTokenizerFast
 
     return BertTokenizerFast.from_pretrained(
@@ -391,7 +421,9 @@ def tiny_tokenizer():
 
 # %% ../nbs/06a_data_internals.ipynb #18ac618f
 def _word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
-    "Pieces of the whole document with `*` around mentions, and per sentence the token position of each word (one extra at the end)."
+    """Pieces of the whole document with `*` around mentions.
+
+    Also, per sentence, the token position of each word (one extra at the end)."""
     starts = {(m["sent_id"], m["pos"][0]) for e in doc["vertexSet"] for m in e}
     ends = {(m["sent_id"], m["pos"][1] - 1) for e in doc["vertexSet"] for m in e}
     pieces, sent_map = [], []
@@ -411,7 +443,9 @@ def _word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
 def _pair_labels(
     doc: dict, rel2id: dict[str, int]
 ) -> tuple[list[tuple[int, int]], Tensor]:
-    "All ordered pairs (h, t), h != t, row-major, and their multi-hot labels (n_pairs, n_classes); NA = column 0."
+    """All ordered pairs (h, t), h != t, row-major, and their multi-hot labels.
+
+    Labels are (n_pairs, n_classes); NA = column 0."""
     n = len(doc["vertexSet"])
     hts = [(h, t) for h in range(n) for t in range(n) if h != t]
     row = {ht: k for k, ht in enumerate(hts)}
@@ -423,7 +457,9 @@ def _pair_labels(
 
 # %% ../nbs/06a_data_internals.ipynb #1c9057e2
 def tokenizer_fingerprint(tokenizer) -> str:  # hex SHA-256
-    "Hash of a tokenizer's class and full content (vocabulary, normaliser, special tokens), not its path."
+    """Hash of a tokenizer's class and full content, not its path.
+
+    Content: vocabulary, normaliser, special tokens."""
     h = hashlib.sha256(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     h.update(
@@ -440,7 +476,9 @@ def tokenizer_fingerprint(tokenizer) -> str:  # hex SHA-256
 def features_cache_key(
     path: str | Path, tokenizer, rel2id: dict[str, int], **kw
 ) -> str:  # hex SHA-256
-    "Cache key of `load_features`: data file SHA-256, tokenizer fingerprint, rel2id and featurisation arguments."
+    """Cache key of `load_features`.
+
+    Data file SHA-256, tokenizer fingerprint, rel2id and featurisation arguments."""
     args = dict(max_len=1024, neg_sample_rate=1.0, seed=0) | kw
     blob = json.dumps(
         dict(
@@ -466,8 +504,10 @@ def default_cache_dir() -> Path:
 def collate(
     features: list[dict],  # features from `featurize`
     pad_id: int = 0,  # id used for padding (tokenizer.pad_token_id)
-) -> dict:  # input_ids (B, L), attention_mask (B, L), entity_pos, hts, labels (sum n_pairs, C), titles
-    "Pad a batch of features to its longest sequence and stack the pair labels."
+) -> dict:  # input_ids, attention_mask (B, L), entity_pos, hts, labels, titles
+    """Pad a batch of features to its longest sequence and stack the pair labels.
+
+    input_ids and attention_mask are (B, L); labels are (sum n_pairs, C)."""
     if not features:
         raise ValueError("collate needs at least one feature")
     L = max(len(f["input_ids"]) for f in features)
@@ -496,7 +536,9 @@ def bucket_batches(
     shuffle: bool = True,  # shuffle ties and the order of batches
     seed: int = 0,  # seed of the shuffling
 ) -> list[list[int]]:  # batches of indices into `features`; each index exactly once
-    "Group features of similar length into batches (less padding); shuffled deterministically by `seed`."
+    """Group features of similar length into batches (less padding).
+
+    Shuffled deterministically by `seed`."""
     if batch_size < 1:
         raise ValueError(f"batch_size = {batch_size} must be >= 1")
     rng = random.Random(seed)

@@ -33,7 +33,9 @@ def encoder_special_tokens(
     encoder,  # a Hugging Face encoder (its `.config` is read)
     tokenizer=None,  # optional tokenizer giving `cls_token_id`, `sep_token_id`
 ) -> tuple[list[int], list[int]]:  # (start_tokens, end_tokens) of a window
-    "Tokens that open and close each 512-token window: [CLS]/[SEP] for BERT, <s>/</s></s> for RoBERTa."
+    """Tokens that open and close each 512-token window.
+
+    [CLS]/[SEP] for BERT, <s>/</s></s> for RoBERTa."""
     cfg = encoder.config
     src = tokenizer if tokenizer is not None else cfg
     cls_id, sep_id = (
@@ -45,8 +47,9 @@ def encoder_special_tokens(
         sep_id = sep_id if sep_id is not None else cfg.eos_token_id
     if cls_id is None or sep_id is None:
         raise ValueError(
-            f"encoder_special_tokens: {type(encoder).__name__} config has no cls_token_id/sep_token_id; "
-            "pass `tokenizer=`, or use load_encoder / tiny_bert(cls_token_id=..., sep_token_id=...)"
+            f"encoder_special_tokens: {type(encoder).__name__} config has no "
+            "cls_token_id/sep_token_id; pass `tokenizer=`, or use load_encoder / "
+            "tiny_bert(cls_token_id=..., sep_token_id=...)"
         )
     return (
         ([cls_id], [sep_id, sep_id])
@@ -61,13 +64,16 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 def _check_impl(attn_implementation):
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
         raise ValueError(
-            f"attn_implementation={attn_implementation!r}; allowed: {ATTN_IMPLEMENTATIONS}"
+            f"attn_implementation={attn_implementation!r}; "
+            f"allowed: {ATTN_IMPLEMENTATIONS}"
         )
 
 # %% ../nbs/08a_encoders.ipynb #9d04b716
 @contextlib.contextmanager
 def quiet_transformers():
-    "Inside the block, Hugging Face prints errors only and no progress bars (loading, saving); restored after."
+    """Inside the block, Hugging Face prints errors only and no progress bars.
+
+    That covers loading and saving; the settings are restored after."""
     from transformers.utils import logging as hf_logging
 
     old = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
@@ -84,17 +90,20 @@ def quiet_transformers():
 def load_encoder(
     name_or_path: str
     | Path,  # local folder holding config.json and weights (never downloaded)
-    dtype: torch.dtype = torch.float32,  # weights dtype (the MiniLM files are fp16: load as float32)
-    attn_implementation: str = "eager",  # 'eager' (ATLOP) or 'sdpa' (fast; last attention recomputed)
+    dtype: torch.dtype = torch.float32,  # weights dtype (MiniLM ships fp16: load fp32)
+    attn_implementation: str = "eager",  # 'eager' (ATLOP); 'sdpa' recomputes last attn
 ):
-    "Load a local Hugging Face encoder whose last-layer attention `encoder_forward` can return."
+    """Load a local Hugging Face encoder.
+
+    `encoder_forward` can return its last-layer attention."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     _check_impl(attn_implementation)
     path = Path(name_or_path).expanduser()
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"encoder not found at {path} (expected a folder with config.json and weights; "
+            f"encoder not found at {path} "
+            "(expected a folder with config.json and weights; "
             "nothing is downloaded)"
         )
     kw = (
@@ -130,7 +139,7 @@ def tiny_bert(
     hidden_size: int = 64,
     num_layers: int = 2,
     num_heads: int = 4,
-    max_position_embeddings: int = 512,  # 512 as BERT, so long documents need two windows
+    max_position_embeddings: int = 512,  # as BERT: long documents need two windows
     cls_token_id: int | None = None,
     sep_token_id: int | None = None,  # window tokens (see `encoder_special_tokens`)
     attn_implementation: str = "eager",  # 'eager' or 'sdpa'
@@ -163,7 +172,8 @@ def last_self_attention(encoder) -> nn.Module:
         module = encoder.encoder.layer[-1].attention.self
     except AttributeError:
         raise TypeError(
-            f"last_self_attention: {type(encoder).__name__} has no encoder.layer[-1].attention.self; "
+            f"last_self_attention: {type(encoder).__name__} has no "
+            "encoder.layer[-1].attention.self; "
             "use attn_implementation='eager'"
         ) from None
     if getattr(encoder.config, "position_embedding_type", "absolute") not in (
@@ -171,7 +181,8 @@ def last_self_attention(encoder) -> nn.Module:
         "absolute",
     ):
         raise ValueError(
-            f"last_self_attention: position_embedding_type={encoder.config.position_embedding_type!r} "
+            "last_self_attention: position_embedding_type="
+            f"{encoder.config.position_embedding_type!r} "
             "is not recomputed here; use attn_implementation='eager'"
         )
     return module
@@ -182,7 +193,7 @@ def attention_probs(
     hidden: Tensor,  # (B, L, H) the layer's input
     attention_mask: Tensor,  # (B, L) 1 = token, 0 = padding
 ) -> Tensor:  # (B, heads, L, L) softmax(Q K^T / sqrt(d) + mask)
-    "Recompute a layer's attention probabilities softmax(QK^T/sqrt(d) + mask) from its input."
+    "Recompute a layer's attention probs softmax(QK^T/sqrt(d) + mask) from its input."
     B, L, _ = hidden.shape
     nh = self_attn.num_attention_heads
     d = self_attn.attention_head_size
@@ -199,7 +210,7 @@ def attention_probs(
 
 # %% ../nbs/08a_encoders.ipynb #f241f413
 def uses_eager(encoder) -> bool:
-    "True when the encoder runs eager attention (then it returns attention maps itself)."
+    "True when the encoder runs eager attention (it returns attention maps itself)."
     return getattr(encoder.config, "_attn_implementation", "eager") == "eager"
 
 
@@ -208,7 +219,9 @@ def encoder_forward(
     input_ids: Tensor,  # (B, L) with L <= max positions
     attention_mask: Tensor,  # (B, L)
 ) -> tuple[Tensor, Tensor]:  # (B, L, H) hidden states, (B, heads, L, L) last attention
-    "One encoder pass returning the last hidden states and the last layer's attention probabilities."
+    """One encoder pass returning the last hidden states.
+
+    And the last layer's attention probabilities."""
     if uses_eager(encoder):
         out = encoder(
             input_ids=input_ids, attention_mask=attention_mask, output_attentions=True
@@ -273,7 +286,8 @@ def mention_index(
     )
     if bad:
         raise ValueError(
-            f"mention_index: entity_pos of document {bad[0]}, entity {bad[1]}, mention {bad[2]} "
+            f"mention_index: entity_pos of document {bad[0]}, entity {bad[1]}, "
+            f"mention {bad[2]} "
             f"has a negative start {tuple(bad[3])}"
         )
     visible = (idx >= 0) & (
@@ -287,7 +301,9 @@ def pair_index(
     n_ents: list[int],  # per doc number of entities
     device=None,
 ) -> tuple[Tensor, Tensor, Tensor]:  # (P,) doc, head and tail index of every pair
-    "Flat (doc, head, tail) index tensors of all pairs of a batch; pairs must name existing entities."
+    """Flat (doc, head, tail) index tensors of all pairs of a batch.
+
+    Pairs must name existing entities."""
     if len(hts) != len(n_ents):
         raise ValueError(
             f"pair_index: {len(hts)} hts lists for {len(n_ents)} documents"
@@ -305,6 +321,7 @@ def pair_index(
         k = int(bad.nonzero()[0])
         doc = int(b[k])
         raise ValueError(
-            f"pair_index: document {doc} has {n_ents[doc]} entities but hts names pair {tuple(ht[k].tolist())}"
+            f"pair_index: document {doc} has {n_ents[doc]} entities "
+            f"but hts names pair {tuple(ht[k].tolist())}"
         )
     return b.to(device), ht[:, 0].to(device), ht[:, 1].to(device)

@@ -32,7 +32,8 @@ def normalized_weights(
     normalize: str = "separate",  # "separate" (official code) or "joint" (eq. 10)
     norm_eps: float = 1e-30,  # added to each normaliser, as in the official code
 ) -> Tensor:  # (n_pairs, n_rel) normalised weights
-    "Eq. (10) weights: w_r / sum(w) over all relations ('joint') or within positives and negatives ('separate')."
+    """Eq. (10) weights: w_r / sum(w) over all relations ('joint')
+    or within positives and negatives ('separate')."""
     if normalize == "joint":
         return w / (w.sum(1, keepdim=True) + norm_eps)
     if normalize != "separate":
@@ -50,9 +51,9 @@ def hinge_abl_per_pair(
     pos: Tensor,  # (n_pairs, n_rel) bool, True for positive relations
     margin: float = 5.0,  # margin m of eq. (9)
     normalize: str = "separate",  # "separate" (official code) or "joint" (eq. 10)
-    detach_weights: bool = False,  # stop the gradient through the weights (official code: False)
+    detach_weights: bool = False,  # no gradient through the weights (official: False)
     norm_eps: float = 1e-30,  # added to each normaliser, as in the official code
-    prob_eps: float = 1e-30,  # added to sigma(d) inside the log, as in the official code
+    prob_eps: float = 1e-30,  # added to sigma(d) in the log, as in the official code
 ) -> Tensor:  # (n_pairs,) HingeABL of each pair
     "Eq. (10) for each pair, from the distances d_r."
     w = hinge_weights(d, margin)
@@ -68,9 +69,9 @@ def hinge_abl_loss(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
     margin: float = 5.0,  # margin m of eq. (9)
     normalize: str = "separate",  # "separate" (official code) or "joint" (eq. 10)
-    detach_weights: bool = False,  # stop the gradient through the weights (official code: False)
+    detach_weights: bool = False,  # no gradient through the weights (official: False)
     norm_eps: float = 1e-30,  # added to each normaliser, as in the official code
-    prob_eps: float = 1e-30,  # added to sigma(d) inside the log, as in the official code
+    prob_eps: float = 1e-30,  # added to sigma(d) in the log, as in the official code
 ) -> Tensor:  # scalar (float32, float64 for float64 logits), mean over pairs
     "Eq. (10): HingeABL, the hinge-weighted SAT loss, averaged over pairs."
     d = distances(logits, labels)
@@ -84,9 +85,10 @@ def hinge_abl_ref(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
     margin: float = 5.0,  # margin m of eq. (9)
     normalize: str = "separate",  # "separate" (official code) or "joint" (eq. 10)
-    prob_eps: float = 1e-30,  # official epsilon inside the log; 0 = exact softplus(-d_r)
+    prob_eps: float = 1e-30,  # official epsilon in the log; 0 = exact softplus(-d_r)
 ) -> float:  # mean HingeABL over pairs, computed in float64
-    "Eqs. (8)-(10) with Python loops and `math` in float64: the reference `hinge_abl_loss` is tested against."
+    """Eqs. (8)-(10) with Python loops and `math` in float64:
+    the reference `hinge_abl_loss` is tested against."""
     if normalize not in NORMALIZE:
         raise ValueError(
             f"hinge_abl_ref: normalize must be one of {NORMALIZE}, got {normalize!r}"

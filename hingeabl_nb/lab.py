@@ -53,7 +53,7 @@ def head_logits(
 def dev_f1(
     logits: Tensor,  # (N, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (N, 1+n_rel) multi-hot gold
-    loss: str = "ATL",  # the loss the scores were trained with: its threshold rule predicts
+    loss: str = "ATL",  # loss the scores were trained with: its threshold rule predicts
     top_k: int = 4,  # as `predict`
 ) -> float:  # micro F1 in percent over relation columns 1..
     "Micro F1 (percent) of `LOSSES[loss].predict` against the pair labels."
@@ -63,11 +63,10 @@ def dev_f1(
 def train_head(
     tr: dict,  # training pair set
     dev: dict,  # validation pair set (model selection)
-    config: train.TrainConfig,  # uses loss, loss_options, seed, epochs, lr, train_batch_size (pairs), emb/block size, ...
-) -> (
-    tuple
-):  # (head with the best dev epoch's weights, history: list of per-epoch dicts)
-    "Train a fresh ATLOP head on cached pair features with `train.fit`; keep the epoch with the best dev F1."
+    config: train.TrainConfig,  # loss, options, seed, epochs, lr, batch (pairs), sizes
+) -> tuple:  # (head with the best dev epoch's weights, list of per-epoch dicts)
+    """Train a fresh ATLOP head on cached pair features with `train.fit`; keep the
+    epoch with the best dev F1."""
     train.check_config(config)
     set_seed(config.seed)
     (N, H), bs = tr["hs"].shape, config.train_batch_size
@@ -119,8 +118,9 @@ def train_head(
 def run_one(
     lab: dict,  # from `labcache.load_lab_data`
     config: train.TrainConfig,  # the `lab` preset with loss and seed set
-) -> dict:  # a record run: loss, seed, dev, test (percent + patterns), wall_seconds, best_epoch, history, thresholds
-    "Train one head and score it on dev and test; summarise its test threshold (Figure 1)."
+) -> dict:  # record run: loss, seed, dev, test, wall_seconds, best_epoch, history, ...
+    """Train one head and score it on dev and test; summarise its test threshold
+    (Figure 1)."""
     t0, P, D = time.time(), lab["pairs"], lab["docs"]
     head, history = train_head(P["train"], P["dev"], config)
     out = {}
@@ -151,8 +151,7 @@ def run_one(
 # %% ../nbs/10_lab.ipynb #78fc3b98
 def run_lab(
     model: str | Path,  # encoder folder, e.g. shared/models/minilm-l6-h384-uncased
-    data_dir: str
-    | Path,  # dev_revised.json, test_revised.json (and train_revised.json), or the sample
+    data_dir: str | Path,  # dev/test_revised.json (+ train_revised.json), or the sample
     out: str | Path,  # output folder; the record goes to out/grid.json
     losses: list | None = None,  # keys of `LOSSES` (default: all seven)
     seeds: list | tuple = (0,),  # head seeds
@@ -162,9 +161,10 @@ def run_lab(
     threads: int
     | None = None,  # torch threads (default: the cores this process may use)
     command: str | None = None,  # how the run was started, for the record
-    **overrides,  # `TrainConfig` fields replacing the `lab` preset's (epochs, lr, train_batch_size, ...)
+    **overrides,  # `TrainConfig` fields replacing the `lab` preset's (epochs, lr, ...)
 ) -> dict:  # the grid record (also in out/grid.json)
-    "Encode once (cached), train the ATLOP head with each loss and seed, score dev/test, write a grid record."
+    """Encode once (cached), train the ATLOP head with each loss and seed, score
+    dev/test, write a grid record."""
     t0, names = time.time(), list(losses or LOSSES)
     cfg = train.resolve_config(
         "lab", encoder=str(model), data_dir=str(data_dir), **overrides
@@ -193,7 +193,8 @@ def run_lab(
         torch.set_num_threads(old)
     command = (
         command
-        or f"run_lab({str(model)!r}, {str(data_dir)!r}, {str(out)!r}, losses={names}, seeds={list(seeds)})"
+        or f"run_lab({str(model)!r}, {str(data_dir)!r}, {str(out)!r}, "
+        f"losses={names}, seeds={list(seeds)})"
     )
     rec = lab_record(lab, runs, cfg, threads, command, time.time() - t0)
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -209,7 +210,8 @@ def lab_record(
     command: str,
     seconds: float,
 ) -> dict:
-    "The grid record of a lab run: the runs, the machine, and in `details` files, sizes, encoder, config and timings."
+    """The grid record of a lab run: the runs, the machine, and in `details` files,
+    sizes, encoder, config and timings."""
     info = machine_info(threads)
     n = {k: len(v) for k, v in lab["docs"].items()} | {
         f"{k}_pairs": int(v["hs"].shape[0]) for k, v in lab["pairs"].items()
@@ -239,7 +241,8 @@ def lab_record(
 
 # %% ../nbs/10_lab.ipynb #1330c11f
 def lab_main() -> None:
-    "Console script `hingeabl-lab` (its parser and messages are in `hingeabl_nb.cli.lab_cli`)."
+    """Console script `hingeabl-lab` (its parser and messages are in
+    `hingeabl_nb.cli.lab_cli`)."""
     from hingeabl_nb.cli import lab_cli
 
     lab_cli()

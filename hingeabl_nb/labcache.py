@@ -37,12 +37,13 @@ SPLIT_FILES = {
 
 def lab_files(
     data_dir: str | Path,  # folder with Re-DocRED files (or the embedded sample)
-) -> dict:  # train/dev/test: Path (train None when absent), protocol: "train-dev-test" or "split-dev"
+) -> dict:  # train/dev/test: Path or None; protocol: "train-dev-test" or "split-dev"
     "The data files of a lab run and the protocol they imply."
     d = Path(data_dir).expanduser()
     if not d.is_dir():
         raise FileNotFoundError(
-            f"data folder {str(d)!r} does not exist (expected dev_revised.json and test_revised.json in it)"
+            f"data folder {str(d)!r} does not exist "
+            "(expected dev_revised.json and test_revised.json in it)"
         )
     found = {
         k: next((d / n for n in names if (d / n).is_file()), None)
@@ -51,7 +52,8 @@ def lab_files(
     for k in ("dev", "test"):
         if found[k] is None:
             raise FileNotFoundError(
-                f"data folder {str(d)!r} has no {k} file (looked for {' or '.join(SPLIT_FILES[k])})"
+                f"data folder {str(d)!r} has no {k} file "
+                f"(looked for {' or '.join(SPLIT_FILES[k])})"
             )
     return dict(found, protocol="train-dev-test" if found["train"] else "split-dev")
 
@@ -67,12 +69,14 @@ def encoder_fingerprint(
     d = Path(model_dir).expanduser()
     if not (d / "config.json").is_file():
         raise FileNotFoundError(
-            f"encoder folder {str(d)!r} has no config.json (pass --model PATH to a Hugging Face model folder)"
+            f"encoder folder {str(d)!r} has no config.json "
+            "(pass --model PATH to a Hugging Face model folder)"
         )
     weights = sorted(p for p in d.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
     if not weights:
         raise FileNotFoundError(
-            f"encoder folder {str(d)!r} has no weight file ({', '.join(WEIGHT_SUFFIXES)})"
+            f"encoder folder {str(d)!r} has no weight file "
+            f"({', '.join(WEIGHT_SUFFIXES)})"
         )
     return dict(
         path=str(d.resolve()),
@@ -85,7 +89,8 @@ def encoder_fingerprint(
 
 
 def _pooling_code() -> str:
-    "Hash of the source of `hingeabl_nb.model` and `hingeabl_nb.encoders` (encoding and pooling): a change there invalidates the cache."
+    """Hash of the source of `hingeabl_nb.model` and `hingeabl_nb.encoders`
+    (encoding and pooling): a change there invalidates the cache."""
     try:
         src = inspect.getsource(atlop_model) + inspect.getsource(encoders)
     except (OSError, TypeError):
@@ -117,7 +122,8 @@ def save_tiny_encoder(
     dest: str | Path,  # folder to write config, weights and tokenizer to
     seed: int = 0,  # seed of the random weights
 ) -> Path:  # the folder, loadable with `model.load_encoder` and `AutoTokenizer`
-    "Write a small random BERT and the package's tiny tokenizer to `dest` (tests, CI, smoke runs)."
+    """Write a small random BERT and the package's tiny tokenizer to `dest`
+    (tests, CI, smoke runs)."""
     tok = data.tiny_tokenizer()
     enc = atlop_model.tiny_bert(
         vocab_size=len(tok),
@@ -134,7 +140,8 @@ def save_tiny_encoder(
 
 # %% ../nbs/10a_lab_cache.ipynb #c7e79ad3
 def _encode_batch(encoder, batch: dict, tokenizer) -> tuple[Tensor, Tensor]:
-    "Frozen encoder over a collated batch: (sequence output (B, L, H), last-layer attention (B, heads, L, L))."
+    """Frozen encoder over a collated batch: (sequence output (B, L, H),
+    last-layer attention (B, heads, L, L))."""
     start, end = atlop_model.encoder_special_tokens(encoder, tokenizer)
     return atlop_model.encode_long(
         encoder, batch["input_ids"], batch["attention_mask"], start, end
@@ -149,8 +156,9 @@ def encode_pairs(
     batch_docs: int = 4,  # documents per encoder call
     progress: bool = True,  # show a tqdm bar
     desc: str = "encode",  # label of the bar
-) -> dict:  # pair set: hs, rs, ts (N, H) float16, labels (N, C) bool, hts (N, 2), doc_ptr (D+1,), titles
-    "Run the frozen encoder once per document and keep `ATLOPHead.pool`'s (hs, rs, ts) of every pair in float16."
+) -> dict:  # pair set: hs/rs/ts (N, H) f16, labels (N, C), hts (N, 2), doc_ptr (D+1,)
+    """Run the frozen encoder once per document and keep `ATLOPHead.pool`'s
+    (hs, rs, ts) of every pair in float16."""
     encoder.eval()
     H = encoder.config.hidden_size
     pooler = atlop_model.ATLOPHead(
@@ -222,7 +230,8 @@ def take_docs(
 def doc_features(
     ps: dict,  # a pair set
 ) -> list[dict]:  # per document: title, hts (list of (h, t)), labels (n_pairs, C) float
-    "Per-document view of a pair set, as `metrics.to_official` and `train.score` read features."
+    """Per-document view of a pair set, as `metrics.to_official` and `train.score`
+    read features."""
     p = ps["doc_ptr"].tolist()
     return [
         dict(
@@ -361,8 +370,9 @@ def load_lab_data(
     max_len: int = 1024,  # tokens per document
     encode_batch: int = 4,  # documents per encoder call
     progress: bool = True,  # tqdm bars
-) -> dict:  # pairs/docs per split, rel2id, protocol, files, cache hits, encoder fingerprint, seconds
-    "Pair sets and documents of train/dev/test, encoded at most once per data file (cached)."
+) -> dict:  # pairs/docs per split, rel2id, protocol, files, cache hits, encoder, ...
+    """Pair sets and documents of train/dev/test, encoded at most once per data file
+    (cached)."""
     t0, files = time.time(), lab_files(data_dir)
     cache = Path(cache_dir) if cache_dir is not None else default_lab_cache()
     sets, hits, docs, enc_fp = _load_pairs(
@@ -379,11 +389,15 @@ def load_lab_data(
             [docs["dev"][i] for i in ho],
         )
         how = (
-            f"split-dev: train on {len(tr)} documents of {files['dev'].name}, select on the other {len(ho)} "
+            f"split-dev: train on {len(tr)} documents of {files['dev'].name}, "
+            f"select on the other {len(ho)} "
             f"(data.split_docs seed 0), test on {files['test'].name}"
         )
     else:
-        how = f"train on {files['train'].name}, select on {files['dev'].name}, test on {files['test'].name}"
+        how = (
+            f"train on {files['train'].name}, select on {files['dev'].name}, "
+            f"test on {files['test'].name}"
+        )
     return dict(
         pairs=sets,
         docs=docs,

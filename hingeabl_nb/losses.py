@@ -37,7 +37,8 @@ def loss_inputs(
 ) -> tuple[
     Tensor, Tensor
 ]:  # (logits, labels) in at least float32; float64 stays float64
-    "Validate a (logits, labels) pair with `atl.check_pairs`; upcast half precision to float32, keep float64."
+    """Validate a (logits, labels) pair with `atl.check_pairs`;
+    upcast half precision to float32, keep float64."""
     check_pairs(logits, labels, where)
     dt = torch.promote_types(logits.dtype, torch.float32)
     return logits.to(dt), labels.to(dt)
@@ -47,7 +48,8 @@ def balanced_softmax_loss(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot
 ) -> Tensor:  # scalar (float32; float64 for float64 input), mean over pairs
-    "Balanced Softmax: log(1 + sum_neg e^{s_i}) + log(1 + sum_pos e^{-s_j}), threshold fixed at 0, NA a class."
+    """Balanced Softmax: log(1 + sum_neg e^{s_i}) + log(1 + sum_pos e^{-s_j}),
+    threshold fixed at 0, NA a class."""
     s, y = loss_inputs(logits, labels, "balanced_softmax_loss")
     pos, zero = y > 0.5, s.new_zeros(s.shape[0], 1)
     neg_term = torch.logsumexp(
@@ -63,9 +65,10 @@ def afl_loss(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
     gamma: float = 1.0,  # focal exponent (official code: 1)
-    focal_form: str = "official",  # "official": weight 1 + (1-P)^gamma; "paper": (1-P)^gamma
+    focal_form: str = "official",  # "official": 1 + (1-P)^gamma; "paper": (1-P)^gamma
 ) -> Tensor:  # scalar (float32; float64 for float64 input), mean over pairs
-    "Adaptive focal loss: focal-weighted -log sigma(s_r - s_TH) over positives + ATL eq. (4) over TH and negatives."
+    """Adaptive focal loss: focal-weighted -log sigma(s_r - s_TH) over positives
+    + ATL eq. (4) over TH and negatives."""
     if focal_form not in ("official", "paper"):
         raise ValueError(
             f"afl_loss: focal_form must be 'official' or 'paper', got {focal_form!r}"
@@ -87,14 +90,14 @@ def aml_loss(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
     margin: float = 1.0,  # m of eq. (12) (official code: 1)
 ) -> Tensor:  # scalar (float32; float64 for float64 input), mean over pairs
-    "Eq. (12): sum over relations r >= 1 of max(0, m - d_r), d_r of eq. (8); mean over pairs."
+    "Eq. (12): sum over relations r >= 1 of max(0, m - d_r), d_r of eq. (8); pair mean."
     s, y = loss_inputs(logits, labels, "aml_loss")
     return F.relu(margin - distances(s, y)).sum(1).mean()
 
 # %% ../nbs/05_losses.ipynb #fa215020
 @dataclass(frozen=True)
 class LossSpec:
-    "One row of Table 3: a loss, its default options and the threshold its model predicts with."
+    "One row of Table 3: a loss, its default options, the threshold its model uses."
 
     name: str  # the row's name in Table 3
     fn: Callable  # (logits, labels, **options) -> scalar
@@ -114,7 +117,8 @@ class LossSpec:
         bad = sorted(set(options) - set(self.defaults))
         if bad:
             raise ValueError(
-                f"LOSSES[{self.name!r}]: unknown option(s) {bad}; allowed: {list(self.defaults)}"
+                f"LOSSES[{self.name!r}]: unknown option(s) {bad}; "
+                f"allowed: {list(self.defaults)}"
             )
         s, y = loss_inputs(logits, labels, f"LOSSES[{self.name!r}]")
         return self.fn(s, y, **(self.defaults | options))
@@ -161,7 +165,8 @@ def check_loss_names(
     names: list,  # loss names, spelt as the keys of LOSSES
     error: type = ValueError,  # the exception to raise (a caller may have its own)
 ) -> list:  # the names, unchanged
-    "The names if every one is a key of `LOSSES`; otherwise `error` naming the unknown ones and the allowed ones."
+    """The names if every one is a key of `LOSSES`;
+    otherwise `error` naming the unknown ones and the allowed ones."""
     bad = [n for n in names if n not in LOSSES]
     if bad:
         raise error(
@@ -174,7 +179,8 @@ def balanced_softmax_ref(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot
 ) -> float:  # mean loss over pairs, computed in float64
-    "Balanced Softmax with Python loops and `math` in float64: the reference `balanced_softmax_loss` is tested against."
+    """Balanced Softmax with Python loops and `math` in float64:
+    the reference `balanced_softmax_loss` is tested against."""
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         neg = [s[i] for i in range(len(s)) if y[i] <= 0.5]  # all columns, NA included
@@ -189,9 +195,10 @@ def afl_ref(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 is ignored
     gamma: float = 1.0,  # focal exponent
-    focal_form: str = "official",  # "official": weight 1 + (1-P)^gamma; "paper": (1-P)^gamma
+    focal_form: str = "official",  # "official": 1 + (1-P)^gamma; "paper": (1-P)^gamma
 ) -> float:  # mean loss over pairs, computed in float64
-    "AFL with Python loops and `math` in float64: the reference `afl_loss` is tested against."
+    """AFL with Python loops and `math` in float64:
+    the reference `afl_loss` is tested against."""
     if focal_form not in ("official", "paper"):
         raise ValueError(
             f"afl_ref: focal_form must be 'official' or 'paper', got {focal_form!r}"
@@ -238,16 +245,17 @@ REFERENCE = {
 # %% ../nbs/05_losses.ipynb #62d19eea
 def predict(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
-    top_k: int
-    | None = 4,  # keep at most this many relations per pair (None or 0: no limit)
-    zero_threshold: bool = False,  # threshold at 0 instead of at the TH score (Balanced Softmax)
+    top_k: int | None = 4,  # max relations kept per pair (None or 0: no limit)
+    zero_threshold: bool = False,  # threshold at 0, not the TH score (Balanced Softmax)
 ) -> (
     Tensor
 ):  # (n_pairs, 1+n_rel) multi-hot float; column 0 set when no relation is predicted
-    "Multi-hot predictions: relations scoring above the threshold, at most `top_k` (ties kept), NA when none."
+    """Multi-hot predictions: relations scoring above the threshold,
+    at most `top_k` (ties kept), NA when none."""
     if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(
-            f"predict: `logits` must be a 2-D tensor (n_pairs, 1+n_rel), got {getattr(logits, 'shape', type(logits))}"
+            "predict: `logits` must be a 2-D tensor (n_pairs, 1+n_rel), "
+            f"got {getattr(logits, 'shape', type(logits))}"
         )
     if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
         raise ValueError(f"predict: top_k must be None or an int >= 0, got {top_k!r}")

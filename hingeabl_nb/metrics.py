@@ -31,26 +31,29 @@ __all__ = ['PATTERNS', 'GAP_EDGES', 'to_official', 'micro_prf', 'prf_from_counts
 
 # %% ../nbs/07_metrics.ipynb #46a36949
 def to_official(
-    preds,  # (sum n_pairs, 1+n_rel) multi-hot, Tensor or array; rows follow the features' `hts`
-    features: list,  # features (dicts with `title` and `hts`), in the order the rows were produced
-    id2rel: dict,  # relation column -> P-code, e.g. {1: "P17", ...}; column 0 (NA) is never looked up
+    preds,  # (sum n_pairs, 1+n_rel) multi-hot Tensor/array; rows as features' `hts`
+    features: list,  # features (dicts with `title` and `hts`), in the order of the rows
+    id2rel: dict,  # column -> P-code, e.g. {1: "P17", ...}; column 0 (NA) is unused
 ) -> list[dict]:  # [{"title", "h_idx", "t_idx", "r"}, ...]
-    "Turn multi-hot predictions into the official list of triples, ignoring the NA column."
+    "Turn multi-hot predictions into the official list of triples, ignoring NA column."
     P = _as_numpy(preds, "to_official: preds")
     if P.ndim != 2:
         raise ValueError(
-            f"to_official: preds must be 2-D (sum n_pairs, 1+n_rel), got shape {P.shape}"
+            "to_official: preds must be 2-D (sum n_pairs, 1+n_rel), "
+            f"got shape {P.shape}"
         )
     bad = ~((P == 0) | (P == 1))
     if bad.any():
         i, j = (int(v[0]) for v in np.nonzero(bad))
         raise ValueError(
-            f"to_official: preds must be multi-hot 0/1 (use `predict` on logits); row {i} column {j} is {P[i, j]}"
+            "to_official: preds must be multi-hot 0/1 (use `predict` on logits); "
+            f"row {i} column {j} is {P[i, j]}"
         )
     rows = [(f["title"], int(h), int(t)) for f in features for (h, t) in f["hts"]]
     if len(rows) != P.shape[0]:
         raise ValueError(
-            f"to_official: preds has {P.shape[0]} rows but the {len(features)} features hold {len(rows)} pairs (sum of len(hts))"
+            f"to_official: preds has {P.shape[0]} rows but the {len(features)} "
+            f"features hold {len(rows)} pairs (sum of len(hts))"
         )
     out = []
     for i, j in zip(
@@ -58,7 +61,8 @@ def to_official(
     ):  # row-major: pair order, then relation column
         if int(j) + 1 not in id2rel:
             raise ValueError(
-                f"to_official: relation column {int(j) + 1} (row {int(i)}) is not in id2rel (it has {len(id2rel)} entries)"
+                f"to_official: relation column {int(j) + 1} (row {int(i)}) "
+                f"is not in id2rel (it has {len(id2rel)} entries)"
             )
         title, h, t = rows[i]
         out.append({"title": title, "h_idx": h, "t_idx": t, "r": id2rel[int(j) + 1]})
@@ -70,12 +74,15 @@ def micro_prf(
     n_gold: int,  # unique gold triples (or gold relations)
     n_correct: int,  # predictions that are gold
 ) -> dict:  # P, R, F1 as fractions
-    "Micro P, R, F1 from counts, with the official edge cases (no prediction: all 0; no gold: an error)."
+    """Micro P, R, F1 from counts, with the official edge cases.
+
+    No prediction: all 0; no gold: an error."""
     if n_pred == 0:
         return dict(P=0.0, R=0.0, F1=0.0)  # official early return
     if n_gold == 0:
         raise ValueError(
-            "micro_prf: no gold triple, recall is undefined (the official scorer divides by zero)"
+            "micro_prf: no gold triple, recall is undefined "
+            "(the official scorer divides by zero)"
         )
     P, R = n_correct / n_pred, n_correct / n_gold
     return dict(P=P, R=R, F1=0.0 if P + R == 0 else 2 * P * R / (P + R))
@@ -85,9 +92,11 @@ def prf_from_counts(
     n_pred: int,  # unique predictions
     n_gold: int,  # unique gold triples
     n_correct: int,  # unique predictions that are gold
-    n_correct_in_train: int = 0,  # correct predictions whose fact is in the training set
+    n_correct_in_train: int = 0,  # correct predictions whose fact is in the train set
 ) -> dict:  # P, R, F1, Ign_P, Ign_F1 as fractions
-    "`micro_prf` plus the official Ign precision / Ign_F1 (correct predictions seen in training removed)."
+    """`micro_prf` plus the official Ign precision / Ign_F1.
+
+    Correct predictions seen in training are removed."""
     prf = micro_prf(n_pred, n_gold, n_correct)
     if n_pred == 0:
         return dict(**prf, Ign_P=0.0, Ign_F1=0.0)
@@ -109,17 +118,19 @@ def pair_prf(
     top_k: int
     | None = None,  # at most this many relations per pair, as `predict` (None: no cap)
 ) -> dict:  # P, R, F1 as fractions, over (pair, relation) cells
-    "Micro P/R/F1 of `LOSSES[loss].predict` against the pair labels (relation columns only)."
+    "Micro P/R/F1 of `LOSSES[loss].predict` vs the pair labels (relation columns only)."
     p, g = LOSSES[loss].predict(logits, top_k=top_k)[:, 1:] > 0.5, labels[:, 1:] > 0.5
     return micro_prf(int(p.sum()), int(g.sum()), int((p & g).sum()))
 
 # %% ../nbs/07_metrics.ipynb #59c9cd92
 def official_scores(
-    triples: list,  # predictions [{"title", "h_idx", "t_idx", "r"}, ...]; duplicates allowed
+    triples: list,  # predictions [{"title", "h_idx", "t_idx", "r"}, ...]; duplicates ok
     gold_docs: list,  # gold documents (dev or test), DocRED format with labels
-    train_docs=None,  # training documents, or a precomputed `train_facts` set, or None (no Ign filtering)
+    train_docs=None,  # training docs, a precomputed `train_facts` set, or None (no Ign)
 ) -> dict:  # P, R, F1, Ign_P, Ign_F1 (fractions) and the counts behind them
-    "Micro P/R/F1 and Ign_F1 exactly as the Re-DocRED official scorer (annotated-train Ign)."
+    """Micro P/R/F1 and Ign_F1 exactly as the Re-DocRED official scorer.
+
+    Ign is computed against the annotated training set."""
     std, title2vs = gold_index(gold_docs)
     keys = unique_keys(triples)
     verdicts = judge(keys, std, title2vs, _as_facts(train_docs))
@@ -143,9 +154,11 @@ def macro_scores(
     triples: list,  # predictions [{"title", "h_idx", "t_idx", "r"}, ...]
     gold_docs: list,  # gold documents with labels
     train_docs=None,  # training documents, a `train_facts` set, or None
-    over: str = "gold",  # "gold": relations with >= 1 gold triple; "union": also relations only predicted
+    over: str = "gold",  # "gold": relations with >= 1 gold triple; "union": + predicted
 ) -> dict:  # macro_P, macro_R, macro_F1, macro_Ign_F1, n_relations, per_relation
-    "Macro P/R/F1/Ign_F1: per-relation official formulas, averaged with equal weight (Table 7)."
+    """Macro P/R/F1/Ign_F1 (Table 7).
+
+    Per-relation official formulas, averaged with equal weight."""
     if over not in ("gold", "union"):
         raise ValueError(f"macro_scores: over must be 'gold' or 'union', got {over!r}")
     per = {}
@@ -170,8 +183,9 @@ def macro_scores(
             per_relation=per,
         )
     if not per:
+        extra = "" if over == "gold" else " and no prediction"
         raise ValueError(
-            f"macro_scores: no relation to average over (no gold triple{'' if over == 'gold' else ' and no prediction'})"
+            f"macro_scores: no relation to average over (no gold triple{extra})"
         )
     avg = lambda k: sum(v[k] for v in per.values()) / len(per)
     return dict(
@@ -187,7 +201,9 @@ def macro_scores(
 def gold_ranks(
     logits: Tensor,  # (n_pairs, 1+n_rel); column 0 (TH) is not ranked
 ) -> Tensor:  # (n_pairs, n_rel) long: rank of each relation column, 1 = highest
-    "Rank 1 + #{k >= 1 : s_k > s_r} of every relation r (ties share the better rank), as `statistic.py`."
+    """Rank 1 + #{k >= 1 : s_k > s_r} of every relation r, as `statistic.py`.
+
+    Ties share the better rank."""
     s = torch.as_tensor(logits).float()[:, 1:]
     srt = torch.sort(s, dim=1).values.contiguous()
     n_le = torch.searchsorted(
@@ -202,9 +218,12 @@ PATTERNS = ("TP", "TN", "FP", "FN_CRK", "FN_IRK")
 def correct_rank(
     s: Tensor,  # (n, 1+n_rel) scores of false-negative pairs
     g: Tensor,  # (n, n_rel) bool gold mask of the relation columns
-    rule: str = "official",  # "official": gold rank set in {1},{1,2},{1,2,3}; "general": all gold above all non-gold
+    rule: str = "official",  # "official" or "general" (see below)
 ) -> Tensor:  # (n,) bool: FN_CRK rather than FN_IRK
-    "Figure 2's correct-rank test for pairs predicted NA."
+    """Figure 2's correct-rank test for pairs predicted NA.
+
+    "official": the gold rank set is {1}, {1,2} or {1,2,3};
+    "general": all gold relations score above all non-gold ones."""
     if rule == "general":
         r = s[:, 1:]
         return r.masked_fill(~g, math.inf).amin(1) > r.masked_fill(g, -math.inf).amax(1)
@@ -221,9 +240,9 @@ def correct_rank(
 def pair_patterns(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
-    rule: str = "official",  # "official": the statistic of Tables 1 and 4; "general": the course's own reading
+    rule: str = "official",  # "official": Tables 1 and 4; "general": the course's own
     top_k: int
-    | None = None,  # general rule only: at most this many relations per pair, as `predict` (None: no cap)
+    | None = None,  # general rule only: max relations/pair, as `predict` (None: no cap)
     zero_threshold: bool = False,  # general rule only: threshold 0 instead of column 0
 ) -> Tensor:  # (n_pairs,) long index into PATTERNS
     "Figure 2: classify each entity pair as TP, TN, FP, FN_CRK or FN_IRK."
@@ -233,8 +252,10 @@ def pair_patterns(
         )
     if rule == "official" and (top_k or zero_threshold):
         raise ValueError(
-            f"pattern_stats: rule='official' predicts s_r > s_TH with no top-k cap and no zero threshold "
-            f"(got top_k={top_k!r}, zero_threshold={zero_threshold}); use rule='general' for another prediction rule"
+            "pattern_stats: rule='official' predicts s_r > s_TH "
+            "with no top-k cap and no zero threshold "
+            f"(got top_k={top_k!r}, zero_threshold={zero_threshold}); "
+            "use rule='general' for another prediction rule"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
     g = _check_labels(s, y)
@@ -265,7 +286,10 @@ def _pattern_totals(c: dict) -> dict:
 def pattern_ratios(
     counts: dict,  # TP, TN, FP, FN_CRK, FN_IRK counts
 ) -> dict:  # F/(T+F), FN/F, FN_CRK/FN (NaN when a denominator is 0)
-    "Table 4 ratios: share of false pairs, share of false negatives among them, share of correct-rank FN."
+    """Table 4 ratios.
+
+    Share of false pairs, share of false negatives among them,
+    share of correct-rank FN."""
     t, div = _pattern_totals(counts), lambda a, b: a / b if b else math.nan
     return {
         "F/(T+F)": div(t["F"], t["T"] + t["F"]),
@@ -277,11 +301,13 @@ def pattern_ratios(
 def pattern_stats(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold
-    rule: str = "official",  # "official" (Tables 1 and 4) or "general" (the course's own)
+    rule: str = "official",  # "official" (Tables 1 and 4) or "general" (course's own)
     top_k: int | None = None,  # general rule only: cap as `predict` (None: no cap)
     zero_threshold: bool = False,  # general rule only: threshold 0
 ) -> dict:  # counts of PATTERNS, T, F, FN, n_pairs and the Table 4 ratios
-    "Figure 2 / Table 4: counts of the five prediction patterns and the ratios F/(T+F), FN/F, FN_CRK/FN."
+    """Figure 2 / Table 4: counts of the five prediction patterns.
+
+    Also the ratios F/(T+F), FN/F, FN_CRK/FN."""
     idx = pair_patterns(logits, labels, rule, top_k, zero_threshold)
     c = dict(zip(PATTERNS, torch.bincount(idx, minlength=len(PATTERNS)).tolist()))
     return {**c, **_pattern_totals(c), "n_pairs": int(idx.numel()), **pattern_ratios(c)}
@@ -297,7 +323,9 @@ def threshold_summary(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold; column 0 marks NA pairs
     threshold: str = "TH",  # "TH": column 0; "zero": the constant 0 (Balanced Softmax)
 ) -> dict:  # JSON-ready: gold_below, s_th, gap_hist, patterns (official rule)
-    "Figure 1 in numbers: where the threshold sits relative to the gold scores, and the official patterns."
+    """Figure 1 in numbers.
+
+    Where the threshold sits relative to the gold scores, and the official patterns."""
     if threshold not in ("TH", "zero"):
         raise ValueError(
             f"threshold_summary: threshold must be 'TH' or 'zero', got {threshold!r}"
@@ -328,7 +356,9 @@ def plot_threshold_summaries(
     summaries: dict,  # {name: threshold_summary(...)}; None values are skipped
     ax=None,  # matplotlib Axes to draw on (a new figure if None)
 ):
-    "Figure 1 as histograms: share of gold relations by s_r - threshold, one line per loss."
+    """Figure 1 as histograms.
+
+    Share of gold relations by s_r - threshold, one line per loss."""
     import matplotlib.pyplot as plt
 
     if ax is None:

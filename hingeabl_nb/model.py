@@ -41,7 +41,9 @@ def split_windows(
     end_tokens: list[int],  # e.g. [CLS], [SEP]
     window: int = 512,
 ) -> tuple[Tensor, Tensor]:  # (B + n_long, window) ids and mask
-    "Windows of ATLOP: every document's first `window` tokens, then the last `window` tokens of each longer one."
+    """Windows of ATLOP: every document's first `window` tokens.
+
+    Then the last `window` tokens of each longer one."""
     B, L = input_ids.shape
     ls, le = len(start_tokens), len(end_tokens)
     n_tok = attention_mask.sum(1).long()
@@ -70,7 +72,9 @@ def merge_windows(
     n_start: int,
     n_end: int,  # number of start / end tokens added to the windows
 ) -> tuple[Tensor, Tensor]:  # (B, L, H), (B, heads, L, L)
-    "Put window outputs back at document positions; average overlapping states, renormalise attention rows."
+    """Put window outputs back at document positions.
+
+    Overlapping states are averaged, attention rows renormalised."""
     B, L = attention_mask.shape
     window = seq.shape[1]
     dev = seq.device
@@ -107,7 +111,7 @@ def encode_long(
     end_tokens: list[int],  # see `encoder_special_tokens`
     window: int = 512,  # the encoder's maximum input length
 ) -> tuple[Tensor, Tensor]:  # seq (B, L, H), attn (B, heads, L, L)
-    "Encode documents of up to 2*window tokens in two overlapping windows, as ATLOP does."
+    "Encode documents of up to 2*window tokens in two overlapping windows, like ATLOP."
     if input_ids.shape[1] <= window:
         return encoder_forward(encoder, input_ids, attention_mask)
     ids_w, mask_w = split_windows(
@@ -132,9 +136,11 @@ def pool_loop(
     attn: Tensor,  # (B, heads, L, L) last-layer attention
     entity_pos: list,  # per doc, per entity, per mention: (start, end) token indices
     hts: list,  # per doc: list of (h, t) entity index pairs
-    lengths=None,  # per doc number of real tokens; mentions at or beyond are ignored (default L)
+    lengths=None,  # per doc number of real tokens; later mentions ignored (default L)
 ) -> tuple[Tensor, Tensor, Tensor]:  # hs, rs, ts each (sum n_pairs, H)
-    "Reference (loops): entity embeddings by logsumexp (eq. 1) and localized context rs of every pair."
+    """Reference (loops): entity embeddings by logsumexp (eq. 1).
+
+    Plus the localized context rs of every pair."""
     H, heads, L = seq.shape[2], attn.shape[1], seq.shape[1]
     hss, rss, tss = [], [], []
     for b, n_tok in enumerate(_doc_lengths(seq, lengths)):
@@ -196,12 +202,15 @@ def pool(
     hts: list,  # per doc mentions (start, end) and (h, t) pairs
     lengths=None,  # per doc number of real tokens (default L)
 ) -> tuple[Tensor, Tensor, Tensor]:  # hs, rs, ts each (sum n_pairs, H)
-    "Vectorised eq. (1) and localized context pooling: hs, rs, ts for every pair of the batch."
+    """Vectorised eq. (1) and localized context pooling.
+
+    Returns hs, rs, ts for every pair of the batch."""
     B, L, H = seq.shape
     heads = attn.shape[1]
     if not len(entity_pos) == len(hts) == B:
         raise ValueError(
-            f"pool: batch of {B} documents but {len(entity_pos)} entity_pos and {len(hts)} hts lists"
+            f"pool: batch of {B} documents but {len(entity_pos)} entity_pos "
+            f"and {len(hts)} hts lists"
         )
     idx, visible = mention_index(entity_pos, _doc_lengths(seq, lengths), seq.device)
     ent = entity_embeddings(seq, idx, visible)  # (B, E, H)
@@ -217,7 +226,9 @@ def pool(
 
 # %% ../nbs/08_model.ipynb #ce5f7513
 class ATLOPHead(nn.Module):
-    "ATLOP's head: pooling (no parameters), head/tail extractors and the grouped bilinear classifier (eq. 2)."
+    """ATLOP's head (eq. 2).
+
+    Pooling (no parameters), head/tail extractors, grouped bilinear classifier."""
 
     def __init__(
         self,
@@ -229,7 +240,8 @@ class ATLOPHead(nn.Module):
         super().__init__()
         if emb_size % block_size:
             raise ValueError(
-                f"ATLOPHead: emb_size={emb_size} is not a multiple of block_size={block_size}"
+                f"ATLOPHead: emb_size={emb_size} is not a multiple of "
+                f"block_size={block_size}"
             )
         self.emb_size, self.block_size, self.n_classes = emb_size, block_size, n_classes
         self.head_extractor = nn.Linear(2 * hidden_size, emb_size)
@@ -246,7 +258,9 @@ class ATLOPHead(nn.Module):
         rs: Tensor,
         ts: Tensor,  # each (P, d_enc): head, context, tail
     ) -> Tensor:  # (P, n_classes) logits s_r
-        "Logits (n_pairs, n_classes): z_s = tanh(W_s[h; c]), z_o = tanh(W_o[t; c]), grouped bilinear."
+        """Logits (n_pairs, n_classes).
+
+        z_s = tanh(W_s[h; c]), z_o = tanh(W_o[t; c]), grouped bilinear."""
         z_s = torch.tanh(self.head_extractor(torch.cat([hs, rs], 1)))
         z_o = torch.tanh(self.tail_extractor(torch.cat([ts, rs], 1)))
         k, d = self.emb_size // self.block_size, self.block_size
@@ -257,7 +271,9 @@ class ATLOPHead(nn.Module):
 
 # %% ../nbs/08_model.ipynb #163281f1
 class ATLOP(nn.Module):
-    "ATLOP (Zhou et al., 2021): encoder + long-input windows + localized context pooling + grouped bilinear."
+    """ATLOP (Zhou et al., 2021).
+
+    Encoder + long-input windows + localized context pooling + grouped bilinear."""
 
     def __init__(
         self,
@@ -276,7 +292,7 @@ class ATLOP(nn.Module):
         self.start_tokens, self.end_tokens = start_tokens, end_tokens
 
     def window_tokens(self) -> tuple[list[int], list[int]]:
-        "start/end tokens of the 512-token windows (given, or read from the encoder config)."
+        "start/end tokens of the 512-token windows (given, or from the encoder config)."
         if self.start_tokens is not None and self.end_tokens is not None:
             return self.start_tokens, self.end_tokens
         return encoder_special_tokens(self.encoder)
@@ -288,7 +304,9 @@ class ATLOP(nn.Module):
         entity_pos: list,
         hts: list,  # per doc: mention (start, end) per entity; (h, t) pairs
     ) -> Tensor:  # (sum n_pairs, n_classes)
-        "Logits (sum n_pairs, n_classes), column 0 = TH; the head runs in its own dtype (float32), autocast off."
+        """Logits (sum n_pairs, n_classes), column 0 = TH.
+
+        The head runs in its own dtype (float32), autocast off."""
         start, end = self.window_tokens() if input_ids.shape[1] > 512 else ([], [])
         seq, attn = encode_long(self.encoder, input_ids, attention_mask, start, end)
         dt = self.head.bilinear.weight.dtype
@@ -303,7 +321,9 @@ class ATLOP(nn.Module):
         lr: float,  # encoder learning rate (5e-5 BERT, 3e-5 RoBERTa in the paper)
         head_lr: float = 1e-4,  # extractors and bilinear
     ) -> list[dict]:
-        "AdamW parameter groups: encoder at `lr`, the new head layers at `head_lr` (as ATLOP)."
+        """AdamW parameter groups (as ATLOP).
+
+        Encoder at `lr`, the new head layers at `head_lr`."""
         return [
             {
                 "params": [p for p in self.encoder.parameters() if p.requires_grad],

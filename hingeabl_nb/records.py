@@ -80,7 +80,10 @@ def grid_command(
             args += [CLI_OVERRIDES[k], str(v)]
         return shlex.join(["hingeabl-compare", *args])
     kw = "".join(f", {k}={v!r}" for k, v in overrides.items())
-    return f"hingeabl_nb.records.run_grid({preset!r}, {list(losses)!r}, {list(seeds)!r}, {str(out)!r}{kw})"
+    return (
+        f"hingeabl_nb.records.run_grid({preset!r}, {list(losses)!r}, "
+        f"{list(seeds)!r}, {str(out)!r}{kw})"
+    )
 
 # %% ../nbs/11a_records.ipynb #455c4fa7
 def cell_dir(out, loss: str, seed: int) -> Path:
@@ -99,8 +102,10 @@ def _write_spec(
     old = json.loads(path.read_text()) if path.exists() else None
     if old and {k: old.get(k) for k in new} != new:
         raise ValueError(
-            f"{path} was written for preset {old.get('preset')!r} with overrides {old.get('overrides')}; "
-            f"this grid asks for preset {preset!r} with overrides {new['overrides']}. Use another --out folder."
+            f"{path} was written for preset {old.get('preset')!r} "
+            f"with overrides {old.get('overrides')}; "
+            f"this grid asks for preset {preset!r} "
+            f"with overrides {new['overrides']}. Use another --out folder."
         )
     losses = list(dict.fromkeys([*(old or {}).get("losses", []), *losses]))
     seeds = list(dict.fromkeys([*(old or {}).get("seeds", []), *seeds]))
@@ -126,10 +131,11 @@ def run_grid(
     losses: list[str],  # loss names, keys of LOSSES
     seeds: list[int],  # random seeds, one run per (loss, seed)
     out,  # grid folder; cell (loss, seed) goes to out/<loss>-s<seed>/
-    jobs: int = 1,  # cells trained at once, each in its own process (several fit on one big GPU)
+    jobs: int = 1,  # cells trained at once, one process each (several fit on a big GPU)
     **overrides,  # TrainConfig fields to change in every cell (e.g. epochs=1)
 ) -> list[dict]:  # per cell: its metrics.json plus loss, seed, out_dir and skipped
-    "Train every (loss, seed) cell not yet finished (resumable, `jobs` at a time) and return every cell's metrics."
+    """Train every (loss, seed) cell not yet finished (resumable, `jobs` at a time)
+    and return every cell's metrics."""
     losses, seeds = check_grid(preset, losses, seeds)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -208,23 +214,27 @@ def check_record(
     record: dict,  # a record from collect_runs or a recorded results file
     where: str = "record",  # name used in error messages (e.g. the file)
 ) -> dict:  # the same record
-    "Check a record has the fields of collect_runs; raise ValueError naming the missing one."
+    """Check a record has the fields of collect_runs; raise ValueError naming the
+    missing one."""
     miss = [k for k in RECORD_KEYS if k not in record]
     if miss:
         raise ValueError(
-            f"{where}: missing field(s) {', '.join(miss)}; a record has {', '.join(RECORD_KEYS)}"
+            f"{where}: missing field(s) {', '.join(miss)}; "
+            f"a record has {', '.join(RECORD_KEYS)}"
         )
     for i, r in enumerate(record["runs"]):
         miss = [k for k in RUN_KEYS if k not in r]
         if miss:
             raise ValueError(
-                f"{where}: runs[{i}] (loss {r.get('loss')!r}, seed {r.get('seed')!r}) misses {', '.join(miss)}"
+                f"{where}: runs[{i}] (loss {r.get('loss')!r}, seed {r.get('seed')!r}) "
+                f"misses {', '.join(miss)}"
             )
     return record
 
 
 def device_slug(device) -> str:
-    "A file-name form of a record's device: 'NVIDIA H100 80GB HBM3 x1, mixed_precision=bf16' -> 'nvidia-h100-80gb-hbm3'."
+    """A file-name form of a record's device:
+    'NVIDIA H100 80GB HBM3 x1, mixed_precision=bf16' -> 'nvidia-h100-80gb-hbm3'."""
     if isinstance(device, list):
         return "mixed"
     name = re.sub(r" x1$", "", str(device).split(",")[0].strip())
@@ -261,7 +271,8 @@ def _agree(values: list):
 
 
 def _run_entry(m: dict, d: Path) -> dict:
-    "One record run from a cell's metrics.json (loss/seed from its config, else its folder name)."
+    """One record run from a cell's metrics.json (loss/seed from its config, else
+    its folder name)."""
     for k in ("dev", "test", "wall_seconds"):
         if k not in m:
             raise ValueError(
@@ -282,7 +293,8 @@ def _run_entry(m: dict, d: Path) -> dict:
 def collect_runs(
     out,  # a grid folder written by run_grid
 ) -> dict:  # the record (also written to out/grid.json)
-    "Gather every finished cell under `out` into one record and write it to out/grid.json."
+    """Gather every finished cell under `out` into one record and write it to
+    out/grid.json."""
     out = Path(out)
     spec = (
         json.loads((out / "spec.json").read_text())
@@ -325,7 +337,8 @@ def collect_runs(
 def recorded_results(
     folder=None,  # default: nbs/results (else results/) found walking up from the cwd
 ) -> dict[str, dict]:  # file stem -> checked record
-    "Every record (*.json) in the results folder, checked: grids of `hingeabl-compare` and `hingeabl-lab` alike."
+    """Every record (*.json) in the results folder, checked: grids of
+    `hingeabl-compare` and `hingeabl-lab` alike."""
     if folder is None:
         folder = find_up("nbs/results") or find_up("results")
         if folder is None:
@@ -334,7 +347,8 @@ def recorded_results(
 
 # %% ../nbs/11a_records.ipynb #c8de2877
 def fmt_pm(mean: float | None, std: float | None, digits: int = 2) -> str:
-    "'mean ± std' as text; '–' when there is no value, '(1 seed)' when there is no spread."
+    """'mean ± std' as text; '–' when there is no value, '(1 seed)' when there is
+    no spread."""
     if mean is None:
         return "–"
     return (
@@ -345,7 +359,8 @@ def fmt_pm(mean: float | None, std: float | None, digits: int = 2) -> str:
 
 # %% ../nbs/11a_records.ipynb #e7462e5e
 class Table(list):
-    "A list of dict rows that also renders as a plain markdown table (header + body cells)."
+    """A list of dict rows that also renders as a plain markdown table
+    (header + body cells)."""
 
     def __init__(
         self,

@@ -30,8 +30,10 @@ __all__ = ['PAPER_SOURCE', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE7', 'PAPE
 
 # %% ../nbs/11_reproduce.ipynb #cf2a4dbc
 PAPER_SOURCE = (
-    "Wang, Le, Peng & Chen, Adaptive Hinge Balance Loss for Document-Level Relation Extraction "
-    "(shared/paper/hingeabl-paper.md): ATLOP + BERT-base on Re-DocRED, mean over seeds 1, 5, 42, 66, 233"
+    "Wang, Le, Peng & Chen, "
+    "Adaptive Hinge Balance Loss for Document-Level Relation Extraction "
+    "(shared/paper/hingeabl-paper.md): ATLOP + BERT-base on Re-DocRED, "
+    "mean over seeds 1, 5, 42, 66, 233"
 )
 # Table 3 of the paper: micro F1 and Ign_F1 (%) of each balancing loss.
 PAPER_TABLE3 = {
@@ -43,7 +45,8 @@ PAPER_TABLE3 = {
     "MeanSAT": {"F1": 74.68, "Ign_F1": 72.90},
     "HingeABL": {"F1": 75.15, "Ign_F1": 73.84},
 }
-# Table 4 of the paper: prediction-pattern ratios (%); F = false, T = true predictions (Figure 2).
+# Table 4 of the paper: prediction-pattern ratios (%); F = false, T = true
+# predictions (Figure 2).
 PAPER_TABLE4 = {
     "ATL": {"F/(T+F)": 3.59, "FN/F": 58.80, "FN_CRK/FN": 78.22},
     "BalancedSoftmax": {"F/(T+F)": 4.84, "FN/F": 51.16, "FN_CRK/FN": 79.95},
@@ -101,7 +104,8 @@ def runs_by_loss(record: dict) -> dict[str, list[dict]]:
 
 
 def _values(runs: list[dict], split: str, metric: str, where: str) -> list[float]:
-    "metric of split for each run (from `patterns` for the Table 4 ratios, as percent), with an error naming the run if absent."
+    """metric of split for each run (from `patterns` for the Table 4 ratios, as
+    percent), with an error naming the run if absent."""
     out = []
     for r in runs:
         d = r.get(split) or {}
@@ -110,7 +114,8 @@ def _values(runs: list[dict], split: str, metric: str, where: str) -> list[float
             v = math.nan  # a ratio whose denominator was 0
         if v is None:
             raise ValueError(
-                f"{where}: run loss {r['loss']!r} seed {r['seed']} has no {split}[{metric!r}]"
+                f"{where}: run loss {r['loss']!r} seed {r['seed']} "
+                f"has no {split}[{metric!r}]"
             )
         out.append(100 * float(v) if metric in TABLE4_RATIOS else float(v))
     return out
@@ -145,21 +150,24 @@ def metric_table(
         h for mt in metrics for h in (f"{mt} ({split}, ours)", f"{mt} (paper)")
     ]
     notes = [
-        f"Ours: preset `{record['preset']}` on {record['device']}, mean ± sample std over seeds; "
+        f"Ours: preset `{record['preset']}` on {record['device']}, "
+        "mean ± sample std over seeds; "
         f"protocol: {record['protocol']} Paper: {PAPER_SOURCE}."
     ]
     return Table(rows, header, body, title, notes)
 
 # %% ../nbs/11_reproduce.ipynb #58b962ad
 def table3(record: dict, split: str = "test") -> Table:
-    "Table 3: micro F1 and Ign_F1 (%) per loss, mean ± std over seeds, beside the paper."
+    """Table 3: micro F1 and Ign_F1 (%) per loss, mean ± std over seeds, beside the
+    paper."""
     return metric_table(
         record, PAPER_TABLE3, ["F1", "Ign_F1"], split, "Table 3: F1 / Ign_F1 per loss"
     )
 
 
 def table4(record: dict, split: str = "dev") -> Table:
-    "Table 4: F/(T+F), FN/F and FN_CRK/FN (%, `pattern_stats` rule 'official', dev like the official script) per loss, beside the paper."
+    """Table 4: F/(T+F), FN/F and FN_CRK/FN (%, `pattern_stats` rule 'official',
+    dev like the official script) per loss, beside the paper."""
     return metric_table(
         record,
         PAPER_TABLE4,
@@ -170,7 +178,8 @@ def table4(record: dict, split: str = "dev") -> Table:
 
 
 def table7(record: dict, split: str = "test") -> Table:
-    "Table 7: macro F1 and macro Ign_F1 (%) per loss, mean ± std over seeds, beside the paper."
+    """Table 7: macro F1 and macro Ign_F1 (%) per loss, mean ± std over seeds,
+    beside the paper."""
     return metric_table(
         record,
         PAPER_TABLE7,
@@ -186,19 +195,22 @@ def paired_difference(
     b: str = "ATL",  # the difference is a - b
     split: str = "test",  # "test" or "dev"
     metrics: tuple = ("F1", "Ign_F1"),  # metrics to difference
-) -> Table:  # one row per seed run by both losses; `.summary` has mean/std, `.paper` the paper's difference
-    "Per-seed difference a - b of each metric, with its mean and sample std (seeds paired, not pooled)."
+) -> Table:  # a row per seed run by both; `.summary`: mean/std, `.paper`: paper's diff
+    """Per-seed difference a - b of each metric, with its mean and sample std
+    (seeds paired, not pooled)."""
     groups = runs_by_loss(record)
     for l in (a, b):
         if l not in groups:
             raise ValueError(
-                f"paired_difference: no {l} runs in the record (losses: {', '.join(groups)})"
+                f"paired_difference: no {l} runs in the record "
+                f"(losses: {', '.join(groups)})"
             )
     ra, rb = ({r["seed"]: r for r in groups[l]} for l in (a, b))
     seeds = [s for s in ra if s in rb]
     if not seeds:
         raise ValueError(
-            f"paired_difference: {a} seeds {sorted(ra)} and {b} seeds {sorted(rb)} do not overlap"
+            f"paired_difference: {a} seeds {sorted(ra)} and {b} seeds {sorted(rb)} "
+            "do not overlap"
         )
     rows = [
         {
@@ -244,7 +256,8 @@ def plot_paired(
     metric: str = "F1",
     split: str = "test",
 ):
-    "Each seed's score under b and a, joined by a line: the payoff figure of a grid (a figure)."
+    """Each seed's score under b and a, joined by a line: the payoff figure of a
+    grid (a figure)."""
     import matplotlib.pyplot as plt
 
     d, g = paired_difference(record, a, b, split, (metric,)), runs_by_loss(record)
@@ -255,20 +268,21 @@ def plot_paired(
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for s in (r["seed"] for r in d):
         ax.plot([0, 1], [sb[s], sa[s]], "o-", color="gray", alpha=0.7)
+    diff_pm = fmt_pm(d.summary[f"d_{metric}_mean"], d.summary[f"d_{metric}_std"])
     ax.set(
         xticks=[0, 1],
         xticklabels=[b, a],
         xlim=(-0.3, 1.3),
         ylabel=f"{split} {metric} (%)",
-        title=f"{record['preset']}: {a} − {b} = {fmt_pm(d.summary[f'd_{metric}_mean'], d.summary[f'd_{metric}_std'])} "
-        f"over {len(d)} paired seed(s)",
+        title=f"{record['preset']}: {a} − {b} = {diff_pm} over {len(d)} paired seed(s)",
     )
     fig.tight_layout()
     return fig
 
 # %% ../nbs/11_reproduce.ipynb #12bd4355
 def figure1_table(record: dict) -> Table:
-    "Figure 1 measured per loss: median s_TH and % of gold relations at or below it (test), FN_CRK count (dev) vs Table 1."
+    """Figure 1 measured per loss: median s_TH and % of gold relations at or below
+    it (test), FN_CRK count (dev) vs Table 1."""
     rows, body = [], []
     for loss, runs in runs_by_loss(record).items():
         th = [
@@ -314,13 +328,15 @@ def figure1_table(record: dict) -> Table:
         body,
         "Figure 1 measured: the threshold and the gold relations below it",
         [
-            f"Ours: preset `{record['preset']}` on {record['device']}, mean ± sample std over seeds."
+            f"Ours: preset `{record['preset']}` on {record['device']}, "
+            "mean ± sample std over seeds."
         ],
     )
 
 # %% ../nbs/11_reproduce.ipynb #19d43d6d
 def tables_markdown(record: dict) -> str:
-    "Tables 3, 4 and 7, the HingeABL − ATL difference and Figure 1 of a record, as one markdown text."
+    """Tables 3, 4 and 7, the HingeABL − ATL difference and Figure 1 of a record,
+    as one markdown text."""
     parts = [
         f"# Results of `{record['preset']}` on {record['device']}",
         "",
@@ -347,7 +363,8 @@ def tables_markdown(record: dict) -> str:
 
 
 def compare_cli(argv: list[str] | None = None) -> None:
-    "Console script `hingeabl-compare` (its parser and messages are in `hingeabl_nb.cli.compare_main`)."
+    """Console script `hingeabl-compare` (its parser and messages are in
+    `hingeabl_nb.cli.compare_main`)."""
     from hingeabl_nb.cli import compare_main
 
     compare_main(argv)

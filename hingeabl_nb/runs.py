@@ -26,7 +26,8 @@ __all__ = ['COSMETIC_FIELDS', 'TrainSetupError', 'choose_mixed_precision', 'chec
 
 # %% ../nbs/09a_train_internals.ipynb #1b2498b9
 class TrainSetupError(ValueError):
-    "A run cannot start: missing file, unknown name, unavailable device (message says what and where)."
+    """A run cannot start: missing file, unknown name, unavailable device
+    (message says what and where)."""
 
 # %% ../nbs/09a_train_internals.ipynb #15996974
 def choose_mixed_precision(
@@ -34,7 +35,8 @@ def choose_mixed_precision(
     cuda: bool,  # training on a CUDA device?
     bf16_supported: bool = False,  # does that device compute in bfloat16?
 ) -> str:  # "no", "fp16" or "bf16" (Accelerate's names)
-    "Pick the autocast precision: bf16 where supported, fp16 (+ grad scaler) on other GPUs, fp32 on CPU."
+    """Pick the autocast precision: bf16 where supported, fp16 (+ grad scaler) on
+    other GPUs, fp32 on CPU."""
     allowed = ("auto", "no", "fp16", "bf16")
     if requested not in allowed:
         raise TrainSetupError(
@@ -57,7 +59,8 @@ def check_device(
         raise TrainSetupError(f"device={config.device!r}; allowed: auto, cpu, cuda")
     if config.device == "cuda" and not torch.cuda.is_available():
         raise TrainSetupError(
-            "--device cuda was requested but no CUDA device is available on this machine "
+            "--device cuda was requested but no CUDA device is available "
+            "on this machine "
             "(torch.cuda.is_available() is False); use --device cpu or auto"
         )
 
@@ -65,7 +68,8 @@ def check_device(
 def check_config(
     config,  # a resolved `train.TrainConfig`
 ) -> None:  # raises `TrainSetupError`
-    "Fail early, with a clear message, on a config that cannot run (device, precision, loss, options, sizes)."
+    """Fail early, with a clear message, on a config that cannot run
+    (device, precision, loss, options, sizes)."""
     check_device(config)
     choose_mixed_precision(
         config.mixed_precision,
@@ -96,14 +100,15 @@ def make_accelerator(
     mp = choose_mixed_precision(
         config.mixed_precision, cuda, cuda and torch.cuda.is_bf16_supported()
     )
-    # Accelerate keeps a process-wide state; in a single process (notebook, tests) let each run pick its own settings
+    # Accelerate keeps a process-wide state; in a single process (notebook, tests)
+    # let each run pick its own settings
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=not cuda, mixed_precision=mp), mp
 
 # %% ../nbs/09a_train_internals.ipynb #2487cb78
 def resolve_encoder(
-    name: str,  # "tiny", an encoder directory, or a name looked up in `shared/models/` and then on the hub
+    name: str,  # "tiny", encoder dir, or name to find in shared/models/, then the hub
 ) -> str:  # "tiny", an absolute directory, or `name` unchanged
     "Turn an encoder name into a local directory when one exists."
     if name in ("", "tiny") or "://" in name:
@@ -118,17 +123,21 @@ def data_path(
     config,  # resolved config (uses data_dir)
     name: str,  # a file name inside `config.data_dir`
 ) -> Path:  # the existing file
-    "Path of a data file, or a `TrainSetupError` naming the file and the folder searched."
+    """Path of a data file, or a `TrainSetupError` naming the file and the folder
+    searched."""
     if not config.data_dir:
         raise TrainSetupError(
-            f"no data folder: {name} was not found because no shared/data/redocred folder was found "
-            f"walking up from {Path.cwd()} and $HINGEABL_DATA is unset; pass --data-dir DIR"
+            f"no data folder: {name} was not found because no "
+            "shared/data/redocred folder was found "
+            f"walking up from {Path.cwd()} and $HINGEABL_DATA is unset; "
+            "pass --data-dir DIR"
         )
     path = Path(config.data_dir) / name
     if not path.is_file():
         hint = (
             (
-                " train_revised.json is not shipped with this course; fetch Re-DocRED with "
+                " train_revised.json is not shipped with this course; "
+                "fetch Re-DocRED with "
                 "hingeabl_nb.data.download_redocred(dest) or use --preset reduced"
             )
             if name == "train_revised.json"
@@ -144,7 +153,8 @@ def load_splits(
     config,  # resolved config
     rel2id: dict,  # relation name -> column
 ) -> dict:  # {"train": docs, "dev": docs, "test": docs}
-    "Read the train/dev/test documents of a run (reduced protocol: train/dev split of the dev file)."
+    """Read the train/dev/test documents of a run (reduced protocol: train/dev
+    split of the dev file)."""
     if config.split_dev_for_train:
         train, dev = data.split_docs(
             data.load_docs(data_path(config, config.dev_file), rel2id=rel2id),
@@ -166,7 +176,8 @@ def load_splits(
 def encoder_dir(
     name: str,  # encoder folder, or a hub name already in the local Hugging Face cache
 ) -> Path:  # a local folder with config.json, weights and tokenizer files
-    "Local folder of an encoder (never downloads), or a `TrainSetupError` saying where it looked."
+    """Local folder of an encoder (never downloads), or a `TrainSetupError` saying
+    where it looked."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
@@ -180,8 +191,10 @@ def encoder_dir(
         except Exception:
             pass
     raise TrainSetupError(
-        f"encoder {name!r} not found: not a folder, not under shared/models/ (searched upwards from "
-        f"{Path.cwd()}), not in the local Hugging Face cache. Pass --model PATH to an encoder folder "
+        f"encoder {name!r} not found: not a folder, not under shared/models/ "
+        "(searched upwards from "
+        f"{Path.cwd()}), not in the local Hugging Face cache. "
+        "Pass --model PATH to an encoder folder "
         f"(config.json, weights, tokenizer files); nothing is downloaded"
     )
 
@@ -224,7 +237,8 @@ def build_model(
 def prepare_run(
     config,  # resolved config
 ) -> dict:  # tokenizer, pad_id, rel2id, id2rel, docs and features of each split
-    "Load everything a run reads from disk (documents, tokenizer and its pad id, features)."
+    """Load everything a run reads from disk (documents, tokenizer and its pad id,
+    features)."""
     rel2id = data.load_rel2id()
     docs = load_splits(config, rel2id)
     tokenizer = load_tokenizer(config)
@@ -296,7 +310,8 @@ def save_checkpoint(
     state: dict,  # run state (epoch, step, best_*, history)
     new_best: bool,  # also write checkpoint/<state["best_file"]> first
 ) -> None:
-    "Write the best model (if new) and then `last.pt`, both atomically; remove stale best files."
+    """Write the best model (if new) and then `last.pt`, both atomically; remove
+    stale best files."""
     ck = out / "checkpoint"
     if new_best:
         atomic_save(net.state_dict(), ck / state["best_file"])

@@ -21,7 +21,8 @@ def distances(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
 ) -> Tensor:  # d, (n_pairs, n_rel): d[:, r-1] is d_r of relation column r
-    "Eq. (8): d_r = s_r - s_TH for positive relations, s_TH - s_r for negative ones (columns 1..)."
+    """Eq. (8): d_r = s_r - s_TH for positive relations, s_TH - s_r for negative ones
+    (columns 1..)."""
     check_pairs(logits, labels, "distances")
     s = as_float(logits)
     diff = s[:, 1:] - s[:, :1]
@@ -30,9 +31,10 @@ def distances(
 # %% ../nbs/02_sat.ipynb #dd89fd4c
 def neg_log_sigmoid(
     d: Tensor,  # distances d_r, any shape
-    prob_eps: float = 1e-30,  # added to sigma(d) inside the log like the official code; 0 = exact eq. (7)
+    prob_eps: float = 1e-30,  # added to sigma(d) in the log (official); 0 = eq. (7)
 ) -> Tensor:  # -log(sigma(d) + prob_eps), same shape
-    "Per-relation term of eq. (7): softplus(-d_r) (prob_eps=0) or -log(sigma(d_r) + prob_eps), in log space."
+    """Per-relation term of eq. (7): softplus(-d_r) (prob_eps=0)
+    or -log(sigma(d_r) + prob_eps), in log space."""
     ls = F.logsigmoid(d)
     if prob_eps <= 0:
         return -ls
@@ -42,22 +44,24 @@ def neg_log_sigmoid(
 def sat_loss(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
-    prob_eps: float = 1e-30,  # official code's epsilon inside the log; 0 = exact eq. (7)
+    prob_eps: float = 1e-30,  # official code's epsilon in the log; 0 = exact eq. (7)
 ) -> Tensor:  # scalar (float32, float64 for float64 logits), mean over pairs
     "Eq. (7): SAT = sum over relations of softplus(-d_r), averaged over pairs."
     return neg_log_sigmoid(distances(logits, labels), prob_eps).sum(1).mean()
 
 # %% ../nbs/02_sat.ipynb #22a57ad4
 def _d_ref(s: list, y: list, r: int) -> float:
-    "d_r of eq. (8) for relation r of one pair (Python floats): s_r - s_TH for a gold relation, s_TH - s_r otherwise."
+    """d_r of eq. (8) for relation r of one pair (Python floats):
+    s_r - s_TH for a gold relation, s_TH - s_r otherwise."""
     return s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]
 
 # %% ../nbs/02_sat.ipynb #188cb105
 def _neg_log_sigmoid_ref(
     d: float,  # one distance d_r
-    prob_eps: float = 1e-30,  # the official epsilon inside the log; 0 = exact softplus(-d)
+    prob_eps: float = 1e-30,  # official epsilon inside the log; 0 = exact softplus(-d)
 ) -> float:  # -log(1/(1+e^{-d}) + prob_eps), float64
-    "Per-relation term of eq. (7) for one Python float, with `math` (the loop references' building block)."
+    """Per-relation term of eq. (7) for one Python float, with `math`
+    (the loop references' building block)."""
     if prob_eps <= 0:
         return max(-d, 0.0) + math.log1p(math.exp(-abs(d)))  # softplus(-d), stable
     p = (
@@ -71,7 +75,8 @@ def sat_ref(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
     prob_eps: float = 1e-30,  # official epsilon inside the log; 0 = exact eq. (7)
 ) -> float:  # mean SAT over pairs, computed in float64
-    "Eqs. (7)-(8) with Python loops and `math` in float64: the reference `sat_loss` is tested against."
+    """Eqs. (7)-(8) with Python loops and `math` in float64:
+    the reference `sat_loss` is tested against."""
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         total += sum(
@@ -84,7 +89,8 @@ def sat_grad(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
 ) -> Tensor:  # (n_pairs, 1+n_rel) gradient of sat_loss(prob_eps=0) w.r.t. logits
-    "Closed-form gradient of eq. (7), batch mean: (sigma(s_r - s_TH) - y_r)/n for relations, minus their row sum for TH."
+    """Closed-form gradient of eq. (7), batch mean: (sigma(s_r - s_TH) - y_r)/n
+    for relations, minus their row sum for TH."""
     check_pairs(logits, labels, "sat_grad")
     s = as_float(logits)
     g = (
@@ -96,9 +102,10 @@ def sat_grad(
 def mean_sat_loss(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
-    prob_eps: float = 1e-30,  # official code's epsilon inside the log; 0 = exact eq. (11)
+    prob_eps: float = 1e-30,  # official code's epsilon in the log; 0 = exact eq. (11)
 ) -> Tensor:  # scalar (float32, float64 for float64 logits), mean over pairs
-    "Eq. (11): mean SAT term over the positives plus mean over the negatives, averaged over pairs."
+    """Eq. (11): mean SAT term over the positives plus mean over the negatives,
+    averaged over pairs."""
     l = neg_log_sigmoid(distances(logits, labels), prob_eps)
     pos = (labels[:, 1:] > 0.5).to(l.dtype)
     n_p, n_n = pos.sum(1), (1 - pos).sum(1)
@@ -112,7 +119,8 @@ def mean_sat_ref(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
     prob_eps: float = 1e-30,  # official epsilon inside the log; 0 = exact eq. (11)
 ) -> float:  # mean MeanSAT over pairs, computed in float64
-    "Eq. (11) with Python loops and `math` in float64: the reference `mean_sat_loss` is tested against."
+    """Eq. (11) with Python loops and `math` in float64:
+    the reference `mean_sat_loss` is tested against."""
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         P = [

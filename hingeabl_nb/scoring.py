@@ -16,7 +16,7 @@ __all__ = ['gold_index', 'train_facts', 'unique_keys', 'judge', 'relation_counts
 
 # %% ../nbs/07a_metrics_internals.ipynb #60ccc291
 def _as_numpy(x, where: str) -> np.ndarray:
-    "Turn a tensor / array / nested list into a NumPy array, with an error naming `where`."
+    "Turn a tensor / array / nested list into a NumPy array; errors name `where`."
     if isinstance(x, Tensor):
         return x.detach().cpu().float().numpy()
     try:
@@ -28,16 +28,17 @@ def _as_numpy(x, where: str) -> np.ndarray:
 def _need(d: dict, key: str, where: str):
     "Return d[key] or raise a ValueError naming `where` and the missing field."
     if not isinstance(d, dict) or key not in d:
-        raise ValueError(
-            f"{where}: missing field '{key}' (has {sorted(d) if isinstance(d, dict) else type(d).__name__})"
-        )
+        has = sorted(d) if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"{where}: missing field '{key}' (has {has})")
     return d[key]
 
 # %% ../nbs/07a_metrics_internals.ipynb #bf574dcf
 def gold_index(
     gold_docs: list,  # gold (dev/test) documents in DocRED format, each with `labels`
 ) -> tuple[set, dict]:  # ({(title, h, t, r)}, {title: vertexSet})
-    "Set of gold triples (duplicates counted once, as the official scorer) and the title -> vertexSet map."
+    """Set of gold triples and the title -> vertexSet map.
+
+    Duplicates are counted once, as the official scorer does."""
     std, title2vs = set(), {}
     for i, doc in enumerate(gold_docs):
         title = _need(doc, "title", f"gold_docs[{i}]")
@@ -62,7 +63,9 @@ def gold_index(
 def train_facts(
     train_docs: list,  # training documents in DocRED format, each with `labels`
 ) -> set:  # {(head mention name, tail mention name, r)}
-    "All (head mention name, tail mention name, relation) facts of the training labels, as the official scorer builds them."
+    """All (head mention name, tail mention name, relation) facts of training labels.
+
+    Built as the official scorer builds them."""
     facts = set()
     for i, doc in enumerate(train_docs):
         vs = _need(doc, "vertexSet", f"train_docs[{i}]")
@@ -76,7 +79,9 @@ def train_facts(
 def unique_keys(
     triples: list,  # [{"title", "h_idx", "t_idx", "r"}, ...] (extra fields are ignored)
 ) -> list[tuple]:  # sorted unique (title, h_idx, t_idx, r)
-    "De-duplicate predictions on (title, h_idx, t_idx, r), as the official scorer's sort + adjacent-drop."
+    """De-duplicate predictions on (title, h_idx, t_idx, r).
+
+    As the official scorer's sort + adjacent-drop."""
     keys = set()
     for i, x in enumerate(triples):
         w = f"triples[{i}]"
@@ -92,7 +97,9 @@ def unique_keys(
 
 # %% ../nbs/07a_metrics_internals.ipynb #85a0bfb0
 def _as_facts(train_docs) -> set:
-    "None -> no facts; a set/frozenset is taken as precomputed `train_facts`; otherwise a list of documents."
+    """None -> no facts; a set/frozenset is precomputed `train_facts`.
+
+    Otherwise `train_docs` is a list of documents."""
     if train_docs is None:
         return set()
     if isinstance(train_docs, (set, frozenset)):
@@ -108,7 +115,9 @@ def judge(
 ) -> list[
     tuple[bool, bool, bool]
 ]:  # per key: (title known, correct, correct and in train)
-    "Judge each unique prediction as the official scorer: known title, correct, correct-and-seen-in-training."
+    """Judge each unique prediction as the official scorer.
+
+    Per key: known title, correct, correct-and-seen-in-training."""
     out = []
     for title, h, t, r in keys:
         known = title in title2vs
@@ -127,7 +136,9 @@ def relation_counts(
     gold_docs: list,  # gold documents with labels
     train_docs=None,  # training documents, a `train_facts` set, or None
 ) -> dict:  # r -> dict(n_pred, n_gold, n_correct, n_correct_in_train)
-    "Per-relation counts of unique predictions, gold triples, correct and correct-in-train predictions."
+    """Per-relation counts of unique predictions and gold triples.
+
+    Also counts correct and correct-in-train predictions."""
     std, title2vs = gold_index(gold_docs)
     keys = unique_keys(triples)
     c = defaultdict(lambda: dict(n_pred=0, n_gold=0, n_correct=0, n_correct_in_train=0))
@@ -143,10 +154,11 @@ def relation_counts(
 
 # %% ../nbs/07a_metrics_internals.ipynb #d959d5ce
 def _check_labels(logits: Tensor, labels: Tensor) -> Tensor:
-    "Validate labels against logits; return the boolean gold mask of the relation columns."
+    "Validate labels against logits; return the boolean gold mask of relation columns."
     if labels.shape != logits.shape or logits.ndim != 2:
         raise ValueError(
-            f"pattern_stats: labels {tuple(labels.shape)} and logits {tuple(logits.shape)} must both be (n_pairs, 1+n_rel)"
+            f"pattern_stats: labels {tuple(labels.shape)} and "
+            f"logits {tuple(logits.shape)} must both be (n_pairs, 1+n_rel)"
         )
     if not bool(((labels == 0) | (labels == 1)).all()):
         raise ValueError("pattern_stats: labels must be multi-hot (0/1)")
@@ -154,6 +166,7 @@ def _check_labels(logits: Tensor, labels: Tensor) -> Tensor:
     bad = (labels[:, 0] > 0.5) == g.any(1)
     if bool(bad.any()):
         raise ValueError(
-            f"pattern_stats: row {int(bad.nonzero()[0])}: labels[:, 0] (NA) must be 1 exactly when no relation column is 1"
+            f"pattern_stats: row {int(bad.nonzero()[0])}: labels[:, 0] (NA) "
+            "must be 1 exactly when no relation column is 1"
         )
     return g

@@ -24,7 +24,8 @@ def pair_labels(
     g: torch.Generator,  # draws the relations
     dtype=torch.float32,  # of the returned labels
 ) -> Tensor:  # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
-    "Re-DocRED-shaped labels: one random gold relation per related pair, a second one for a share of them."
+    """Re-DocRED-shaped labels: one random gold relation per related pair,
+    a second one for a share of them."""
     n = rel.shape[0]
     labels = torch.zeros(n, 1 + n_rel, dtype=dtype)
     labels[~rel, 0] = 1
@@ -69,7 +70,8 @@ def shift_threshold(
     logits: Tensor,  # (n_pairs, 1+n_rel); column 0 is TH
     b: float,  # threshold offset
 ) -> Tensor:  # same shape: relation scores minus b (a copy)
-    "Move every pair's decision threshold up by b (relation scores minus b; works for TH and zero thresholds)."
+    """Move every pair's decision threshold up by b
+    (relation scores minus b; works for TH and zero thresholds)."""
     out = logits.clone()
     out[:, 1:] -= b
     return out
@@ -95,7 +97,8 @@ def loss_optimal_offset(
     hi: float = 12.0,
     step: float = 0.1,  # scan range of b
 ) -> float:  # b* minimising the mean loss
-    "b* = argmin_b LOSSES[name](scores with the threshold moved by b): where the loss wants the threshold."
+    """b* = argmin_b LOSSES[name](scores with the threshold moved by b):
+    where the loss wants the threshold."""
     check_loss_names([name])
     f = lambda b: LOSSES[name](shift_threshold(logits, b), labels).item()
     grid = torch.arange(lo, hi + step / 2, step).tolist()
@@ -123,7 +126,8 @@ def threshold_table(
     hi: float = 12.0,
     step: float = 0.1,  # scan of b
 ) -> list[dict]:  # one row per loss: b_star, gold_below, f1_at_b_star, b_f1, best_f1
-    "For each loss: its preferred threshold offset b*, the share of gold relations at or below it, F1 there, and the F1-optimal offset."
+    """For each loss: its preferred threshold offset b*, the share of gold relations
+    at or below it, F1 there, and the F1-optimal offset."""
     grid = torch.arange(lo, hi + step / 2, step).tolist()
     rows = []
     for name in names or list(LOSSES):

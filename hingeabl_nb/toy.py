@@ -33,11 +33,11 @@ def toy_data(
     signal: float = 0.7,  # a: weight of the gold prototypes
     noise: float = 1.0,  # sigma: Gaussian noise on every feature
     seed: int = 0,  # seed of the pairs and the noise
-    proto_seed: int = 1234,  # seed of the prototypes P (shared by train and held-out sets)
+    proto_seed: int = 1234,  # seed of the prototypes P (shared by train and held-out)
 ) -> tuple[
     Tensor, Tensor
 ]:  # x (n_pairs, dim), labels (n_pairs, 1+n_rel) multi-hot; float32
-    "Synthetic pair features: x = signal * (sum of the gold prototypes) + noise * N(0, I)."
+    "Synthetic pair features: x = signal * (sum of gold prototypes) + noise * N(0, I)."
     if not 0 <= na_share < 1:
         raise ValueError(f"toy_data: na_share must be in [0, 1), got {na_share}")
     P = torch.randn(1 + n_rel, dim, generator=torch.Generator().manual_seed(proto_seed))
@@ -53,7 +53,8 @@ def toy_eval(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot
     loss: str = "ATL",  # a key of LOSSES: its threshold rule is used
 ) -> dict:  # gold_below, gold_margin, s_th, P, R, F1 (JSON-ready floats)
-    "Where the threshold sits relative to the gold scores, and the micro P/R/F1 of the predictions."
+    """Where the threshold sits relative to the gold scores,
+    and the micro P/R/F1 of the predictions."""
     spec, gold = LOSSES[loss], labels[:, 1:] > 0.5
     t = threshold_summary(logits, labels, spec.threshold)
     margin = (logits[:, 1:] - spec.thresholds(logits)[:, None])[gold].mean()
@@ -79,7 +80,8 @@ def fit_toy(
 ) -> list[
     dict
 ]:  # one toy_eval dict (plus step, mean train_loss since the last one) per evaluation
-    "Train a linear scorer with `train.fit` (a round of `every` steps per 'epoch'); evaluate on the held-out pairs after each round."
+    """Train a linear scorer with `train.fit` (a round of `every` steps per 'epoch');
+    evaluate on the held-out pairs after each round."""
     from hingeabl_nb.train import fit, resolve_config
 
     torch.manual_seed(seed)
@@ -120,19 +122,19 @@ DEFAULT_LOSSES = ("ATL", "SAT", "MeanSAT", "HingeABL")
 
 def train_toy(
     losses=DEFAULT_LOSSES,  # keys of LOSSES
-    seed: int = 0,  # seed of the training pairs, the head and the batches (held-out pairs: seed + 1000)
+    seed: int = 0,  # seed of train pairs, head and batches (held-out: seed + 1000)
     steps: int = 600,
     lr: float = 0.02,
     batch_size: int = 512,
     every: int = 20,
     progress: bool = True,
-    data: dict
-    | None = None,  # toy_data arguments other than seed, e.g. dict(noise=1.5)
-    **options,  # loss options, passed to every loss (e.g. margin=3.0 with losses=["HingeABL"])
+    data: dict | None = None,  # toy_data arguments except seed, e.g. dict(noise=1.5)
+    **options,  # options for every loss (e.g. margin=3.0 with losses=["HingeABL"])
 ) -> (
     dict
 ):  # JSON-ready: {"setting": {...}, "history": {loss: [eval dicts]}, "seconds": float}
-    "Train one linear scorer per loss on the same synthetic pairs; return every loss's evaluation history."
+    """Train one linear scorer per loss on the same synthetic pairs;
+    return every loss's evaluation history."""
     check_loss_names(losses)
     d = data or {}
     t0 = time.time()
@@ -156,7 +158,8 @@ def train_toy(
 def plot_toy(
     result: dict,  # from train_toy
 ):  # matplotlib Figure
-    "Two panels over the training steps, one line per loss: the mean gold margin s_r - s_TH, and the share of gold relations at or below the threshold."
+    """Two panels over the training steps, one line per loss: the mean gold margin
+    s_r - s_TH, and the share of gold relations at or below the threshold."""
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -179,7 +182,8 @@ def plot_toy(
         f"{n} {100 * h[-1]['gold_below']:.0f}%" for n, h in result["history"].items()
     )
     fig.suptitle(
-        f"Gold relations at or below the threshold at step {result['setting']['steps']}: {ends}",
+        "Gold relations at or below the threshold at step "
+        f"{result['setting']['steps']}: {ends}",
         fontsize=10,
     )
     b.legend(fontsize=8)
@@ -190,14 +194,17 @@ def plot_toy(
 def toy_table(
     result: dict,  # from train_toy
 ) -> str:  # a small text table
-    "The last evaluation of each loss: gold margin, share of gold relations at or below the threshold, micro F1."
+    """The last evaluation of each loss: gold margin, share of gold relations
+    at or below the threshold, micro F1."""
     lines = [
-        f"{'loss':16s} {'gold margin':>11s} {'gold <= TH':>10s} {'F1':>6s}   (held-out, step {result['setting']['steps']})"
+        f"{'loss':16s} {'gold margin':>11s} {'gold <= TH':>10s} {'F1':>6s}   "
+        f"(held-out, step {result['setting']['steps']})"
     ]
     for n, h in result["history"].items():
         e = h[-1]
         lines.append(
-            f"{n:16s} {e['gold_margin']:+11.2f} {100 * e['gold_below']:9.1f}% {100 * e['F1']:6.1f}"
+            f"{n:16s} {e['gold_margin']:+11.2f} "
+            f"{100 * e['gold_below']:9.1f}% {100 * e['F1']:6.1f}"
         )
     return "\n".join(lines)
 
@@ -207,7 +214,8 @@ def toy_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hingeabl-toy",
         description="Train a linear scorer on synthetic pairs with each loss (CPU, "
-        "seconds) and plot where the threshold sits relative to the gold scores over the steps.",
+        "seconds) and plot where the threshold sits relative to the gold scores "
+        "over the steps.",
     )
     p.add_argument(
         "--losses",
@@ -237,7 +245,8 @@ def toy_parser() -> argparse.ArgumentParser:
 def toy_main(
     argv: list | None = None,  # arguments (default: sys.argv[1:])
 ) -> int:  # exit status
-    "Console script `hingeabl-toy`: train, write OUT/toy.png and OUT/toy.json, print the table."
+    """Console script `hingeabl-toy`: train, write OUT/toy.png and OUT/toy.json,
+    print the table."""
     p = toy_parser()
     a = p.parse_args(argv)
     try:
@@ -262,6 +271,7 @@ def toy_main(
     plot_toy(res).savefig(out / "toy.png", dpi=110, bbox_inches="tight")
     print(toy_table(res))
     print(
-        f"{len(a.losses)} losses x {a.steps} steps in {res['seconds']:.1f} s; wrote {out / 'toy.png'} and {out / 'toy.json'}"
+        f"{len(a.losses)} losses x {a.steps} steps in {res['seconds']:.1f} s; "
+        f"wrote {out / 'toy.png'} and {out / 'toy.json'}"
     )
     return 0

@@ -59,7 +59,7 @@ class TrainConfig:
 
     preset: str = "custom"  # name of the preset this config came from
     protocol: str = ""  # one sentence saying what protocol these settings follow
-    encoder: str = "bert-base-cased"  # encoder directory or hub name; "tiny" = `model.tiny_bert` over `data.tiny_tokenizer`
+    encoder: str = "bert-base-cased"  # encoder dir/hub name; "tiny": tiny random BERT
     data_dir: str = (
         ""  # folder holding the three files below ("" = locate automatically)
     )
@@ -111,20 +111,26 @@ class TrainConfig:
     )
 
 # %% ../nbs/09_train.ipynb #2e237045
-_REDUCED = "MiniLM-L6 encoder, trained on 400 dev_revised documents, selected on the other 100, tested on test_revised"
+_REDUCED = (
+    "MiniLM-L6 encoder, trained on 400 dev_revised documents, "
+    "selected on the other 100, tested on test_revised"
+)
 PRESETS = {
     "paper": TrainConfig(
         preset="paper",
         encoder="bert-base-cased",
-        protocol="Paper protocol (Appendix B and the official scripts): BERT-base, Re-DocRED train/dev/test, "
-        "30 epochs, batch 4/8, AdamW 5e-5 (head 1e-4), 6% warm-up, mixed precision; seeds 1, 5, 42, 66, 233.",
+        protocol="Paper protocol (Appendix B and the official scripts): "
+        "BERT-base, Re-DocRED train/dev/test, "
+        "30 epochs, batch 4/8, AdamW 5e-5 (head 1e-4), 6% warm-up, "
+        "mixed precision; seeds 1, 5, 42, 66, 233.",
     ),
     "reduced": TrainConfig(
         preset="reduced",
         encoder="minilm-l6-h384-uncased",
         split_dev_for_train=True,
         epochs=20,
-        protocol=f"Reduced protocol (NOT the paper's): {_REDUCED}; paper optimiser settings, 20 epochs.",
+        protocol=f"Reduced protocol (NOT the paper's): {_REDUCED}; "
+        "paper optimiser settings, 20 epochs.",
     ),
     "lab": TrainConfig(
         preset="lab",
@@ -139,7 +145,8 @@ PRESETS = {
         block_size=16,
         mixed_precision="no",
         device="cpu",
-        protocol=f"Reduced protocol (NOT the paper's): frozen {_REDUCED}; only the ATLOP head is trained "
+        protocol=f"Reduced protocol (NOT the paper's): frozen {_REDUCED}; "
+        "only the ATLOP head is trained "
         "(emb 128, block 16), 8 epochs, AdamW 3e-3, 1024 pairs per step.",
     ),
     "smoke": TrainConfig(
@@ -157,7 +164,8 @@ PRESETS = {
         head_lr=1e-3,
         progress=False,
         num_threads=1,
-        protocol="Smoke test (plumbing only): tiny random BERT on the embedded sample documents, CPU; scores are meaningless.",
+        protocol="Smoke test (plumbing only): tiny random BERT on the embedded "
+        "sample documents, CPU; scores are meaningless.",
     ),
 }
 
@@ -224,19 +232,20 @@ def epoch_batches(
 
 # %% ../nbs/09_train.ipynb #27dbab1b
 def fit(
-    model: torch.nn.Module,  # what is trained (ATLOP, or the ATLOP head alone in the lab)
+    model: torch.nn.Module,  # what is trained (ATLOP, or its head alone in the lab)
     optimizer,
     scheduler,  # AdamW and its per-step warm-up/decay schedule
     config: TrainConfig,  # uses loss, loss_options, epochs, max_grad_norm, progress
     batches,  # epoch -> list of batches of that epoch
     forward,  # batch -> (logits (n_pairs, 1+n_rel), labels of the same shape)
-    on_epoch_end=None,  # (epoch, mean train loss, steps, seconds) -> None: evaluation, checkpoints
+    on_epoch_end=None,  # (epoch, mean train loss, steps, seconds) -> None: eval, ckpt
     start_epoch: int = 0,  # first 0-based epoch (a resumed run starts later)
     stop_after: int
     | None = None,  # stop before this epoch, as a kill would (None: run all)
     accelerator=None,  # an `accelerate.Accelerator`, or None for plain PyTorch
 ) -> list:  # mean training loss of each epoch that ran
-    "The one training loop: forward, float32 loss of `LOSSES[config.loss]`, backward, clip, step, per batch."
+    """The one training loop, per batch: forward, float32 loss of
+    `LOSSES[config.loss]`, backward, clip, step."""
     spec, opts, means = LOSSES[config.loss], dict(config.loss_options), []
     backward = accelerator.backward if accelerator else torch.Tensor.backward
     clip = (
@@ -277,7 +286,7 @@ def predict_logits(
     features: list,  # featurised documents
     batch_size: int = 8,  # documents per batch
     device="cpu",  # where the model is
-    autocast=None,  # a context manager factory for mixed precision (None: plain float32)
+    autocast=None,  # context manager factory for mixed precision (None: float32)
     pad_id: int = 0,  # the tokenizer's pad_token_id (RoBERTa: 1)
 ) -> list:  # per-document float32 CPU logits, each (n_pairs, 97), in `features` order
     "Logits of every document, computed in length-bucketed batches."
@@ -307,7 +316,8 @@ def score(
     config: TrainConfig,  # uses loss and top_k
     id2rel: dict,  # column -> relation name
 ) -> dict:  # F1, Ign_F1, macro_F1, macro_Ign_F1, P, R (percent) and pattern statistics
-    "Official, macro and pattern scores of a model's logits, predicted with the loss's own threshold rule."
+    """Official, macro and pattern scores of a model's logits, predicted with the
+    loss's own threshold rule."""
     spec = LOSSES[config.loss]
     all_logits = torch.cat(logits) if logits else torch.zeros(0, 97)
     labels = (
@@ -342,7 +352,8 @@ def run_training(
     | None = None,  # stop after this many completed epochs (simulates a kill)
     resume: bool = True,  # continue from out_dir/checkpoint/last.pt when present
 ) -> dict:  # the content of metrics.json (or the partial run state when stopped early)
-    "Train ATLOP with `config.loss`, select on dev F1, score test with the best checkpoint."
+    """Train ATLOP with `config.loss`, select on dev F1, score test with the best
+    checkpoint."""
     check_config(config)
     threads = torch.get_num_threads()
     if config.num_threads > 0:
@@ -356,7 +367,8 @@ def run_training(
 def train_and_test(
     config: TrainConfig, out: Path, stop_after: int | None, resume: bool
 ) -> dict:
-    "The body of `run_training` (same arguments): set up, resume, `fit` with the dev hook, score test."
+    """The body of `run_training` (same arguments): set up, resume, `fit` with the
+    dev hook, score test."""
     t0 = time.time()
     accelerator, mp = make_accelerator(config)
     set_seed(config.seed)
@@ -447,7 +459,8 @@ def new_state() -> dict:
 def resume_run(
     out: Path, config: TrainConfig, accelerator, model, optimizer, scheduler
 ) -> dict:
-    "Restore model, optimiser, scheduler, scaler and RNG from `out/checkpoint/last.pt` (in place); its run state, or a new one."
+    """Restore model, optimiser, scheduler, scaler and RNG from
+    `out/checkpoint/last.pt` (in place); its run state, or a new one."""
     ck = load_checkpoint(out, asdict(config))
     if ck is None:
         if accelerator.is_main_process and (out / "log.jsonl").exists():
@@ -469,7 +482,8 @@ def resume_run(
 def evaluate_split(
     net, run: dict, split: str, config: TrainConfig, accelerator
 ) -> tuple[list, dict]:
-    "Logits and scores (`score`) of one split, 'dev' or 'test', of a prepared run (main process)."
+    """Logits and scores (`score`) of one split, 'dev' or 'test', of a prepared run
+    (main process)."""
     f = run["features"][split]
     logits = predict_logits(
         net,
@@ -498,7 +512,8 @@ def end_of_epoch(
     train_loss: float,
     seconds: float,
 ) -> dict:
-    "Dev evaluation, best-model bookkeeping, log line and checkpoint after one epoch; the new run state."
+    """Dev evaluation, best-model bookkeeping, log line and checkpoint after one
+    epoch; the new run state."""
     state = dict(
         state,
         epoch=epoch + 1,
@@ -540,7 +555,8 @@ def end_of_epoch(
             fh.write(json.dumps(line) + "\n")
         if config.progress:
             tqdm.write(
-                f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, dev F1 {dev['F1']:.2f}"
+                f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, "
+                f"dev F1 {dev['F1']:.2f}"
             )
     accelerator.wait_for_everyone()
     return state
@@ -556,7 +572,8 @@ def finish_run(
     mp: str,
     t0: float,
 ) -> dict:
-    "Score the test set with the best checkpoint; write metrics.json (main process; {} elsewhere) and test_logits.pt."
+    """Score the test set with the best checkpoint; write metrics.json
+    (main process; {} elsewhere) and test_logits.pt."""
     result = {}
     if accelerator.is_main_process:
         net = accelerator.unwrap_model(model)
@@ -600,7 +617,8 @@ def finish_run(
 
 
 def train_main() -> None:
-    "Console script `hingeabl-train` (its parser and messages are in `hingeabl_nb.cli.train_cli`)."
+    """Console script `hingeabl-train` (its parser and messages are in
+    `hingeabl_nb.cli.train_cli`)."""
     from hingeabl_nb.cli import train_cli
 
     train_cli()

@@ -1,5 +1,8 @@
-"""Tests of hingeabl_nb.atl, .sat and .hinge against the exported float64 loop references (atl_ref, sat_ref,
-mean_sat_ref, hinge_abl_ref), closed-form gradients and hand numbers (eqs. 3-11)."""
+"""Tests of hingeabl_nb.atl, .sat and .hinge.
+
+Checked against the exported float64 loop references (atl_ref, sat_ref, mean_sat_ref,
+hinge_abl_ref), closed-form gradients and hand numbers (eqs. 3-11).
+"""
 
 import math
 
@@ -56,7 +59,8 @@ def all_losses():
     return out
 
 
-# ---- small float64 helpers for the gradient formulas (the loss references are the exported *_ref) --------
+# ---- small float64 helpers for the gradient formulas ---------------------------------
+# (the loss references are the exported *_ref)
 
 
 def softplus(x):
@@ -88,7 +92,7 @@ batches = st.tuples(
 )
 
 
-# ---- agreement with the loop references ---------------------------------------------------------------------
+# ---- agreement with the loop references ----------------------------------------------
 
 
 @FAST
@@ -152,7 +156,9 @@ def test_hinge_matches_reference(b, m, normalize, eps):
 
 
 def test_references_hand_numbers():
-    "The references themselves, on a pair typed out by hand: gold at d = 2 and d = 1, one negative at d = 1."
+    """The references themselves, on a pair typed out by hand: gold at d = 2 and d = 1,
+    one negative at d = 1.
+    """
     lg = torch.tensor([[0.0, 2.0, -1.0, 1.0]])
     lb = torch.tensor([[0.0, 1.0, 0.0, 1.0]])
     sp = lambda d: math.log1p(math.exp(-d))  # softplus(-d)
@@ -195,7 +201,8 @@ def test_hinge_weights_hand_numbers():
 
 
 def test_official_epsilon_caps_far_wrong_terms():
-    # one positive relation at d = -200: -log(sigma(d) + 1e-30) = -log(1e-30) in the official code
+    # one positive relation at d = -200: -log(sigma(d) + 1e-30) = -log(1e-30) in the
+    # official code
     logits = torch.tensor([[200.0, 0.0]], dtype=torch.float64)
     labels = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
     torch.testing.assert_close(
@@ -206,7 +213,7 @@ def test_official_epsilon_caps_far_wrong_terms():
     )
 
 
-# ---- properties ---------------------------------------------------------------------------------------------
+# ---- properties ----------------------------------------------------------------------
 
 
 @FAST
@@ -284,7 +291,7 @@ def test_inputs_unchanged():
     assert torch.equal(logits, lc) and torch.equal(labels, yc)
 
 
-# ---- gradients ----------------------------------------------------------------------------------------------
+# ---- gradients -----------------------------------------------------------------------
 
 
 @FAST
@@ -314,7 +321,9 @@ def test_threshold_grad_split_matches_loop_formulas():
 
 @pytest.mark.parametrize("normalize", ["separate", "joint"])
 def test_non_detached_extra_gradient(normalize):
-    "Not detaching adds -1[d_k<m] (l_k - L_group) / W_group to dL/dd_k (loop formula, float64)."
+    """Not detaching adds -1[d_k<m] (l_k - L_group) / W_group to dL/dd_k (loop formula,
+    float64).
+    """
     m = 5.0
     logits, labels = make_batch(11, 8, 10, 3.0)
     x1 = logits.clone().requires_grad_()
@@ -355,7 +364,7 @@ def test_non_detached_extra_gradient(normalize):
     torch.testing.assert_close(g_def - g_det, expected, rtol=1e-9, atol=1e-12)
 
 
-# ---- errors -------------------------------------------------------------------------------------------------
+# ---- errors --------------------------------------------------------------------------
 
 
 def test_errors_name_the_problem():

@@ -1,8 +1,10 @@
-"""The benchmark scripts run end to end on a tiny configuration (their numbers are not asserted: they are measurements)."""
+"""The benchmark scripts run end to end on a tiny configuration.
+
+Their numbers are not asserted: they are measurements.
+"""
 
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest

@@ -1,16 +1,21 @@
-"""Tests of hingeabl_nb.data: DocRED validation messages, the reduced-protocol split, the resumable
-verified download (fake transports, no network), ATLOP featurisation checked against independent
-reconstructions, the feature cache and its invalidation, batching, and the Tables 5-6 statistics."""
+"""Tests of hingeabl_nb.data.
+
+DocRED validation messages, the reduced-protocol split, the resumable verified download
+(fake transports, no network), ATLOP featurisation checked against independent
+reconstructions, the feature cache and its invalidation, batching, and the Tables 5-6
+statistics.
+"""
 
 import copy
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hingeabl_nb.data as D
 from hingeabl_nb.data import (
@@ -35,7 +40,8 @@ from hingeabl_nb.data import (
     tiny_tokenizer,
 )
 
-# the shared Re-DocRED files and MiniLM, found like the notebooks find them; tests that need them are skipped elsewhere
+# the shared Re-DocRED files and MiniLM, found like the notebooks find them; tests that
+# need them are skipped elsewhere
 _DATA = locate_redocred(start=Path(__file__).resolve().parent)
 DATA = _DATA if _DATA is not None else Path("/nonexistent")
 MINILM = (
@@ -86,7 +92,7 @@ def sample():
     }
 
 
-# ---------------------------------------------------------------- relation vocabulary, sample, locating data
+# ------------------------------------------- relation vocabulary, sample, locating data
 def test_rel2id_embedded():
     assert (
         len(REL2ID) == 97
@@ -163,7 +169,10 @@ BAD = [  # (document, expected message after "dev.json: document 1 ('<title>'): 
             "Ross Patterson Alger",
             labels=[{"h": 0, "t": 1, "r": "P9999", "evidence": []}],
         ),
-        "labels[0].r = 'P9999' is not a known relation (allowed: the 96 ids of rel2id, P6, P17, P19, P20, P22, P25, ..., P3373)",
+        (
+            "labels[0].r = 'P9999' is not a known relation (allowed: the 96 ids of "
+            "rel2id, P6, P17, P19, P20, P22, P25, ..., P3373)"
+        ),
     ),
     (
         _doc(labels=[{"h": 0, "t": 3, "r": "P17"}]),
@@ -204,7 +213,10 @@ BAD = [  # (document, expected message after "dev.json: document 1 ('<title>'): 
             vertexSet=[[{"name": "x", "type": "PER", "sent_id": 1, "pos": [3, 6]}]],
             labels=[],
         ),
-        "vertexSet[0][0].pos = [3, 6] is not a non-empty span inside sentence 1 (5 words)",
+        (
+            "vertexSet[0][0].pos = [3, 6] is not a non-empty span inside sentence 1 "
+            "(5 words)"
+        ),
     ),
     (
         _doc(
@@ -254,12 +266,15 @@ def test_non_strict_keeps_valid(tmp_path):
 
 
 def test_unknown_relation_rejected_by_default(tmp_path):
-    "Without rel2id the embedded Re-DocRED vocabulary is used; the error names file, document, title, field and the opt-out."
+    """Without rel2id the embedded Re-DocRED vocabulary is used; the error names file,
+    document, title, field and the opt-out.
+    """
     with pytest.raises(DocREDFormatError) as e:
         load_docs(_write(tmp_path, [_doc(), BAD[0][0]]))
     msg = str(e.value)
     assert msg.startswith(
-        "dev.json: document 1 ('Ross Patterson Alger'): labels[0].r = 'P9999' is not a known relation"
+        "dev.json: document 1 ('Ross Patterson Alger'): "
+        "labels[0].r = 'P9999' is not a known relation"
     ), msg
     assert "allowed: the 96 ids of rel2id" in msg and "check_relations=False" in msg
 
@@ -321,9 +336,11 @@ def test_split_docs():
         split_docs(docs, n_holdout=500)
 
 
-# ---------------------------------------------------------------- download (fake transports only)
+# ------------------------------------------------------ download (fake transports only)
 class FakeServer:
-    "Serves bytes like HTTP; `cuts[k]` bytes into response k the stream breaks; optional Range support."
+    """Serves bytes like HTTP; `cuts[k]` bytes into response k the stream breaks;
+    optional Range support.
+    """
 
     def __init__(self, data, cuts=(), honour_range=True, status=None):
         self.data, self.cuts, self.honour_range, self.status, self.requests = (
@@ -538,11 +555,14 @@ def test_recorded_hashes_match_shared_files(tmp_path):
         )
 
 
-# ---------------------------------------------------------------- featurisation, against independent reconstructions
+# ---------------------------- featurisation, against independent reconstructions
 def _check_feature(doc, f, tok, offset=1, suffix=1):
-    "Rebuild what a feature must contain from the document with plain loops and compare."
+    """Rebuild what a feature must contain from the document with plain loops and
+    compare.
+    """
     toks = tok.convert_ids_to_tokens(f["input_ids"])
-    # 1. every mention: '*' at start and end, and the word pieces of its words in between
+    # 1. every mention: '*' at start and end, and the word pieces of its words in
+    # between
     for e, ent in enumerate(doc["vertexSet"]):
         for m, men in enumerate(ent):
             s, t = f["entity_pos"][e][m]
@@ -589,7 +609,9 @@ def test_featurize_sample_tiny(sample):
 
 
 def test_featurize_other_special_frame(sample):
-    "A tokenizer with two prefix specials (like `<s> <s>`): positions move by the prefix length."
+    """A tokenizer with two prefix specials (like `<s> <s>`): positions move by the
+    prefix length.
+    """
     from tokenizers.processors import TemplateProcessing
 
     tok = copy.deepcopy(tiny_tokenizer())
@@ -801,7 +823,9 @@ def test_doc_stats_hand():
     not (DATA / "dev_revised.json").exists(), reason="shared Re-DocRED files absent"
 )
 def test_paper_tables_5_6():
-    "Dev/test statistics reproduce Table 6 (entities, triples, sentences) and the ~93-94% NA share."
+    """Dev/test statistics reproduce Table 6 (entities, triples, sentences) and the
+    ~93-94% NA share.
+    """
     for name, ent, tri, sen in (
         ("dev_revised.json", 19.4, 34.6, 8.2),
         ("test_revised.json", 19.6, 34.9, 7.9),
@@ -817,9 +841,7 @@ def test_paper_tables_5_6():
         assert 0.93 <= st["na_share"] <= 0.94
 
 
-# ---------------------------------------------------------------- properties on random documents
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+# ------------------------------------------------------- properties on random documents
 
 WORDS = [
     "the",
@@ -887,7 +909,9 @@ def documents(draw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents())
 def test_featurize_random_documents(doc):
-    "Overlapping and nested mentions, '*' in the text, words with no word pieces: markers still line up."
+    """Overlapping and nested mentions, '*' in the text, words with no word pieces:
+    markers still line up.
+    """
     tok = tiny_tokenizer()
     f = featurize([doc], tok, REL2ID, progress=False)[0]
     n = len(doc["vertexSet"])
@@ -955,7 +979,9 @@ def test_download_existing_unverifiable_file_kept(tmp_path, payload, monkeypatch
 
 
 def test_download_default_transport_from_local_mirror(tmp_path, payload):
-    "The urllib transport on a file:// mirror (no network): the whole stack without a fake."
+    """The urllib transport on a file:// mirror (no network): the whole stack without a
+    fake.
+    """
     data, sha = payload
     (tmp_path / "mirror").mkdir()
     (tmp_path / "mirror" / "dev_revised.json").write_bytes(data)

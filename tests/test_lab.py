@@ -1,9 +1,12 @@
-"""Tests of hingeabl_nb.lab and hingeabl_nb.labcache: protocol choice, feature cache, head training, the lab record and the CLI (offline, tiny encoder)."""
+"""Tests of hingeabl_nb.lab and hingeabl_nb.labcache.
+
+Protocol choice, feature cache, head training, the lab record and the CLI (offline, tiny
+encoder).
+"""
 
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -28,7 +31,9 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def split_dev_dir(tmp_path_factory):
-    "A data folder without a train file: dev_revised.json (the 32+8 sample docs) and test_revised.json."
+    """A data folder without a train file: dev_revised.json (the 32+8 sample docs) and
+    test_revised.json.
+    """
     d = tmp_path_factory.mktemp("redocred")
     docs = [
         doc

@@ -1,5 +1,8 @@
-"""Tests of hingeabl_nb.losses: every Table 3 loss against its float64 loop reference (`losses.REFERENCE`,
-written in the notebooks from the formulas), hypothesis properties, and the prediction rule."""
+"""Tests of hingeabl_nb.losses.
+
+Every Table 3 loss against its float64 loop reference (`losses.REFERENCE`, written in
+the notebooks from the formulas), hypothesis properties, and the prediction rule.
+"""
 
 import math
 
@@ -47,7 +50,9 @@ def test_reference_keys():
     scale=st.sampled_from([0.1, 1.0, 3.0, 20.0]),
 )
 def test_loss_matches_reference_float64(name, seed, n, c, scale):
-    "Random float64 batches: the registry entry keeps float64 and equals the loop reference to 1e-10."
+    """Random float64 batches: the registry entry keeps float64 and equals the loop
+    reference to 1e-10.
+    """
     logits, labels = make_batch(seed, n, c, scale)
     got = LOSSES[name](logits.double(), labels.double())
     assert got.dtype == torch.float64 and got.ndim == 0
@@ -90,7 +95,9 @@ def test_options_match_reference(name, options):
 
 
 def test_reference_hand_numbers():
-    "The three baseline references on one pair typed out by hand (the other four are checked in test_atl_sat_hinge)."
+    """The three baseline references on one pair typed out by hand (the other four are
+    checked in test_atl_sat_hinge).
+    """
     s, y = (
         torch.tensor([[0.2, 1.0, -0.7, 0.4]], dtype=torch.float64),
         torch.tensor([[0.0, 1.0, 0.0, 0.0]], dtype=torch.float64),
@@ -266,7 +273,10 @@ def test_threshold_rules_live_in_the_registry():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gradcheck_float64(name):
-    """Analytic gradients equal finite differences; needs float64 kept as float64 by the registry."""
+    """Analytic gradients equal finite differences.
+
+    Needs float64 kept as float64 by the registry.
+    """
     g = torch.Generator().manual_seed(11)
     y = torch.zeros(5, 8, dtype=torch.float64)
     y[0, 0] = 1

@@ -1,10 +1,12 @@
-"""Tests of hingeabl_nb.metrics against hand-computed numbers and independent float64 / loop references."""
+"""Tests of hingeabl_nb.metrics.
+
+Against hand-computed numbers and independent float64 / loop references.
+"""
 
 import copy
 import math
 import random
 
-import numpy as np
 import pytest
 import torch
 
@@ -42,7 +44,8 @@ GOLD = [
         "labels": [lab(1, 2, "P17"), lab(0, 1, "P19")],
     },
 ]
-# Training facts reach A's P27 only through the second mention name "Annie", and B's P17 directly.
+# Training facts reach A's P27 only through the second mention name "Annie", and B's P17
+# directly.
 TRAIN = [
     {
         "title": "T",
@@ -135,7 +138,10 @@ def test_clear_errors():
 
 
 def reference_micro(preds, gold_docs, train_docs):
-    """Loop reference of the official rules: sort + adjacent dedup, per-mention-name train lookup."""
+    """Loop reference of the official rules.
+
+    Sort + adjacent dedup, per-mention-name train lookup.
+    """
     facts = []
     for d in train_docs:
         for l in d["labels"]:
@@ -223,7 +229,8 @@ def test_macro_by_hand():
     ]  # P150 has no gold triple
     m = macro_scores(preds, GOLD, TRAIN)
     # P27: 1 pred, 1 gold, 1 correct (in train): F1 = 1, Ign_P = 0 -> Ign_F1 = 0
-    # P17: 3 pred, 2 gold, 2 correct (1 in train): P=2/3, R=1, F1=0.8; Ign_P = 1/(2+1e-5)
+    # P17: 3 pred, 2 gold, 2 correct (1 in train): P=2/3, R=1, F1=0.8;
+    # Ign_P = 1/(2+1e-5)
     # P19: 0 pred, 1 gold: all 0
     assert m["n_relations"] == 3 and set(m["per_relation"]) == {"P17", "P19", "P27"}
     ip17 = 1 / (2 + 1e-5)
@@ -344,7 +351,10 @@ def test_ratios_table1_and_nan():
 
 
 def ref_patterns(logits, labels, top_k, rule):
-    """Loop reference in float64: get_label-style prediction, then statistic.py's decision order."""
+    """Loop reference in float64.
+
+    get_label-style prediction, then statistic.py's decision order.
+    """
     out = []
     for s, y in zip(logits.double().tolist(), labels.tolist()):
         n = len(s)
@@ -392,7 +402,8 @@ def test_patterns_match_loop_reference_on_random_integer_scores(rule, top_k):
 
 
 def test_zero_threshold_changes_fn_to_tp():
-    # TH column 5 is above every relation, but with zero_threshold the positive scores count as predictions
+    # TH column 5 is above every relation, but with zero_threshold the positive scores
+    # count as predictions
     lg, lb = rows([([5.0, 1, -1, -2], [1])])
     assert PATTERNS[pair_patterns(lg, lb)[0]] == "FN_CRK"
     assert (
@@ -401,7 +412,9 @@ def test_zero_threshold_changes_fn_to_tp():
 
 
 def test_official_rule_has_no_cap_and_no_zero_threshold():
-    "Tables 1/4: s_r > s_TH (strict), no top-k cap, the TH column for every loss; other prediction rules are refused."
+    """Tables 1/4: s_r > s_TH (strict), no top-k cap, the TH column for every loss;
+    other prediction rules are refused.
+    """
     lg, lb = rows(
         [([0.0, 5, 4, 3, 2, 1, -1], [1, 2, 3, 4, 5]), ([1.0, 1, 0, 0, 0, 0, 0], [1])]
     )
@@ -469,7 +482,8 @@ def test_threshold_summary_against_a_loop_and_zero_threshold():
         assert out["gap_hist"]["counts"] == want
         rel = [th[i] for i in range(40) if labels[i, 1:].any()]
         assert out["s_th"]["mean"] == pytest.approx(sum(rel) / len(rel), abs=1e-3)
-    # the patterns inside are the official rule: no top-k cap, TH threshold whatever the loss
+    # the patterns inside are the official rule: no top-k cap, TH threshold whatever the
+    # loss
     from hingeabl_nb.metrics import pattern_stats
 
     assert threshold_summary(logits, labels, "zero")["patterns"] == pattern_stats(

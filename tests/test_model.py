@@ -1,6 +1,10 @@
-"""Tests of hingeabl_nb.model: the batched ATLOP against an independent float64 reference written here
-(one document at a time, explicit window slices, loops over mentions and pairs, eq. (2) with an explicit
-block-diagonal W_r), the SDPA + recomputed-attention option against eager attention, and the API contract."""
+"""Tests of hingeabl_nb.model.
+
+The batched ATLOP against an independent float64 reference written here (one document
+at a time, explicit window slices, loops over mentions and pairs, eq. (2) with an
+explicit block-diagonal W_r), the SDPA + recomputed-attention option against eager
+attention, and the API contract.
+"""
 
 import math
 import random
@@ -33,9 +37,11 @@ MINILM = next(
 )
 
 
-# ---------------------------------------------------------------- independent float64 reference
+# -------------------------------------------------------- independent float64 reference
 def ref_encode(encoder, input_ids, attention_mask, start, end, window=512):
-    "ATLOP's two-window encoding, one document and one window at a time (eager attention maps)."
+    """ATLOP's two-window encoding, one document and one window at a time (eager
+    attention maps).
+    """
     B, L = input_ids.shape
 
     def run(ids, mask):
@@ -84,7 +90,9 @@ def ref_encode(encoder, input_ids, attention_mask, start, end, window=512):
 def ref_logits(
     model, input_ids, attention_mask, entity_pos, hts, start=(CLS,), end=(SEP,)
 ):
-    "Loops over mentions and pairs; eq. (2) with the block-diagonal W_r written out group by group."
+    """Loops over mentions and pairs; eq. (2) with the block-diagonal W_r written out
+    group by group.
+    """
     seq, attn = ref_encode(
         model.encoder, input_ids, attention_mask, list(start), list(end)
     )
@@ -134,7 +142,9 @@ def ref_logits(
 
 
 def make_batch(lens, L, n_ent=4, vocab=60, seed=0, dtype=torch.float64):
-    "Random ids, mask, entity_pos (1-3 mentions, some cut off or beyond L) and all ordered pairs."
+    """Random ids, mask, entity_pos (1-3 mentions, some cut off or beyond L) and all
+    ordered pairs.
+    """
     g = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     ids = torch.randint(5, vocab, (len(lens), L), generator=g)
@@ -169,7 +179,7 @@ def tiny_model(dtype=torch.float64, attn="eager", n_classes=5):
     return ATLOP(enc, n_classes=n_classes, emb_size=16, block_size=4).to(dtype).eval()
 
 
-# ---------------------------------------------------------------- agreement with the reference
+# --------------------------------------------------------- agreement with the reference
 @pytest.mark.parametrize("lens,L", [([700, 512, 300], 700), ([40, 25], 40)])
 def test_logits_match_reference(lens, L):
     model = tiny_model()
@@ -234,7 +244,7 @@ def test_inputs_not_modified_and_float32_under_autocast():
     assert torch.equal(ids, ids0) and torch.equal(am, am0)
 
 
-# ---------------------------------------------------------------- SDPA with recomputed last attention
+# -------------------------------------------------- SDPA with recomputed last attention
 def test_sdpa_recompute_equals_eager_tiny():
     eager, fast = tiny_model(torch.float32), tiny_model(torch.float32, attn="sdpa")
     assert fast.encoder.config._attn_implementation == "sdpa"
@@ -251,7 +261,9 @@ def test_sdpa_recompute_equals_eager_tiny():
 
 
 def test_sdpa_recompute_gradients_equal_eager():
-    "Backward through the recomputed attention gives the encoder the same gradients as eager (eval: no dropout)."
+    """Backward through the recomputed attention gives the encoder the same gradients as
+    eager (eval: no dropout).
+    """
     eager, fast = tiny_model(torch.float64), tiny_model(torch.float64, attn="sdpa")
     ids, am, ents, hts = make_batch([600, 200], 600)
     grads = []

@@ -1,9 +1,11 @@
-"""Tests of hingeabl_nb.records and hingeabl_nb.reproduce: grid runner, record, tables and the hingeabl-compare CLI.
+"""Tests of hingeabl_nb.records and hingeabl_nb.reproduce.
 
-Most tests replace `train.run_training` by a stand-in that writes a SYNTHETIC metrics.json (random
-numbers, labelled "synthetic" in every field that names a device or protocol), so the table
-arithmetic is checked against sums and square roots written out here, independently of
-`statistics`. One test trains the real `smoke` preset end to end.
+Grid runner, record, tables and the hingeabl-compare CLI.
+
+Most tests replace `train.run_training` by a stand-in that writes a SYNTHETIC
+metrics.json (random numbers, labelled "synthetic" in every field that names a device or
+protocol), so the table arithmetic is checked against sums and square roots written out
+here, independently of `statistics`. One test trains the real `smoke` preset end to end.
 """
 
 import json
@@ -60,7 +62,10 @@ def synthetic_metrics(loss: str, seed: int) -> dict:
 
 
 class FakeTrainer:
-    "Stands in for train.run_training: counts calls and writes a synthetic metrics.json."
+    """Stands in for train.run_training.
+
+    Counts calls and writes a synthetic metrics.json.
+    """
 
     def __init__(self, write=True):
         self.calls, self.configs, self.write = [], [], write
@@ -110,7 +115,8 @@ def test_grid_runs_each_cell_once_and_resumes(tmp_path, fake):
     again = G.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
     assert len(fake.calls) == 4 and all(r["skipped"] for r in again)
     assert [r["test"]["F1"] for r in again] == [r["test"]["F1"] for r in res]
-    # an interrupted cell (folder and log, no metrics.json) is handed back to the trainer, in the same folder
+    # an interrupted cell (folder and log, no metrics.json) is handed back to the
+    # trainer, in the same folder
     (tmp_path / "ATL-s5" / "metrics.json").unlink()
     (tmp_path / "ATL-s5" / "log.jsonl").write_text("{}\n")
     G.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
@@ -348,7 +354,9 @@ def test_tables_name_the_run(record):
 
 
 def test_paper_constants_match_the_paper():
-    "PAPER_TABLE3/7 against the rows of the paper's text, when the paper is reachable from here."
+    """PAPER_TABLE3/7 against the rows of the paper's text, when the paper is reachable
+    from here.
+    """
     paper = next(
         (
             p / "shared/paper/hingeabl-paper.md"
@@ -361,7 +369,8 @@ def test_paper_constants_match_the_paper():
         pytest.skip("paper text not found (only in the development checkout)")
     text = re.sub(r"</?b>", "", paper.read_text())
     rows = re.findall(
-        r"^(ATL|Balanced Softmax|AML|AFL|SAT|MeanSAT|HingeABL)[^\t]*\t([\d.]+%?)\t([\d.]+%?)(?:\t([\d.]+%?))?$",
+        r"^(ATL|Balanced Softmax|AML|AFL|SAT|MeanSAT|HingeABL)[^\t]*"
+        r"\t([\d.]+%?)\t([\d.]+%?)(?:\t([\d.]+%?))?$",
         text,
         re.M,
     )
@@ -490,7 +499,9 @@ def test_cli_writes_tables_and_record(capsys, fake, tmp_path):
 
 
 def test_real_smoke_grid(tmp_path):
-    "The real trainer, smoke preset: 2 losses x 1 seed x 1 epoch on a few sample documents."
+    """The real trainer, smoke preset: 2 losses x 1 seed x 1 epoch on a few sample
+    documents.
+    """
     torch.set_num_threads(1)
     t = time.time()
     res = G.run_grid(
@@ -529,7 +540,9 @@ def test_real_smoke_grid(tmp_path):
 
 
 def test_real_interrupted_cell_resumes(tmp_path):
-    "A cell killed after epoch 1 (real trainer) is finished by run_grid through the trainer's checkpoint."
+    """A cell killed after epoch 1 (real trainer) is finished by run_grid through the
+    trainer's checkpoint.
+    """
     torch.set_num_threads(1)
     over = dict(epochs=2, max_train_docs=4, max_eval_docs=4)
     cfg = train.resolve_config("smoke", loss="HingeABL", seed=3, **over)
@@ -544,7 +557,9 @@ def test_real_interrupted_cell_resumes(tmp_path):
 
 
 def test_parallel_jobs_train_every_cell(tmp_path):
-    "jobs=2: two cells trained in separate processes; the record equals one trained cell by cell."
+    """jobs=2: two cells trained in separate processes; the record equals one trained
+    cell by cell.
+    """
     over = dict(epochs=1, max_train_docs=4, max_eval_docs=2)
     par = G.run_grid(
         "smoke", ["ATL", "HingeABL"], [1], tmp_path / "par", jobs=2, **over

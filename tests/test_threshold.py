@@ -1,5 +1,8 @@
-"""Tests of hingeabl_nb.threshold (notebook 05a): moving the threshold, the loss-optimal offset against
-closed forms derived by hand, F1 at an offset on hand-counted cases, and the table's shape."""
+"""Tests of hingeabl_nb.threshold (notebook 05a).
+
+Moving the threshold, the loss-optimal offset against closed forms derived by hand, F1
+at an offset on hand-counted cases, and the table's shape.
+"""
 
 import math
 
@@ -8,7 +11,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hingeabl_nb.losses import LOSSES
 from hingeabl_nb.threshold import (
     f1_at_offset,
     loss_optimal_offset,
@@ -41,7 +43,8 @@ def test_shift_threshold_moves_relations_only_and_copies():
 @settings(max_examples=15, deadline=None)
 @given(s_p=st.floats(-3, 5), gap=st.floats(0.5, 8), n_neg=st.integers(1, 60))
 def test_atl_offset_matches_closed_form(s_p, gap, n_neg):
-    # softplus(b - s_p) + log(1 + N e^{s_n - b}) is convex in b with its minimum at (s_p + s_n + log N) / 2
+    # softplus(b - s_p) + log(1 + N e^{s_n - b}) is convex in b with its minimum at
+    # (s_p + s_n + log N) / 2
     s_n = s_p - gap
     b = loss_optimal_offset("ATL", *one_pair(s_p, s_n, n_neg), lo=-20, hi=20)
     assert b == pytest.approx((s_p + s_n + math.log(n_neg)) / 2, abs=1e-4)
@@ -49,7 +52,8 @@ def test_atl_offset_matches_closed_form(s_p, gap, n_neg):
 
 @pytest.mark.parametrize("n_neg", [1, 10, 95])
 def test_mean_sat_offset_is_the_midpoint(n_neg):
-    # softplus(b - s_p) + softplus(s_n - b) (the mean over identical negatives): symmetric about (s_p + s_n)/2
+    # softplus(b - s_p) + softplus(s_n - b) (the mean over identical negatives):
+    # symmetric about (s_p + s_n)/2
     b = loss_optimal_offset("MeanSAT", *one_pair(2.0, -3.0, n_neg))
     assert b == pytest.approx(-0.5, abs=1e-4)
 
@@ -68,15 +72,18 @@ def test_f1_at_offset_hand_counted():
         [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]],
         dtype=torch.float64,
     )
-    # b = 0: predicted (0,1), (0,2), (1,2); pair 2 predicts nothing (all below its TH 1). 2 correct, 3 predicted, 2 gold
+    # b = 0: predicted (0,1), (0,2), (1,2); pair 2 predicts nothing (all below its
+    # TH 1). 2 correct, 3 predicted, 2 gold
     assert f1_at_offset("ATL", lg, lb, 0.0) == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
-    # b = -1.2 (every relation score + 1.2): pair 0 predicts 2, pair 1 predicts 2 (0.2 > 0 joins), pair 2 all 3
+    # b = -1.2 (every relation score + 1.2): pair 0 predicts 2, pair 1 predicts 2
+    # (0.2 > 0 joins), pair 2 all 3
     # (1.2, 1.7, 1.2 > 1): 2 correct of 7 predicted -> P = 2/7, R = 1
     assert f1_at_offset("ATL", lg, lb, -1.2) == pytest.approx(2 * (2 / 7) / (2 / 7 + 1))
     assert f1_at_offset("ATL", lg, lb, 2.5) == pytest.approx(
         2 * 1 * 0.5 / 1.5
     )  # only 3 - 2.5 > 0 survives
-    # Balanced Softmax thresholds at 0, not at column 0: at b = 0 pairs 0, 1, 2 predict 3 and 1, 2, 0.5: 2 correct of 4
+    # Balanced Softmax thresholds at 0, not at column 0: at b = 0 pairs 0, 1, 2
+    # predict 3 and 1, 2, 0.5: 2 correct of 4
     assert f1_at_offset("BalancedSoftmax", lg, lb, 0.0) == pytest.approx(
         2 * 0.5 * 1 / 1.5
     )

@@ -1,4 +1,7 @@
-"Tests of the course tools: student edition and output checks, on tiny fixture notebooks."
+"""Tests of the course tools.
+
+Student edition and output checks, on tiny fixture notebooks.
+"""
 
 import sys
 from pathlib import Path
@@ -8,7 +11,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import build_book
 import check_outputs
+import check_site
 import make_student
 
 
@@ -97,7 +102,8 @@ def test_check_outputs_flags_unexecuted_and_skips_slow(tmp_path):
     )
     probs = check_outputs.problems(p)
     assert len(probs) == 1 and "no outputs" in probs[0]
-    # a notebook whose cells all run silently (defs, passing checks) has nothing to show: no problem
+    # a notebook whose cells all run silently (defs, passing checks) has nothing to
+    # show: no problem
     nbformat.write(
         new_notebook(
             cells=[
@@ -111,7 +117,7 @@ def test_check_outputs_flags_unexecuted_and_skips_slow(tmp_path):
     assert check_outputs.problems(p) == []
 
 
-# --- student edition, more -----------------------------------------------------------------------
+# --- student edition, more ------------------------------------------------------------
 def test_student_removes_markdown_solution_and_outputs_and_verifies(tmp_path, capsys):
     md = new_markdown_cell("Because 2 is even.")
     md.metadata["tags"] = ["solution"]
@@ -159,7 +165,7 @@ def test_student_removes_markdown_solution_and_outputs_and_verifies(tmp_path, ca
     )
 
 
-# --- output checks, more -------------------------------------------------------------------------
+# --- output checks, more --------------------------------------------------------------
 def _problems(tmp_path, *cells):
     p = tmp_path / "04_v.ipynb"
     nbformat.write(
@@ -177,7 +183,10 @@ def _problems(tmp_path, *cells):
 
 
 def test_check_outputs_def_only_plot_cell_needs_no_image(tmp_path):
-    explore = "def explore(m=5.0):\n    fig, ax = plt.subplots()\n    ax.plot([1, 2])\n    plt.show()\n    return m"
+    explore = (
+        "def explore(m=5.0):\n    fig, ax = plt.subplots()\n    ax.plot([1, 2])\n"
+        "    plt.show()\n    return m"
+    )
     assert _problems(tmp_path, new_code_cell(explore)) == []
     # the cell that calls the drawing function must show an image
     probs = _problems(
@@ -185,7 +194,10 @@ def test_check_outputs_def_only_plot_cell_needs_no_image(tmp_path):
     )
     assert len(probs) == 1 and "cell 2 draws a figure" in probs[0]
     # a cell that closes its figures (it saved them to a file) shows none on purpose
-    saver = "def save(p):\n    fig, ax = plt.subplots(); ax.plot([1]); fig.savefig(p); plt.close(fig)"
+    saver = (
+        "def save(p):\n"
+        "    fig, ax = plt.subplots(); ax.plot([1]); fig.savefig(p); plt.close(fig)"
+    )
     assert (
         _problems(
             tmp_path,
@@ -216,9 +228,7 @@ def test_check_outputs_flags_missing_print_and_error_outputs(tmp_path):
     )  # not a top-level print
 
 
-# --- course site -------------------------------------------------------------------------------
-import build_book
-import check_site
+# --- course site ----------------------------------------------------------------------
 
 
 def test_toc_parts_follow_the_file_name_rule():
@@ -308,10 +318,15 @@ def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys
 
 
 def test_book_builds_and_reads_in_chromium(tmp_path, capsys):
-    "End to end on a tiny course: build offline, then the browser check passes (math, figure, folded solution)."
+    """End to end on a tiny course: build offline, then the browser check passes (math,
+    figure, folded solution).
+    """
     pytest.importorskip("jupyter_book")
     _browser()
-    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    png = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+        "AAAABJRU5ErkJggg=="
+    )
     sol = new_code_cell("answer_1 = 2")
     sol.metadata["tags"] = ["solution"]
     fig = new_code_cell(
@@ -325,7 +340,8 @@ def test_book_builds_and_reads_in_chromium(tmp_path, capsys):
     lesson = new_notebook(
         cells=[
             new_markdown_cell(
-                "# A lesson\n\nThe loss $L = \\log(1 + e^{-s})$ and\n\n$$w_r = \\max(0, m - d_r)$$"
+                "# A lesson\n\nThe loss $L = \\log(1 + e^{-s})$ and\n\n"
+                "$$w_r = \\max(0, m - d_r)$$"
             ),
             fig,
             new_markdown_cell("## Exercises\n\nExercise 1."),

@@ -1,5 +1,8 @@
-"""Tests of hingeabl_nb.toy (notebook 05b): synthetic pairs rebuilt independently, the evaluation on
-hand-counted scores, the training history, the qualitative result, the `hingeabl-toy` CLI and tools/demo.sh."""
+"""Tests of hingeabl_nb.toy (notebook 05b).
+
+Synthetic pairs rebuilt independently, the evaluation on hand-counted scores, the
+training history, the qualitative result, the `hingeabl-toy` CLI and tools/demo.sh.
+"""
 
 import json
 import os
@@ -46,7 +49,8 @@ def test_toy_eval_hand_counted():
         [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]]
     )
     e = toy_eval(lg, lb, "ATL")
-    # gold: 3 over TH 1 (margin 2), 0 under TH 2 (margin -2); predicted (0,1), (0,2): 1 correct of 2, 2 gold
+    # gold: 3 over TH 1 (margin 2), 0 under TH 2 (margin -2); predicted (0,1), (0,2): 1
+    # correct of 2, 2 gold
     assert e["gold_below"] == pytest.approx(0.5) and e["gold_margin"] == pytest.approx(
         0.0
     )
@@ -80,7 +84,8 @@ def test_train_toy_history_json_and_reproducible():
 
 
 def test_hingeabl_leaves_fewer_gold_below_than_atl():
-    # the lesson's claim, on the default setting, averaged over two seeds (it holds per seed 0-4 too)
+    # the lesson's claim, on the default setting, averaged over two seeds (it holds per
+    # seed 0-4 too)
     runs = [
         train_toy(["ATL", "HingeABL"], seed=s, every=600, progress=False)["history"]
         for s in (0, 1)

@@ -1,4 +1,7 @@
-"""Tests of hingeabl_nb.train: presets, CLI, end-to-end smoke runs, determinism and resume."""
+"""Tests of hingeabl_nb.train.
+
+Presets, CLI, end-to-end smoke runs, determinism and resume.
+"""
 
 import json
 import os
@@ -21,7 +24,9 @@ TINY = dict(
 
 
 def exit_message(argv):
-    "Run the CLI, expect a SystemExit with a message (not a traceback), return the message."
+    """Run the CLI, expect a SystemExit with a message (not a traceback), return the
+    message.
+    """
     with pytest.raises(SystemExit) as e:
         cli.train_cli(argv)
     assert isinstance(e.value.code, str), (
@@ -30,12 +35,13 @@ def exit_message(argv):
     return e.value.code
 
 
-# ---- configuration ---------------------------------------------------------------------------
+# ---- configuration -------------------------------------------------------------------
 
 
 def test_paper_preset_matches_appendix_b_and_official_scripts():
     c = T.resolve_config("paper")
-    # Appendix B + Jize-W/HingeABL scripts/train_*.sh and train.py defaults (facts, not measurements)
+    # Appendix B + Jize-W/HingeABL scripts/train_*.sh and train.py defaults (facts, not
+    # measurements)
     assert (c.encoder, c.train_file, c.dev_file, c.test_file) == (
         "bert-base-cased",
         "train_revised.json",
@@ -133,7 +139,9 @@ def test_lab_preset_is_the_same_config():
 
 
 def test_fit_passes_loss_options():
-    "fit computes LOSSES[config.loss] with config.loss_options: a margin change changes the loss it reports."
+    """fit computes LOSSES[config.loss] with config.loss_options: a margin change
+    changes the loss it reports.
+    """
     X = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
     Y = torch.zeros(8, 5)
     Y[:, 1] = 1
@@ -182,7 +190,7 @@ def test_warmup_steps_rounds_down():
         )  # integer arithmetic, independent of float rounding
 
 
-# ---- CLI -------------------------------------------------------------------------------------
+# ---- CLI -----------------------------------------------------------------------------
 
 
 def test_print_config(capsys):
@@ -343,7 +351,7 @@ def test_cli_requires_out():
     assert "--out" in exit_message(["--preset", "smoke"])
 
 
-# ---- end-to-end ------------------------------------------------------------------------------
+# ---- end-to-end ----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +388,8 @@ def test_smoke_outputs(smoke_run):
     assert m["dev"]["F1"] == pytest.approx(
         max(l["dev_F1"] for l in log)
     )  # dev = best epoch
-    # test logits: one row per pair of every test document, float16 logits and uint8 labels
+    # test logits: one row per pair of every test document, float16 logits and uint8
+    # labels
     tl = torch.load(out / "test_logits.pt")
     docs = data.load_docs(data.sample_dir() / "test.json")[: TINY["max_eval_docs"]]
     n_pairs = sum(len(d["vertexSet"]) * (len(d["vertexSet"]) - 1) for d in docs)
@@ -410,7 +419,9 @@ def test_lr_schedule_logged(smoke_run):
 
 
 def test_test_logits_come_from_best_checkpoint(smoke_run):
-    "Reload best.pt into a fresh model and recompute the test logits one document at a time."
+    """Reload best.pt into a fresh model and recompute the test logits one document at a
+    time.
+    """
     cfg, out, res = smoke_run
     tok = T.load_tokenizer(cfg)
     rel2id = data.load_rel2id()
@@ -465,7 +476,8 @@ def test_resume_equals_uninterrupted(smoke_run, tmp_path):
     assert part["epoch"] == 1 and not (tmp_path / "run" / "metrics.json").exists()
     assert (tmp_path / "run" / "checkpoint" / "last.pt").exists()
     assert not list((tmp_path / "run" / "checkpoint").glob("*.tmp"))
-    # a kill after writing epoch 2's best model but before its last.pt leaves a stale best file behind
+    # a kill after writing epoch 2's best model but before its last.pt leaves a stale
+    # best file behind
     torch.save(
         {"not": torch.zeros(1)}, tmp_path / "run" / "checkpoint" / "best-epoch2.pt"
     )
@@ -506,13 +518,17 @@ def test_resume_refuses_other_config(smoke_run, tmp_path):
     reason="opt-in (~15 s CPU): set HINGEABL_TEST_DDP=1",
 )
 def test_data_parallel_under_accelerate_launch(tmp_path):
-    "The same run_training under `accelerate launch` with 2 processes (gloo on CPU): trains, resumes, writes metrics."
+    """The same run_training under `accelerate launch` with 2 processes (gloo on CPU):
+    trains, resumes, writes metrics.
+    """
     script = tmp_path / "run.py"
     script.write_text(
         "import sys, torch; torch.set_num_threads(1)\n"
         "from hingeabl_nb.train import resolve_config, run_training\n"
-        "cfg = resolve_config('smoke', loss='HingeABL', seed=1, epochs=2, max_train_docs=8, max_eval_docs=3, progress=False)\n"
-        "run_training(cfg, sys.argv[1], stop_after=int(sys.argv[2]) if len(sys.argv) > 2 else None)\n"
+        "cfg = resolve_config('smoke', loss='HingeABL', seed=1, epochs=2, "
+        "max_train_docs=8, max_eval_docs=3, progress=False)\n"
+        "run_training(cfg, sys.argv[1], "
+        "stop_after=int(sys.argv[2]) if len(sys.argv) > 2 else None)\n"
     )
     launch = [
         sys.executable,
@@ -556,7 +572,9 @@ def test_data_parallel_under_accelerate_launch(tmp_path):
 
 
 def test_reduced_preset_runs_with_pretrained_minilm(tmp_path):
-    "The reduced protocol end to end on a handful of documents: MiniLM weights, dev split, test_revised."
+    """The reduced protocol end to end on a handful of documents: MiniLM weights, dev
+    split, test_revised.
+    """
     cfg = T.resolve_config(
         "reduced",
         epochs=1,

@@ -1,16 +1,20 @@
-"""Build the course site (Jupyter Book 1) from nbs/ into _site/, offline, without executing anything.
+"""Build the course site (Jupyter Book 1) from nbs/ into _site/, offline, no execution.
 
 Usage: python tools/build_book.py [--src nbs] [--dest _site] [--print-toc]
 
-The notebooks are shown with the outputs they were committed with. The build works on a temporary
-copy of nbs/, where it only adds presentation tags (the committed notebooks are never touched):
-  * cells tagged `solution` are folded: code cells get MyST-NB's `hide-cell` tag (collapsed until
-    "Show solution" is clicked), markdown cells are wrapped in a collapsed `dropdown` admonition;
-  * nbdev `#| hide` and `#| default_exp` cells are removed and `#|` directive lines are stripped.
-The table of contents is generated from the file names (see `part_of`), so a new notebook appears
-in the right part without editing anything. MathJax 3 is served from a local copy (the files of the
-PyPI package sphinx-mathjax-offline), never from a CDN; the build fails if any page still loads a
-script or stylesheet from http(s). Warnings (broken cross-references included: nitpicky) are errors.
+The notebooks are shown with the outputs they were committed with. The build works on
+a temporary copy of nbs/, where it only adds presentation tags (the committed notebooks
+are never touched):
+  * cells tagged `solution` are folded: code cells get MyST-NB's `hide-cell` tag
+    (collapsed until "Show solution" is clicked), markdown cells are wrapped in a
+    collapsed `dropdown` admonition;
+  * nbdev `#| hide` and `#| default_exp` cells are removed and `#|` directive lines are
+    stripped.
+The table of contents is generated from the file names (see `part_of`), so a new
+notebook appears in the right part without editing anything. MathJax 3 is served from a
+local copy (the files of the PyPI package sphinx-mathjax-offline), never from a CDN; the
+build fails if any page still loads a script or stylesheet from http(s). Warnings
+(broken cross-references included: nitpicky) are errors.
 """
 
 import argparse
@@ -31,15 +35,17 @@ PARTS = {
     "II": "Part II: The experiment",
     "internals": "Internals (appendix)",
 }
-LAST_PART_I = 5  # notebooks 00-05, with or without a letter (05a_threshold, 05b_toy), are Part I lessons
+# notebooks 00-05, with or without a letter (05a_threshold, 05b_toy), are Part I lessons
+LAST_PART_I = 5
 
 
 def part_of(name):
-    """Which part a notebook file name belongs to: 'I', 'II' or 'internals' (None: not a course page).
+    """Which part a notebook file name belongs to: 'I', 'II' or 'internals'.
 
-    The rule: `NN[x]_*.ipynb` with NN <= 05 is a Part I lesson (the letter-suffixed 05a_threshold and
-    05b_toy included); NN >= 06 without a letter is a Part II lesson; NN >= 06 with a letter
-    (08a_encoders, 09a_train_internals, ...) is plumbing, listed in the Internals appendix."""
+    None: not a course page. The rule: `NN[x]_*.ipynb` with NN <= 05 is a Part I lesson
+    (the letter-suffixed 05a_threshold and 05b_toy included); NN >= 06 without a letter
+    is a Part II lesson; NN >= 06 with a letter (08a_encoders, 09a_train_internals, ...)
+    is plumbing, listed in the Internals appendix."""
     m = NB_NAME.match(name)
     if not m:
         return None
@@ -49,7 +55,7 @@ def part_of(name):
 
 
 def toc_parts(names):
-    "Group notebook file names into {part: [stem, ...]} in reading order (sorted by file name)."
+    "Group notebook file names into {part: [stem, ...]} in reading order (by name)."
     parts = {k: [] for k in PARTS}
     for n in sorted(names):
         p = part_of(n)
@@ -59,7 +65,7 @@ def toc_parts(names):
 
 
 def toc_yaml(names):
-    "The `_toc.yml` of the book: index first, then the parts, each a caption and its chapters."
+    "The `_toc.yml` of the book: index first, then the parts, captions and chapters."
     parts = toc_parts(names)
     missing = [PARTS[k] for k in ("I", "II") if not parts[k]]
     if missing:
@@ -83,9 +89,10 @@ def _fence(src):
 
 
 def present(nb):
-    "Add the book's presentation tags to a notebook (in place) and return how many solutions it folded."
+    "Add the book's presentation tags to a notebook in place; return solutions folded."
     keep, folded = [], 0
-    # Pages are highlighted as Python; a notebook saved without kernelspec would warn (no lexer).
+    # Pages are highlighted as Python; a notebook saved without kernelspec would warn
+    # (no lexer).
     nb.metadata.setdefault(
         "kernelspec",
         {"display_name": "python3", "language": "python", "name": "python3"},
@@ -122,13 +129,16 @@ def present(nb):
 
 
 def mathjax_dir():
-    "The MathJax 3 files shipped by the PyPI package sphinx-mathjax-offline (installed with the `book` extra)."
+    """The MathJax 3 files shipped by the PyPI package sphinx-mathjax-offline.
+
+    They are installed with the `book` extra."""
     import importlib.util
 
     spec = importlib.util.find_spec("sphinx-mathjax-offline")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(
-            'build_book: MathJax not found; install the book extra: pip install -e ".[book]"'
+            "build_book: MathJax not found; install the book extra: "
+            'pip install -e ".[book]"'
         )
     d = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax"
     if not (d / "tex-chtml.js").is_file():
@@ -137,7 +147,7 @@ def mathjax_dir():
 
 
 def copy_mathjax(dest):
-    "Copy the parts of MathJax the pages use (TeX input, CHTML output and fonts, menu) into `dest`."
+    "Copy the MathJax parts pages use (TeX input, CHTML output+fonts, menu) to `dest`."
     src = mathjax_dir()
     dest.mkdir(parents=True)
     shutil.copy2(src / "tex-chtml.js", dest)
@@ -153,7 +163,7 @@ REMOTE = re.compile(
 
 
 def remote_assets(site):
-    "Tags in the built HTML that load a script, stylesheet, image or frame from another host."
+    "Built HTML tags loading a script, stylesheet, image or frame from another host."
     return [
         f"{p.relative_to(site)}: {m.group(0)[:120]}"
         for p in sorted(site.rglob("*.html"))
@@ -162,7 +172,9 @@ def remote_assets(site):
 
 
 def stage(src, work):
-    "Copy the course into `work` with presentation tags, config and toc; return {notebook: solutions folded}."
+    """Copy the course into `work` with presentation tags, config and toc.
+
+    Return {notebook: solutions folded}."""
     shutil.copytree(
         src,
         work,
@@ -195,7 +207,8 @@ def build(src="nbs", dest="_site"):
         jb = str(jb) if jb.exists() else shutil.which("jupyter-book")
         if not jb:
             sys.exit(
-                'build_book: jupyter-book not found; install the book extra: pip install -e ".[book]"'
+                "build_book: jupyter-book not found; install the book extra: "
+                'pip install -e ".[book]"'
             )
         cmd = [
             jb,
@@ -213,7 +226,8 @@ def build(src="nbs", dest="_site"):
         r = subprocess.run(cmd)
         if r.returncode:
             sys.exit(
-                f"build_book: jupyter-book failed (exit {r.returncode}); warnings are errors, see above"
+                f"build_book: jupyter-book failed (exit {r.returncode}); "
+                "warnings are errors, see above"
             )
         html = out / "_build" / "html"
         bad = remote_assets(html)
@@ -228,9 +242,11 @@ def build(src="nbs", dest="_site"):
     pages = sorted(
         p.stem for p in dest.glob("*.html") if p.stem not in ("genindex", "search")
     )
+    shown = dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest
+    mathjax_mib = dir_size(dest / "_static" / "mathjax") / 2**20
     print(
-        f"book: {len(pages)} pages in {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}/ "
-        f"({dir_size(dest) / 2**20:.1f} MiB, MathJax {dir_size(dest / '_static' / 'mathjax') / 2**20:.1f} MiB), "
+        f"book: {len(pages)} pages in {shown}/ "
+        f"({dir_size(dest) / 2**20:.1f} MiB, MathJax {mathjax_mib:.1f} MiB), "
         f"{sum(folded.values())} solutions folded, built in {time.time() - t0:.0f} s"
     )
     return dest

@@ -1,16 +1,20 @@
-"""Fail when a notebook is committed without its outputs: none at all (while some cell draws, prints
-or ends with a bare expression), a figure cell with no image, a top-level print() with no printed
-text, or an error (traceback) output.
+"""Fail when a notebook is committed without its outputs.
+
+That is: none at all (while some cell draws, prints or ends with a bare expression), a
+figure cell with no image, a top-level print() with no printed text, or an error
+(traceback) output.
 
 Usage: python tools/check_outputs.py [NB ...]   (default: every nbs/*.ipynb)
-Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped: they keep no outputs.
+Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped: they keep no
+outputs.
 
-A cell "draws a figure" when its top-level code (not the bodies of the functions or classes it
-defines) calls matplotlib (`plt.show()`, `plt.subplots(...)`, `ax.plot(...)`, a `plot_*` function)
-or calls a function defined earlier in the notebook whose body draws; a cell can also be tagged
-`figure`. So a cell that only defines a plotting function (03_hinge's `explore`, 11_reproduce's
-`plot_paired`) needs no image; the cell that calls it does. A cell or function that calls
-`plt.close(...)` has saved its figure to a file on purpose and needs no image.
+A cell "draws a figure" when its top-level code (not the bodies of the functions or
+classes it defines) calls matplotlib (`plt.show()`, `plt.subplots(...)`, `ax.plot(...)`,
+a `plot_*` function) or calls a function defined earlier in the notebook whose body
+draws; a cell can also be tagged `figure`. So a cell that only defines a plotting
+function (03_hinge's `explore`, 11_reproduce's `plot_paired`) needs no image; the cell
+that calls it does. A cell or function that calls `plt.close(...)` has saved its figure
+to a file on purpose and needs no image.
 """
 
 import ast
@@ -29,7 +33,9 @@ FIG = re.compile(
 
 
 def flagged(src):
-    "True if the cell carries a `#| slow`/`#| gpu` directive (the rule `execute_nbs` and nbdev_test skip by)."
+    """True if the cell carries a `#| slow`/`#| gpu` directive.
+
+    This is the rule `execute_nbs` and nbdev_test skip by."""
     return is_flagged(src, FLAGS)
 
 
@@ -41,8 +47,10 @@ def _python(src):
 
 
 def analyse(src, drawers=frozenset()):
-    """(draws, prints, defined_drawers) for one cell: whether its top-level code draws, whether it calls
-    print() as a top-level statement, and the functions it defines whose bodies draw."""
+    """(draws, prints, defined_drawers) for one cell.
+
+    Whether its top-level code draws, whether it calls print() as a top-level statement,
+    and the functions it defines whose bodies draw."""
     code = _python(src)
     try:
         tree = ast.parse(code)
@@ -76,7 +84,9 @@ def analyse(src, drawers=frozenset()):
 
 
 def displays(src):
-    "True if the cell ends with a bare expression that is not a call (a name, a dict, `x[0]`...): Jupyter shows it."
+    """True if the cell ends with a bare expression that is not a call.
+
+    Such as a name, a dict, `x[0]`...: Jupyter shows it."""
     code = _python(src).rstrip()
     try:
         tree = ast.parse(code)
@@ -91,7 +101,9 @@ def displays(src):
 
 
 def expects_output(cell, drawers=frozenset()):
-    "A code cell that shows something when run: it draws, prints at top level or ends with a bare expression."
+    """A code cell that shows something when run.
+
+    It draws, prints at top level or ends with a bare expression."""
     if flagged(cell.source):
         return False
     draws, prints, _ = analyse(cell.source, drawers)
@@ -129,7 +141,8 @@ def problems(path):
     nb = nbformat.read(path, as_version=4)
     code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     if code and not any(c.get("outputs") for _, c in code):
-        # a notebook whose cells all run silently (defs and passing checks) has nothing to show
+        # a notebook whose cells all run silently (defs and passing checks) has nothing
+        # to show
         drawers = set()
         for _, c in code:
             drawers |= analyse(c.source, drawers)[2]
@@ -141,7 +154,8 @@ def problems(path):
         for o in c.get("outputs", []):
             if o.get("output_type") == "error":
                 out.append(
-                    f"{path}: cell {i} was committed with an error output ({o.get('ename')}): {first!r}"
+                    f"{path}: cell {i} was committed with an error output "
+                    f"({o.get('ename')}): {first!r}"
                 )
         draws, prints, defined = analyse(c.source, drawers)
         drawers |= defined

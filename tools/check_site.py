@@ -1,16 +1,21 @@
-"""Read the built course site as a reader would: headless Chromium opens pages and checks them.
+"""Read the built course site as a reader would: headless Chromium opens pages, checks.
 
-Usage: python tools/check_site.py [--site _site] [--nbs nbs] [--pages index 01_atl ...] [--shots DIR]
+Usage: python tools/check_site.py [--site _site] [--nbs nbs] [--pages index 01_atl ...]
+                                  [--shots DIR]
 
-Serves the site on 127.0.0.1 (a thread running http.server; nothing else is reachable: any request
-to another host is blocked and reported), drives Debian's /usr/bin/chromium with Playwright's Python
-package (`executable_path`; Playwright's own browser download is not needed), and on every page checks:
-  * math is typeset: every `.math` element holds a MathJax `mjx-container`, and no raw `$$`, `\\(`
-    or `\\[` is left in the visible prose;
-  * every <img> loaded (naturalWidth > 0), and the page shows at least as many output images as its
-    notebook has image outputs (so a figure the notebook carries is on the page);
-  * no Python traceback is visible ("Traceback (most recent call last)", or an error output);
-  * solutions are folded: each `solution` cell is hidden until its toggle is clicked, then shown.
+Serves the site on 127.0.0.1 (a thread running http.server; nothing else is reachable:
+any request to another host is blocked and reported), drives Debian's /usr/bin/chromium
+with Playwright's Python package (`executable_path`; Playwright's own browser download
+is not needed), and on every page checks:
+  * math is typeset: every `.math` element holds a MathJax `mjx-container`, and no raw
+    `$$`, `\\(` or `\\[` is left in the visible prose;
+  * every <img> loaded (naturalWidth > 0), and the page shows at least as many output
+    images as its notebook has image outputs (so a figure the notebook carries is on the
+    page);
+  * no Python traceback is visible ("Traceback (most recent call last)", or an error
+    output);
+  * solutions are folded: each `solution` cell is hidden until its toggle is clicked,
+    then shown.
 Prints one line per page with its timings; exits 1 if any check failed.
 """
 
@@ -64,7 +69,7 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 def serve(site):
-    "Start a threaded http.server for `site` on a free loopback port; return (server, base_url)."
+    "Start a threaded http.server for `site` on a free loopback port -> (server, url)."
     srv = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site))
     )
@@ -77,17 +82,23 @@ PAGE_FACTS = """() => {
   const main = document.querySelector('main') || document.body;
   const vis = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
   const maths = [...main.querySelectorAll('.math')];
-  const untypeset = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 60));
+  const untypeset = maths.filter(m => !m.querySelector('mjx-container'))
+    .map(m => m.textContent.slice(0, 60));
   const prose = main.cloneNode(true);
-  prose.querySelectorAll('pre, code, .highlight, mjx-container, script, style, .cell_output, details').forEach(e => e.remove());
+  prose.querySelectorAll(
+    'pre, code, .highlight, mjx-container, script, style, .cell_output, details'
+  ).forEach(e => e.remove());
   const text = prose.innerText || prose.textContent;
   const raw = ['$$', '\\\\(', '\\\\['].filter(s => text.includes(s));
   const imgs = [...main.querySelectorAll('img')];
   return {
-    mjx: main.querySelectorAll('mjx-container').length, maths: maths.length, untypeset, raw,
+    mjx: main.querySelectorAll('mjx-container').length, maths: maths.length,
+    untypeset, raw,
     imgs: imgs.length, outImgs: main.querySelectorAll('.cell_output img').length,
-    broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
-    traceback: (main.innerText || '').includes('Traceback (most recent call last)') || main.querySelectorAll('.output.traceback, .output.error').length > 0,
+    broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0))
+      .map(i => i.getAttribute('src')),
+    traceback: (main.innerText || '').includes('Traceback (most recent call last)')
+      || main.querySelectorAll('.output.traceback, .output.error').length > 0,
   };
 }"""
 
@@ -98,7 +109,8 @@ def check_solutions(page, facts):
     det = page.locator("main details.hide")
     if det.count() < facts["sol_code"]:
         errs.append(
-            f"{facts['sol_code']} solution code cells in the notebook, {det.count()} folded on the page"
+            f"{facts['sol_code']} solution code cells in the notebook, "
+            f"{det.count()} folded on the page"
         )
     if det.count():
         first, body = det.first, det.first.locator(".cell_input")
@@ -110,7 +122,8 @@ def check_solutions(page, facts):
     drop = page.locator("main .admonition.dropdown")
     if drop.count() < facts["sol_md"]:
         errs.append(
-            f"{facts['sol_md']} solution markdown cells in the notebook, {drop.count()} folded on the page"
+            f"{facts['sol_md']} solution markdown cells in the notebook, "
+            f"{drop.count()} folded on the page"
         )
     if drop.count():
         hidden = drop.first.locator(".toggle-hidden, .dropdown-content, p").last
@@ -150,7 +163,8 @@ def check_page(page, base, stem, facts, shots=None):
         errs.append("no equation typeset (no mjx-container)")
     if f["untypeset"]:
         errs.append(
-            f"{len(f['untypeset'])} math elements not typeset, e.g. {f['untypeset'][0]!r}"
+            f"{len(f['untypeset'])} math elements not typeset, "
+            f"e.g. {f['untypeset'][0]!r}"
         )
     if f["raw"]:
         errs.append(f"raw TeX delimiters in the visible text: {f['raw']}")
@@ -158,7 +172,8 @@ def check_page(page, base, stem, facts, shots=None):
         errs.append(f"images that did not load: {f['broken'][:3]}")
     if f["outImgs"] < facts["images"]:
         errs.append(
-            f"the notebook has {facts['images']} image outputs, the page shows {f['outImgs']}"
+            f"the notebook has {facts['images']} image outputs, "
+            f"the page shows {f['outImgs']}"
         )
     if f["traceback"]:
         errs.append("a Python traceback is visible")
@@ -185,13 +200,15 @@ def main(argv=None):
         sys.exit(f"check_site: {site}/index.html not found; run `make book` first")
     if not Path(CHROMIUM).is_file():
         sys.exit(
-            f"check_site: {CHROMIUM} not found; install Debian's chromium (apt-get install -y chromium) or set CHROMIUM"
+            f"check_site: {CHROMIUM} not found; install Debian's chromium "
+            "(apt-get install -y chromium) or set CHROMIUM"
         )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         sys.exit(
-            'check_site: the playwright package is missing; install the book extra: pip install -e ".[book]"'
+            "check_site: the playwright package is missing; install the book extra: "
+            'pip install -e ".[book]"'
         )
     if a.shots:
         Path(a.shots).mkdir(parents=True, exist_ok=True)
@@ -229,10 +246,14 @@ def main(argv=None):
                     f"asked for an off-site resource: {u}" for u in offsite[n_off:]
                 ]
                 failed += bool(errs)
+                verdict = "FAIL" if errs else "ok  "
+                n_sol = f.get("sol_code", 0) + f.get("sol_md", 0)
                 print(
-                    f"{'FAIL' if errs else 'ok  '} {stem}.html: load {t_load:.2f} s, math {t_math:.2f} s; "
-                    f"{f.get('mjx', 0)} equations typeset, {f.get('imgs', 0)} images ({f.get('outImgs', 0)} figures), "
-                    f"{f.get('folded', 0)} of {f.get('sol_code', 0) + f.get('sol_md', 0)} solutions folded"
+                    f"{verdict} {stem}.html: load {t_load:.2f} s, "
+                    f"math {t_math:.2f} s; "
+                    f"{f.get('mjx', 0)} equations typeset, {f.get('imgs', 0)} images "
+                    f"({f.get('outImgs', 0)} figures), "
+                    f"{f.get('folded', 0)} of {n_sol} solutions folded"
                 )
                 for e in errs:
                     print(f"       - {e}")
@@ -240,7 +261,8 @@ def main(argv=None):
     finally:
         srv.shutdown()
     print(
-        f"check_site: {len(a.pages)} pages, {failed} failed, {time.time() - t_all:.1f} s"
+        f"check_site: {len(a.pages)} pages, {failed} failed, "
+        f"{time.time() - t_all:.1f} s"
     )
     return 1 if failed else 0
 

@@ -1,8 +1,9 @@
 """Execute notebooks in place (fresh kernel each, run from nbs/), keeping their outputs.
 
 Usage: python tools/execute_nbs.py [--only NB ...] [--timeout S] [--path nbs]
-Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped, as nbdev_test does, and
-keep no outputs. Afterwards `nbdev_clean --fname` tidies each notebook (clear_all = False: outputs stay).
+Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped, as nbdev_test
+does, and keep no outputs. Afterwards `nbdev_clean --fname` tidies each notebook
+(clear_all = False: outputs stay).
 """
 
 import argparse

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Generate README.md from nbs/index.ipynb (stands in for `nbdev_readme`, which needs Quarto).
+"""Generate README.md from nbs/index.ipynb (stands in for `nbdev_readme`).
 
-Uses nbconvert's Markdown exporter. Cells marked `#| hide` are dropped and `#|` directive lines are
-stripped, as nbdev does. `--check` exits 1 when README.md is out of step with the notebook.
+`nbdev_readme` needs Quarto. Uses nbconvert's Markdown exporter. Cells marked `#| hide`
+are dropped and `#|` directive lines are stripped, as nbdev does. `--check` exits 1 when
+README.md is out of step with the notebook.
 """
 
 import argparse
@@ -16,7 +17,10 @@ from nbconvert.preprocessors import Preprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 NB, README = ROOT / "nbs" / "index.ipynb", ROOT / "README.md"
-HEADER = "<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n"
+HEADER = (
+    "<!-- Generated from nbs/index.ipynb by tools/make_readme.py: "
+    "edit the notebook, not this file. -->\n\n"
+)
 _directive = re.compile(r"^\s*#\|\s*(.*)$")
 NB_LINK = re.compile(r"\]\((\w+\.ipynb)\)")
 
@@ -63,7 +67,8 @@ def main():
     if args.check:
         if not README.exists() or README.read_text(encoding="utf-8") != text:
             sys.exit(
-                "README.md is out of step with nbs/index.ipynb: run `python tools/make_readme.py`"
+                "README.md is out of step with nbs/index.ipynb: "
+                "run `python tools/make_readme.py`"
             )
         print("README.md is in step with nbs/index.ipynb")
     else:

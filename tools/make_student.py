@@ -1,12 +1,14 @@
-"""Write the student edition: every notebook with its `solution`-tagged cells (and their outputs) removed.
+"""Write the student edition: every notebook with its `solution` cells removed.
 
 Usage: python tools/make_student.py [--src nbs] [--dest _student] [--check]
 
-Uses nbconvert's TagRemovePreprocessor; every other cell is kept as it is, outputs included, so the
-check cell under each exercise still tells a student whether their own answer is right. The folder
-is copied whole (nbs/results/ and any data the notebooks read), less checkpoints, caches and runs.
-`--check` then verifies the edition: no solution cell is left, every other cell is kept in order,
-and each exercise's check cell (the code cell after its solution cells) is still there.
+The `solution`-tagged cells are removed with their outputs. Uses nbconvert's
+TagRemovePreprocessor; every other cell is kept as it is, outputs included, so the check
+cell under each exercise still tells a student whether their own answer is right. The
+folder is copied whole (nbs/results/ and any data the notebooks read), less checkpoints,
+caches and runs. `--check` then verifies the edition: no solution cell is left, every
+other cell is kept in order, and each exercise's check cell (the code cell after its
+solution cells) is still there.
 """
 
 import argparse
@@ -35,7 +37,7 @@ def strip_solutions(nb):
 
 
 def check_cells(nb):
-    "Sources of the exercises' check cells: the first code cell after each run of solution cells."
+    "Sources of the exercises' check cells: the code cell after each run of solutions."
     out, after_solution = [], False
     for c in nb.cells:
         if is_solution(c):
@@ -66,7 +68,9 @@ def verify(full, student, name="notebook"):
 
 
 def build(src="nbs", dest="_student", check=False):
-    "Write the student edition of `src` into `dest`; print solutions removed per notebook; return `dest`."
+    """Write the student edition of `src` into `dest`; return `dest`.
+
+    Prints the solutions removed per notebook."""
     src, dest = Path(src), Path(dest)
     if dest.exists():
         shutil.rmtree(dest)
@@ -85,8 +89,10 @@ def build(src="nbs", dest="_student", check=False):
     for name, (n, k) in counts.items():
         if n:
             print(f"  {name}: removed {n} solution cells, kept {k} check cells")
+    n_removed = sum(n for n, _ in counts.values())
     print(
-        f"student edition in {dest}/: {len(counts)} notebooks, removed {sum(n for n, _ in counts.values())} solution cells"
+        f"student edition in {dest}/: {len(counts)} notebooks, "
+        f"removed {n_removed} solution cells"
         + (f", checked: {len(errs)} problems" if check else "")
     )
     for e in errs:

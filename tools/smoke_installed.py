@@ -1,9 +1,14 @@
-"""Runs in a fresh venv with only `pip install .`: the library works without nbdev or Jupyter."""
+"""Runs in a fresh venv with only `pip install .`.
 
+Checks that the library works without nbdev or Jupyter.
+"""
+
+import importlib
 import importlib.util
 import json
 import subprocess
-import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -12,21 +17,24 @@ for absent in ("nbdev", "jupyter_core", "execnb", "ipykernel"):
         f"{absent} should not be installed here"
     )
 
-from hingeabl_nb import (
-    atl,
-    cli,
-    data,
-    hinge,
-    lab,
-    losses,
-    metrics,
-    model,
-    records,
-    reproduce,
-    sat,
-    train,
-)  # noqa: F401
-from hingeabl_nb.losses import LOSSES, predict
+# Every module must import without nbdev or Jupyter installed.
+MODULES = (
+    "atl",
+    "cli",
+    "data",
+    "hinge",
+    "lab",
+    "losses",
+    "metrics",
+    "model",
+    "records",
+    "reproduce",
+    "sat",
+    "train",
+)
+mods = {name: importlib.import_module(f"hingeabl_nb.{name}") for name in MODULES}
+data, lab, records = mods["data"], mods["lab"], mods["records"]
+LOSSES, predict = mods["losses"].LOSSES, mods["losses"].predict
 
 logits = torch.randn(6, 97, requires_grad=True)
 labels = torch.zeros(6, 97)
@@ -60,13 +68,11 @@ cfg = json.loads(
     ).stdout
 )
 assert cfg, cfg
-for cli in ("hingeabl-lab", "hingeabl-compare", "hingeabl-download"):
-    subprocess.run([cli, "--help"], check=True, capture_output=True)
+for script in ("hingeabl-lab", "hingeabl-compare", "hingeabl-download"):
+    subprocess.run([script, "--help"], check=True, capture_output=True)
 
-# The console scripts must exit with status 0 after a real (tiny) job, not print their result dict.
-import tempfile
-from pathlib import Path
-
+# The console scripts must exit with status 0 after a real (tiny) job,
+# not print their result dict.
 tmp = Path(tempfile.mkdtemp())
 run = lambda *argv: subprocess.run(list(argv), capture_output=True, text=True)
 r = run(
@@ -129,5 +135,6 @@ assert r.returncode != 0 and "NoSuchLoss" in r.stderr and "Traceback" not in r.s
     r.stderr[-2000:]
 )
 print(
-    f"installed package OK: {len(LOSSES)} losses, {len(docs)} sample dev docs, CLIs run and exit cleanly"
+    f"installed package OK: {len(LOSSES)} losses, {len(docs)} sample dev docs, "
+    "CLIs run and exit cleanly"
 )

@@ -20,6 +20,10 @@ step "notebooks clean (nbdev_clean changes nothing)"
 nbdev_clean
 git diff --exit-code --stat -- nbs || { echo "nbdev_clean changed nbs/: run nbdev_clean and commit"; exit 1; }
 
+step "ruff: code formatted and linted (notebooks, library, tests, tools, bench, setup.py)"
+ruff format --check .
+ruff check .
+
 step "README.md generated from nbs/index.ipynb"
 python tools/make_readme.py --check
 
