@@ -1,0 +1,41 @@
+"""Tests of tools/demo.py (`make demo`): three parts in order, each with a sentence."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("demo", ROOT / "tools" / "demo.py")
+demo = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(demo)
+
+
+def test_demo_prints_three_parts_with_their_sentences(tmp_path, capsys):
+    argv = ["--toy-steps", "20", "--table-pairs", "300", "--out", str(tmp_path)]
+    assert demo.main(argv) == 0
+    out = capsys.readouterr().out
+    at = [out.index(p) for p in demo.PARTS]
+    assert at == sorted(at), "threshold table, then toy, then lab"
+    parts = [out[a:b] for a, b in zip(at, at[1:] + [len(out)])]
+    for part in parts:
+        assert part.count("Shows:") == 1 and part.count("Does not show:") == 1, part
+    table, toy, lab = parts
+    for loss in ("ATL", "BalancedSoftmax", "AFL", "AML", "SAT", "MeanSAT", "HingeABL"):
+        assert loss in table
+    assert "b* - F1-opt b: ATL +" in table  # the measured gap, printed
+    assert "gold <= TH" in toy and "(train)" in toy
+    assert (tmp_path / "toy.png").is_file() and (tmp_path / "toy.json").is_file()
+    if demo.RECORD.is_file():
+        assert "Table 3" in lab and "seed(s)" in lab
+
+
+def test_demo_without_a_lab_record_says_where_it_comes_from(tmp_path):
+    text = demo.lab_part(tmp_path / "missing.json")
+    assert text.startswith(demo.PARTS[2]) and "no record" in text
+
+
+@pytest.mark.parametrize("bad", [["--toy-steps", "0"], ["--table-pairs", "x"]])
+def test_demo_refuses_bad_arguments(bad):
+    with pytest.raises(SystemExit):
+        demo.main(bad)
