@@ -266,7 +266,7 @@ def toy_main(
         a.losses,
         seed=a.seed,
         steps=a.steps,
-        every=max(1, a.steps // 20),
+        every=max(10, a.steps // 20),
         progress=not a.no_progress,
     )
     out = Path(a.out)

@@ -47,10 +47,10 @@ def threshold_part(n_pairs: int = 2000) -> str:
     )
     lines.append(
         "Shows: with the scores held fixed, the threshold each loss prefers (b*) and "
-        f"the F1 there; ATL, Balanced Softmax and SAT want it far above the F1 optimum "
-        f"(b* - F1-opt b: {high}), which 05a finds on other populations too. "
-        "Does not show: training, which moves the scores as well, nor Table 3's "
-        "ranking; the order of the other losses changes with the population (05a)."
+        "the F1 there; ATL, Balanced Softmax and SAT want it far above the F1 optimum "
+        f"(b* - F1-opt b: {high}). Does not show: training, which moves the scores "
+        "as well, Table 3's ranking, or other populations (05a varies them; the order "
+        "of the other four losses is the part that changes)."
     )
     return "\n".join(lines)
 
