@@ -262,6 +262,7 @@ def toy_main(
     import matplotlib
 
     matplotlib.use("Agg")
+    torch.set_num_threads(1)  # a 32 x 25 head: threads only add overhead
     res = train_toy(
         a.losses,
         seed=a.seed,
