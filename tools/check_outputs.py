@@ -207,7 +207,7 @@ def problems(path):
             drawers |= analyse(c.source, drawers)[2]
         if any(expects_output(c, drawers) for _, c in code):
             return [f"{path}: committed with no outputs (run `make execute`)"]
-    out, drawers = figure_problems(path, nb), set()
+    out, drawers = [], set()
     for i, c in code:
         first = c.source.strip().splitlines()[0][:60] if c.source.strip() else ""
         for o in c.get("outputs", []):
@@ -234,7 +234,7 @@ def problems(path):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     nbs = [Path(a) for a in argv] or sorted(Path("nbs").glob("*.ipynb"))
-    errs = [p for nb in nbs for p in problems(nb)]
+    errs = [p for nb in nbs for p in problems(nb) + figure_problems(nb)]
     for e in errs:
         print(e, file=sys.stderr)
     print(f"check_outputs: {len(nbs)} notebooks, {len(errs)} problems")

@@ -109,6 +109,7 @@ PAGE_FACTS = """() => {
       .map(i => i.getAttribute('src')),
     traceback: (main.innerText || '').includes('Traceback (most recent call last)')
       || main.querySelectorAll('.output.traceback, .output.error').length > 0,
+    pres: [...main.querySelectorAll('pre')].filter(vis).length,
     wide: [...main.querySelectorAll('pre')].filter(vis).map(p => {
       const col = (p.closest('article') || main).getBoundingClientRect();
       const r = p.getBoundingClientRect();
@@ -283,6 +284,12 @@ def main(argv=None):
                     f"{f.get('mjx', 0)} equations typeset, {f.get('imgs', 0)} images "
                     f"({f.get('outImgs', 0)} figures), "
                     f"{f.get('folded', 0)} of {n_sol} solutions folded"
+                    + (
+                        f", {f.get('pres', 0) - len(f.get('wide', []))} of "
+                        f"{f.get('pres', 0)} code blocks within the column"
+                        if part_of(stem + ".ipynb") == "I"
+                        else ""
+                    )
                 )
                 for e in errs:
                     print(f"       - {e}")

@@ -141,8 +141,9 @@ def main(argv=None):
     mode.add_argument("--write", action="store_true", help="rewrite ARCHITECTURE.md")
     mode.add_argument("--check", action="store_true", help="fail when it drifted")
     ap.add_argument("--doc", default=str(ROOT / "ARCHITECTURE.md"))
+    ap.add_argument("--pkg", default=str(ROOT / PKG), help="the package folder")
     a = ap.parse_args(argv)
-    new = block(graph())
+    new = block(graph(a.pkg))
     if not (a.write or a.check):
         print(new)
         return 0
