@@ -113,11 +113,8 @@ def test_rel2id_bad(tmp_path):
         load_rel2id(_write(tmp_path, {"Na": 0, "P1": 1, "P2": 5}, "r.json"))
 
 
-def test_sample(sample):
-    assert {k: len(v) for k, v in sample.items()} == {"train": 32, "dev": 8, "test": 8}
-    titles = {k: {d["title"] for d in v} for k, v in sample.items()}
-    assert not titles["train"] & titles["dev"]
-    assert "MIT License" in (sample_dir() / "LICENSE-Re-DocRED").read_text()
+def test_sample_documents_are_unmodified_copies(sample):
+    # counts, disjoint titles and the licence file are checked in 06_data
     if (
         DATA / "dev_revised.json"
     ).exists():  # the sample documents are unmodified copies

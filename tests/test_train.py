@@ -38,7 +38,7 @@ def exit_message(argv):
 # ---- configuration -------------------------------------------------------------------
 
 
-def test_paper_preset_matches_appendix_b_and_official_scripts():
+def test_paper_preset_data_encoder_and_seeds():
     c = T.resolve_config("paper")
     # Appendix B + Jize-W/HingeABL scripts/train_*.sh and train.py defaults (facts, not
     # measurements)
@@ -48,25 +48,8 @@ def test_paper_preset_matches_appendix_b_and_official_scripts():
         "dev_revised.json",
         "test_revised.json",
     )
-    assert (
-        c.epochs,
-        c.train_batch_size,
-        c.test_batch_size,
-        c.max_seq_length,
-        c.top_k,
-    ) == (30, 4, 8, 1024, 4)
-    assert (c.lr, c.head_lr, c.adam_eps, c.warmup_ratio, c.max_grad_norm) == (
-        5e-5,
-        1e-4,
-        1e-6,
-        0.06,
-        1.0,
-    )
-    assert (
-        c.loss == "HingeABL"
-        and c.loss_options == {}
-        and LOSSES["HingeABL"].defaults["margin"] == 5.0
-    )  # m = 5 from the registry
+    # epochs, batch sizes, learning rates, warm-up and clipping: checked in 09_train
+    assert (c.max_seq_length, c.top_k, c.loss) == (1024, 4, "HingeABL")
     assert (
         T.PAPER_SEEDS == (1, 5, 42, 66, 233)
         and c.mixed_precision == "auto"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session's work for the reduced reproduction (issue 12), in steps that each fit one
+# One GPU session's work for the reduced reproduction grid, in steps that each fit one
 # 10-minute device call and resume where the last call stopped:
 #   bash tools/gpu_session.sh check    # versions, CUDA tests, the `#| gpu` cells' code paths
 #   bash tools/gpu_session.sh grid     # the `reduced` grid, 7 losses x seeds 1 5 42, N cells at once
