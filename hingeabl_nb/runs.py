@@ -292,16 +292,16 @@ def prepare_run(
 
 # %% ../nbs/09a_train_internals.ipynb #0635af26
 def data_fingerprint(
-    config,  # resolved config (data_dir, file names, split_dev_for_train)
-    tokenizer,  # from `load_tokenizer`
+    config,  # resolved config (data_dir, file names, split_dev_for_train, encoder)
 ) -> dict:  # {"files": {name: sha256}, "tokenizer": fingerprint}
     "What a run reads: the SHA-256 of each of its data files, and its tokenizer."
     names = [config.dev_file, config.test_file]
     if not config.split_dev_for_train:
         names.insert(0, config.train_file)
+    files = {n: data.sha256_file(data_path(config, n)) for n in names}
     return {
-        "files": {n: data.sha256_file(data_path(config, n)) for n in names},
-        "tokenizer": data.tokenizer_fingerprint(tokenizer),
+        "files": files,
+        "tokenizer": data.tokenizer_fingerprint(load_tokenizer(config)),
     }
 
 
@@ -771,7 +771,7 @@ def train_and_test(
     "Claim `out`, set up, resume, `fit` with the dev hook, then test the best model."
     main = int(os.environ.get("RANK", "0")) == 0
     with hold_run_dir(out, main):
-        fingerprint = data_fingerprint(config, load_tokenizer(config))
+        fingerprint = data_fingerprint(config)
         done = check_out_dir(out, asdict(config), fingerprint, resume, overwrite)
         if done is not None:
             if main:
