@@ -795,5 +795,5 @@ def train_and_test(
             stop_after,
             run.accelerator,
         )
-        done = run.state.epoch == config.epochs
-        return finish_run(run) if done else asdict(run.state)
+        all_epochs = run.state.epoch == config.epochs
+        return finish_run(run) if all_epochs else asdict(run.state)

@@ -5,6 +5,7 @@ rank 1 writes nothing.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,11 +47,21 @@ if int(os.environ["RANK"]) != 0:
     builtins.open = io.open = guarded_open
     os.replace, os.unlink = guard("replace"), guard("unlink")
     os.rename = guard("rename")
+predicted, real_predict = [], T.predict_logits
+
+
+def counting(net, features, *a, **k):  # documents this process predicts
+    predicted.append(len(features))
+    return real_predict(net, features, *a, **k)
+
+
+T.predict_logits = counting
 cfg = T.resolve_config("smoke", loss="HingeABL", **OVER)
 T.run_training(cfg, whole)
 T.run_training(cfg, killed, stop_after=1)  # a kill after epoch 1 ...
 torch.manual_seed(12345)  # ... a new process's random state ...
 T.run_training(cfg, killed)  # ... and the resumed run
+print(f"rank {{os.environ['RANK']}} predicted {{sum(predicted)}} documents", flush=True)
 """
 
 
@@ -75,6 +86,7 @@ def two_process_runs(tmp_path_factory):
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-4000:]
+    (tmp / "launch.out").write_text(r.stdout)
     return tmp
 
 
@@ -126,6 +138,13 @@ def test_sharded_evaluation_equals_one_process(two_process_runs):
             assert one[k] == pytest.approx(m[split][k], abs=1e-9)
     n = len(inputs["features"]["test"])
     assert len(torch.load(run / "test_logits.pt")["titles"]) == n  # no duplicates
+
+
+def test_every_process_predicts_its_share(two_process_runs):
+    "Evaluation is sharded: both processes predict, the same number of documents."
+    out = (two_process_runs / "launch.out").read_text()
+    docs = dict(re.findall(r"rank (\d) predicted (\d+) documents", out))
+    assert set(docs) == {"0", "1"} and docs["0"] == docs["1"] != "0", out
 
 
 def test_one_process_refuses_a_two_process_checkpoint(two_process_runs, tmp_path):
