@@ -72,6 +72,11 @@ def train_parser() -> argparse.ArgumentParser:
         help="run folder (resumes from its checkpoint when present)",
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace another run's results in --out (default: refuse)",
+    )
+    p.add_argument(
         "--model", default=None, help="encoder folder or name (default: the preset's)"
     )
     p.add_argument(
@@ -100,8 +105,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mixed-precision",
         default=None,
-        choices=["auto", "no", "fp16", "bf16"],
-        help="default: auto",
+        choices=["auto", "official", "no", "fp16", "bf16"],
+        help="default: the preset's (paper: official = fp16 autocast + grad scaler)",
     )
     p.add_argument(
         "--max-train-docs",
@@ -161,7 +166,7 @@ def train_cli(
             raise train.TrainSetupError(
                 "--out DIR is required to train (or pass --print-config)"
             )
-        res = train.run_training(cfg, a.out)
+        res = train.run_training(cfg, a.out, overwrite=a.overwrite)
     except (train.TrainSetupError, argparse.ArgumentTypeError) as e:
         raise SystemExit(f"hingeabl-train: error: {e}") from None
     if res:

@@ -30,6 +30,8 @@ from hingeabl_nb.datafiles import (
     _pair_labels,
     _read_json_list,
     _word_pieces,
+    atomic_write,
+    atomic_write_text,
     bucket_batches,
     collate,
     default_cache_dir,
@@ -361,9 +363,7 @@ def load_features(
         load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
     )
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(".part")
-    torch.save(feats, tmp)
-    os.replace(tmp, file)
+    atomic_write(file, lambda tmp: torch.save(feats, tmp))
     return feats
 
 # %% ../nbs/06_data.ipynb #134fbacf

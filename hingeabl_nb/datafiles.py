@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'DocREDFormatError', 'Docs', 'sha256_file', 'git_blob_sha1',
            'urllib_opener', 'download_redocred', 'download_cli', 'download_main', 'special_frame', 'tiny_tokenizer',
-           'tokenizer_fingerprint', 'features_cache_key', 'default_cache_dir', 'collate', 'bucket_batches']
+           'tokenizer_fingerprint', 'features_cache_key', 'default_cache_dir', 'atomic_write', 'atomic_write_text',
+           'collate', 'bucket_batches']
 
 # %% ../nbs/06a_data_internals.ipynb #8aeec30d
 def _assets() -> Path:
@@ -499,6 +500,31 @@ def default_cache_dir() -> Path:
         os.environ.get("HINGEABL_CACHE")
         or Path.home() / ".cache" / "hingeabl-nb" / "features"
     )
+
+# %% ../nbs/06a_data_internals.ipynb #2923fef6
+def atomic_write(
+    path: str | Path,  # destination
+    write,  # called with a temporary path in the same folder; writes the content there
+) -> Path:  # the written path
+    "Write `path` via `write(tmp)` into a temporary file of this process, then rename."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(
+    path: str | Path,  # destination
+    text: str,  # its whole content
+) -> Path:  # the written path
+    "Write a text file atomically (see `atomic_write`)."
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 # %% ../nbs/06a_data_internals.ipynb #3d1c1a2f
 def collate(

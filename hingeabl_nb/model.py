@@ -5,6 +5,7 @@
 # %% ../nbs/08_model.ipynb #d0084305
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -282,14 +283,16 @@ class ATLOP(nn.Module):
         emb_size: int = 768,
         block_size: int = 64,  # see `ATLOPHead`
         start_tokens: list[int] | None = None,
-        end_tokens: list[int] | None = None,
-    ):  # window tokens; None: from encoder config
+        end_tokens: list[int] | None = None,  # window tokens; None: from encoder config
+        head_autocast: bool = False,  # head under the caller's autocast (official code)
+    ):
         super().__init__()
         self.encoder = encoder
         self.head = ATLOPHead(
             encoder.config.hidden_size, n_classes, emb_size, block_size
         )
         self.start_tokens, self.end_tokens = start_tokens, end_tokens
+        self.head_autocast = head_autocast
 
     def window_tokens(self) -> tuple[list[int], list[int]]:
         "start/end tokens of the 512-token windows (given, or from the encoder config)."
@@ -306,11 +309,16 @@ class ATLOP(nn.Module):
     ) -> Tensor:  # (sum n_pairs, n_classes)
         """Logits (sum n_pairs, n_classes), column 0 = TH.
 
-        The head runs in its own dtype (float32), autocast off."""
+        The head runs in its own dtype (float32) with autocast off, unless
+        `head_autocast` (then under the caller's autocast, as the official code)."""
         start, end = self.window_tokens() if input_ids.shape[1] > 512 else ([], [])
         seq, attn = encode_long(self.encoder, input_ids, attention_mask, start, end)
         dt = self.head.bilinear.weight.dtype
-        with torch.autocast(device_type=seq.device.type, enabled=False):
+        with (
+            contextlib.nullcontext()
+            if self.head_autocast
+            else torch.autocast(device_type=seq.device.type, enabled=False)
+        ):
             hs, rs, ts = self.head.pool(
                 seq.to(dt), attn.to(dt), entity_pos, hts, attention_mask.sum(1)
             )
