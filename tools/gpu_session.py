@@ -726,26 +726,41 @@ def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def image_view(dest: Path, allowed: set[str]) -> list[str]:
-    """Symlink into `dest` the installed distributions (of this interpreter) that the
-    GPU image lists; their names."""
-    dest.mkdir(parents=True)
-    taken, names = {}, []
+def image_view(dest: Path, listed: set[str]) -> tuple[list[str], list[str]]:
+    """Symlink into `dest` the distributions installed here that the GPU image lists,
+    plus what they require here (versions differ: e.g. huggingface_hub here needs
+    httpx2 where the image's needs httpx); (listed names, added requirements)."""
+    from packaging.requirements import Requirement
+
     site = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
-    for d in importlib.metadata.distributions():
-        name = norm(d.metadata["Name"])
-        base = Path(d.locate_file(""))
-        if name not in allowed or str(base) not in site or name in names:
+    here = {
+        norm(d.metadata["Name"]): d
+        for d in importlib.metadata.distributions()
+        if str(Path(d.locate_file(""))) in site
+    }
+    todo, names = sorted(listed & set(here)), set()
+    while todo:
+        name = todo.pop()
+        if name in names:
             continue
-        names.append(name)
-        tops = {Path(f).parts[0] for f in d.files or ()}  # .dist-info included
-        for top in sorted(tops):
+        names.add(name)
+        for r in map(Requirement, here[name].requires or []):
+            if (not r.marker or r.marker.evaluate({"extra": ""})) and norm(
+                r.name
+            ) in set(here) - names:
+                todo.append(norm(r.name))
+    dest.mkdir(parents=True)
+    taken = set()
+    for name in sorted(names):
+        d = here[name]
+        base = Path(d.locate_file(""))
+        for top in sorted({Path(f).parts[0] for f in d.files or ()}):  # + .dist-info
             if top in ("..", "__pycache__") or top.endswith(".pth") or top in taken:
                 continue
             if (base / top).exists():
                 (dest / top).symlink_to(base / top)
-                taken[top] = name
-    return sorted(names)
+                taken.add(top)
+    return sorted(names & listed), sorted(names - listed)
 
 
 def rehearse(a) -> int:
@@ -778,7 +793,7 @@ def rehearse(a) -> int:
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(repo, filter="data")
     shutil.copytree(CARRY, repo / CARRY.name)
-    names = image_view(tmp / "image-site", gpu_image_packages())
+    names, added = image_view(tmp / "image-site", gpu_image_packages())
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     vpy = venv / "bin" / "python3"
     vsite = subprocess.run(
@@ -789,8 +804,9 @@ def rehearse(a) -> int:
     ).stdout.strip()
     (Path(vsite) / "gpu_image.pth").write_text(str(tmp / "image-site") + "\n")
     print(
-        f"gpu rehearse: {tmp}; venv sees {len(names)} GPU-image distributions "
-        f"({', '.join(names)}); setup {time.monotonic() - t0:.1f} s"
+        f"gpu rehearse: {tmp}; the venv sees {len(names)} distributions the GPU image "
+        f"lists and {len(added)} they require here ({', '.join(added)}); "
+        f"setup {time.monotonic() - t0:.1f} s"
     )
     env = {
         k: v
@@ -802,7 +818,7 @@ def rehearse(a) -> int:
     cmd = ["python3", "tools/gpu_session.py", "run", "--size", "tiny"]
     print("gpu rehearse: $ " + shlex.join(cmd) + f"  (in {repo}, OUT={out})")
     rc = subprocess.run(cmd, cwd=repo, env=env).returncode
-    problems = out_problems(out) + venv_problems(vpy, env)
+    problems = out_problems(out) + venv_problems(vpy, env, set(added))
     for p in problems:
         print("gpu rehearse: PROBLEM:", p)
     wall = time.monotonic() - t0
@@ -840,8 +856,8 @@ def out_problems(out: Path) -> list[str]:
     return probs
 
 
-def venv_problems(vpy: Path, env: dict) -> list[str]:
-    "Distributions the rehearsal venv sees that the GPU image does not list."
+def venv_problems(vpy: Path, env: dict, added: set) -> list[str]:
+    "Distributions the venv sees that neither the image lists nor its packages need."
     code = (
         "import importlib.metadata as m, json; "
         "print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"
@@ -851,6 +867,7 @@ def venv_problems(vpy: Path, env: dict) -> list[str]:
         {norm(n) for n in json.loads(seen.stdout or "[]")}
         - gpu_image_packages()
         - {"hingeabl-nb"}
+        - added
         - {norm(p.name.split("-")[0]) for p in (CARRY / "wheels").glob("*.whl")}
     )
     return (
