@@ -28,9 +28,10 @@ Time budget of `--size full` (one 10-minute device call; the session aims at 540
 
 The grid: 7 losses x seeds 1 5 42 (21 cells, seed by seed; seeds 66 and 233 are queued
 after them and start only if they are predicted to finish in time) of the `reduced`
-preset with 8 epochs instead of 20. Estimate, from the code, not measured on a GPU: a
-training step is ~6,400 small aten calls with host syncs, ~50-60 ms of single-threaded
-CPU dispatch, and ~3,000 kernels of a few microseconds, ~10 ms of GPU time that other
+preset with 8 epochs instead of 20. Estimate, not measured on a GPU: a training step
+is ~7,500 aten calls (torch.profiler here: 4 documents, MiniLM, HingeABL, counted at
+every level) with host syncs, ~50-60 ms of single-threaded CPU dispatch at ~7 us a
+call, and some 3,000 kernels of a few microseconds, ~10 ms of GPU time that other
 processes cannot overlap (no MPS). One cell alone: ~20 s start + 8 x (100 steps x
 60 ms + ~1.5 s dev evaluation) + ~5 s test = ~85 s; 11 jobs of 1 thread (16 cores /
 11) take the 21 cells in two rounds, ~110 s each with contention; the GPU-bound floor
@@ -351,6 +352,11 @@ def grid_config(a, loss: str, seed: int, threads: int = 0):
             f" Epochs cut from {base.epochs} to {a.epochs} "
             "to fit one GPU call (tools/gpu_session.py)."
         )
+    if a.max_docs:
+        protocol += (
+            f" Only the first {a.max_docs} train, dev and test documents "
+            "(a rehearsal: the scores mean nothing)."
+        )
     return train.resolve_config(
         "reduced",
         loss=loss,
@@ -391,7 +397,9 @@ def share_features(cache: Path) -> None:
         )
         path = cache / f"features-{h.hexdigest()[:24]}.pt"
         if path.exists():
+            print(f"features: {path.name} from the shared cache", flush=True)
             return torch.load(path, weights_only=True)
+        print(f"features: {path.name} not cached; featurising", flush=True)
         feats = featurize(*args, **kw)
         cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
