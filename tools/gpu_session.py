@@ -210,9 +210,12 @@ def kill_group(p: subprocess.Popen) -> None:
             pass
 
 
+EXTRA_ENV: dict = {}  # set by `install` when it had to install into a folder
+
+
 def child_env(work: Path, threads: int | None = None) -> dict:
     "Environment of every child: offline, no display, the work folder's HF cache."
-    env = dict(os.environ)
+    env = dict(os.environ) | EXTRA_ENV
     env.update(
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
@@ -276,21 +279,30 @@ def step_install(s: Session, work: Path, carry: Path, device: str) -> bool:
     the console scripts exist and `import hingeabl_nb` finds the installed copy."""
     t = time.monotonic()
     wheels = sorted((carry / "wheels").glob("*.whl"))
-    rc = s.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
-        + ["--no-build-isolation", "--disable-pip-version-check", *wheels, REPO],
-        timeout=4 * BUDGET["install"] * s.slack,
-        cwd=work,
-        env=child_env(work),
-    )
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps"]
+    pip += ["--no-build-isolation", "--disable-pip-version-check", *wheels, REPO]
+    limit = 2 * BUDGET["install"] * s.slack
+    rc = s.run(pip, timeout=limit, cwd=work, env=child_env(work))
+    scripts = Path(sysconfig.get_path("scripts"))
+    if rc not in (0, 124):  # e.g. a read-only environment: a folder on PYTHONPATH
+        site = work / "site"
+        rc = s.run(
+            pip + ["--target", site], timeout=limit, cwd=work, env=child_env(work)
+        )
+        scripts = site / "bin"
+        EXTRA_ENV.update(
+            PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+            PATH=os.pathsep.join([str(scripts), os.environ.get("PATH", "")]),
+        )
+        sys.path.insert(0, str(site))
     if rc:
         return s.step("install", False, t, f"pip install exited {rc}")
-    scripts = Path(sysconfig.get_path("scripts"))
     missing = [
         n for n in ("hingeabl-train", "hingeabl-compare") if not (scripts / n).exists()
     ]
     env = child_env(work)
     env["HINGEABL_REQUIRE_CUDA"] = "1" if device == "cuda" else ""
+    env["HINGEABL_CHECKOUT"] = str(REPO)
     probe = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=work,
@@ -320,6 +332,8 @@ def have(n):
     except md.PackageNotFoundError:
         return None
 print("requirements:", ", ".join(f"{n} {have(n) or 'MISSING'}" for n in need))
+if hingeabl_nb.__file__.startswith(os.environ["HINGEABL_CHECKOUT"] + os.sep):
+    sys.exit("hingeabl_nb was imported from the checkout, not from the install")
 if os.environ.get("HINGEABL_REQUIRE_CUDA") and not torch.cuda.is_available():
     sys.exit("the session runs on CUDA but torch sees no CUDA device")
 """
