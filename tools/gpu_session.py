@@ -291,8 +291,10 @@ def step_install(s: Session, work: Path, carry: Path, device: str) -> bool:
         )
         scripts = site / "bin"
         EXTRA_ENV.update(
-            PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-            PATH=os.pathsep.join([str(scripts), os.environ.get("PATH", "")]),
+            {
+                k: os.pathsep.join(filter(None, [str(d), os.environ.get(k)]))
+                for k, d in (("PYTHONPATH", site), ("PATH", scripts))
+            }
         )
         sys.path.insert(0, str(site))
     if rc:
