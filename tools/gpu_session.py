@@ -19,7 +19,7 @@ Time budget of `--size full` (one 10-minute device call; the session aims at 540
 | step      | budget | how it was estimated |
 | --------- | ------ | -------------------- |
 | locate    |   5 s  | sha256 of the 51 MB carried folder: 0.2 s here |
-| install   |  30 s  | pip install --no-index of this pure-Python package: 6-10 s here |
+| install   |  30 s  | pip install --no-index of this package: 14-25 s here (busy CPU) |
 | check     |  60 s  | hard limit (CUDA tests): torch + CUDA start ~10 s, tests ~20 s |
 | featurise |  45 s  | 1,000 documents, MiniLM fast tokenizer: 32 s on this 2-core CPU |
 | grid      | ~300 s | the rest; see below |
