@@ -36,6 +36,10 @@ python -m pytest tests -q -p no:cacheprovider
 step "nbdev_test (every notebook, CPU paths only)"
 nbdev_test --n_workers 2 --timing
 
+step "GPU session rehearsed on the CPU: clean HEAD + carried folder, GPU-image packages only"
+python tools/gpu_session.py carry
+python tools/gpu_session.py rehearse
+
 step "pip install . into a fresh virtual environment, without nbdev or Jupyter"
 bash tools/check_install.sh
 
