@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['as_float', 'check_pairs', 'atl_parts', 'atl_loss', 'atl_ref', 'threshold_grad_split', 'synthetic_batch']
+__all__ = ['as_float', 'label_problem', 'check_pairs', 'atl_parts', 'atl_loss', 'atl_ref', 'threshold_grad_split',
+           'synthetic_batch']
 
 # %% ../nbs/01_atl.ipynb #1d00faeb
 def as_float(
@@ -21,14 +22,35 @@ def as_float(
     "Promote `x` to at least float32 so losses never compute in half precision."
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
+# %% ../nbs/01_atl.ipynb #d1192b2e
+def label_problem(
+    labels: Tensor,  # (n_pairs, 1+n_rel); column 0 marks NA pairs
+) -> str | None:  # what is wrong with the first bad row, or None
+    """The first row that is not 0/1, or is both NA and related, or neither
+    (one device sync when every row is fine)."""
+    not01 = (labels != 0) & (labels != 1)
+    na, rel = labels[:, 0] == 1, (labels[:, 1:] == 1).any(1)
+    bad = not01.any(1) | (na == rel)
+    if not bool(bad.any()):
+        return None
+    i = int(bad.nonzero()[0, 0])
+    if not01[i].any():
+        j = int(not01[i].nonzero()[0, 0])
+        return f"labels must be 0 or 1, row {i} column {j} is {labels[i, j].item():g}"
+    if na[i]:
+        cols = (labels[i, 1:] == 1).nonzero()[:, 0] + 1
+        return f"row {i} is marked NA (column 0) and related (columns {cols.tolist()})"
+    return f"row {i} is neither NA (column 0) nor related (no relation column is 1)"
+
 # %% ../nbs/01_atl.ipynb #1e503f6b
 def check_pairs(
     logits: Tensor,  # should be (n_pairs, 1+n_rel) float
-    labels: Tensor,  # should have the same shape
+    labels: Tensor,  # should have the same shape, 0/1, exactly one of NA or relations
     where: str,  # name of the calling function, used in the error message
+    allow_empty: bool = False,  # accept 0 pairs (the registry returns a zero loss)
 ) -> None:
     """Raise an error naming `where` unless logits/labels are matching
-    (n_pairs, 1+n_rel) tensors, logits float."""
+    (n_pairs, 1+n_rel) tensors, logits float, labels valid (`label_problem`)."""
     for name, t in (("logits", logits), ("labels", labels)):
         if not isinstance(t, Tensor):
             raise TypeError(
@@ -49,6 +71,14 @@ def check_pairs(
         raise ValueError(
             f"{where}: logits must be a float tensor, got dtype {logits.dtype}"
         )
+    if len(logits) == 0 and not allow_empty:
+        raise ValueError(
+            f"{where}: an empty batch (0 pairs) has no mean loss; "
+            "LOSSES[name] returns a zero loss for it"
+        )
+    problem = label_problem(labels)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
 
 # %% ../nbs/01_atl.ipynb #c75f8a37
 def atl_parts(

@@ -33,8 +33,6 @@ from hingeabl_nb.datafiles import (
     bucket_batches,
     collate,
     default_cache_dir,
-    download_cli,
-    download_main,
     download_redocred,
     features_cache_key,
     git_blob_sha1,
@@ -94,7 +92,13 @@ def load_rel2id(
 
     `Na` is column 0 and the columns are 0..n-1 without gaps."""
     path = Path(path) if path is not None else _assets() / "rel2id.json"
-    rel2id = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        rel2id = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(
+            f"{path}: not a JSON object relation -> column ({e}); "
+            "the file may be truncated: restore it (reinstall the package)"
+        ) from None
     if not isinstance(rel2id, dict) or not all(
         isinstance(k, str) and type(v) is int for k, v in rel2id.items()
     ):
@@ -133,6 +137,7 @@ def doc_problems(
     doc,  # one DocRED document (a dict)
     rel2id: dict[str, int]
     | None = None,  # known relations; None: relation ids are not checked
+    labelled: bool = True,  # False: a document without `labels` is fine (unlabelled)
 ) -> list[str]:  # one message per problem, each naming its field; [] if valid
     "Everything wrong with one DocRED document (title, sents, vertexSet, labels)."
     if not isinstance(doc, dict):
@@ -177,7 +182,10 @@ def doc_problems(
             continue
         for j, m in enumerate(e):
             out += _mention_problems(m, f"vertexSet[{i}][{j}]", sents)
-    labels = doc.get("labels", [])
+    if "labels" not in doc:
+        missing = "missing field 'labels' (pass labelled=False to read it)"
+        return out + ([missing] if labelled else [])
+    labels = doc["labels"]
     if not isinstance(labels, list):
         return out + ["labels is not a list of relation triples"]
     for i, l in enumerate(labels):
@@ -191,6 +199,7 @@ def load_docs(
     rel2id: dict[str, int]
     | None = None,  # known relations; None: embedded Re-DocRED ones (`load_rel2id()`)
     check_relations: bool = True,  # False: accept any relation id (`rel2id` ignored)
+    labelled: bool = True,  # False: read documents without `labels` (to predict on)
 ) -> Docs:  # the valid documents (raw dicts); `.dropped` lists (index, title, problems)
     """Read and validate a DocRED file.
 
@@ -201,7 +210,7 @@ def load_docs(
         (rel2id if rel2id is not None else load_rel2id()) if check_relations else None
     )
     for i, doc in enumerate(_read_json_list(path)):
-        problems = doc_problems(doc, rel2id)
+        problems = doc_problems(doc, rel2id, labelled)
         if not problems:
             kept.append(doc)
             continue

@@ -86,6 +86,11 @@ def check_config(
         raise TrainSetupError(
             "epochs, train_batch_size and test_batch_size must be >= 1"
         )
+    for k in ("max_train_docs", "max_eval_docs"):
+        if getattr(config, k) is not None and getattr(config, k) < 1:
+            raise TrainSetupError(
+                f"{k} = {getattr(config, k)} must be >= 1 (None: all)"
+            )
 
 # %% ../nbs/09a_train_internals.ipynb #9bb73542
 def make_accelerator(
@@ -166,8 +171,14 @@ def load_splits(
         dev = data.load_docs(data_path(config, config.dev_file), rel2id=rel2id)
     test = data.load_docs(data_path(config, config.test_file), rel2id=rel2id)
     cut = lambda docs, n: docs if n is None else docs[:n]
+    train = cut(train, config.max_train_docs)
+    if not any(len(d["vertexSet"]) > 1 for d in train):
+        raise TrainSetupError(
+            f"none of the {len(train)} training documents has two entities, so there "
+            "is no entity pair to train on; check the training file"
+        )
     return {
-        "train": cut(train, config.max_train_docs),
+        "train": train,
         "dev": cut(dev, config.max_eval_docs),
         "test": cut(test, config.max_eval_docs),
     }
@@ -272,7 +283,12 @@ def atomic_save(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    try:
+        torch.save(obj, tmp)
+    except RuntimeError as e:  # torch's writer: "unexpected pos" on a full disk
+        tmp.unlink(missing_ok=True)
+        msg = f"could not write {path} ({e}); the disk may be full: free space"
+        raise OSError(msg) from None
     os.replace(tmp, path)
     return path
 

@@ -41,7 +41,7 @@ from hingeabl_nb.runs import (
 # %% auto #0
 __all__ = ['PAPER_SEEDS', 'PRESETS', 'TrainConfig', 'resolve_config', 'warmup_steps', 'padding_fraction', 'epoch_batches', 'fit',
            'predict_logits', 'score', 'run_training', 'train_and_test', 'new_state', 'resume_run', 'evaluate_split',
-           'end_of_epoch', 'finish_run', 'train_main']
+           'end_of_epoch', 'finish_run']
 
 # %% ../nbs/09_train.ipynb #0ff92248
 PAPER_SEEDS = (
@@ -614,11 +614,3 @@ def finish_run(
         (out / "metrics.json").write_text(json.dumps(result, indent=1))
     accelerator.wait_for_everyone()
     return result
-
-
-def train_main() -> None:
-    """Console script `hingeabl-train` (its parser and messages are in
-    `hingeabl_nb.cli.train_cli`)."""
-    from hingeabl_nb.cli import train_cli
-
-    train_cli()
