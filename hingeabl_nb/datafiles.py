@@ -293,7 +293,7 @@ def download_redocred(
     retries: int = 3,  # attempts per file; each resumes where the last stopped
     chunk_size: int = 1 << 16,
     progress: bool = True,
-    validate=None,  # `validate(path)` raises on a bad file with no hash (data.load_docs)
+    validate=None,  # `validate(path)` raises on a bad unhashed file (data.load_docs)
 ) -> dict[str, Path]:  # split -> path of the verified file
     """Download Re-DocRED splits.
 
