@@ -20,12 +20,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'DocREDFormatError', 'Docs', 'sha256_file', 'git_blob_sha1',
-           'urllib_opener', 'download_redocred', 'special_frame', 'tiny_tokenizer', 'tokenizer_fingerprint',
-           'features_cache_key', 'default_cache_dir', 'collate', 'bucket_batches']
+__all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'assets_dir', 'DocREDFormatError', 'mention_problems',
+           'label_problems', 'Docs', 'read_json_list', 'sha256_file', 'git_blob_sha1', 'urllib_opener',
+           'download_redocred', 'special_frame', 'tiny_tokenizer', 'word_pieces', 'doc_pair_labels',
+           'tokenizer_fingerprint', 'features_cache_key', 'default_cache_dir']
 
 # %% ../nbs/06a_data_internals.ipynb #8aeec30d
-def _assets() -> Path:
+def assets_dir() -> Path:
     "Folder of the files shipped with the package."
     import hingeabl_nb
 
@@ -42,7 +43,7 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _mention_problems(m, where: str, sents: list) -> list[str]:
+def mention_problems(m, where: str, sents: list) -> list[str]:
     "Problems of one mention `m` found at `where` (e.g. 'vertexSet[2][0]')."
     if not isinstance(m, dict):
         return [
@@ -86,7 +87,7 @@ def _allowed(rel2id: dict) -> str:
     )
 
 
-def _label_problems(
+def label_problems(
     l, where: str, n_ent: int, n_sent: int, rel2id: dict | None
 ) -> list[str]:
     "Problems of one relation triple `l` found at `where` (e.g. 'labels[3]')."
@@ -132,7 +133,7 @@ class Docs(list):
         self.source, self.dropped = source, list(dropped or [])
 
 
-def _read_json_list(path: Path) -> list:
+def read_json_list(path: Path) -> list:
     "Parse a JSON file that must hold a non-empty list, with errors naming the file."
     try:
         text = path.read_text(encoding="utf-8")
@@ -357,7 +358,7 @@ def download_redocred(
                 f"(tonytan48/Re-DocRED at ccfb54f); the partial file was removed"
             )
         if want is None and blob is None:
-            (validate or _read_json_list)(part)  # at least a complete file
+            (validate or read_json_list)(part)  # at least a complete file
             warnings.warn(
                 f"{name}: no SHA-256 is recorded for this file; "
                 f"downloaded sha256={got}. "
@@ -392,11 +393,11 @@ def tiny_tokenizer():
     from transformers import BertTokenizerFast
 
     return BertTokenizerFast.from_pretrained(
-        str(_assets() / "tiny-vocab"), do_lower_case=True
+        str(assets_dir() / "tiny-vocab"), do_lower_case=True
     )
 
 # %% ../nbs/06a_data_internals.ipynb #18ac618f
-def _word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
+def word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
     """Pieces of the whole document with `*` around mentions.
 
     Also, per sentence, the token position of each word (one extra at the end)."""
@@ -416,7 +417,7 @@ def _word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
     return pieces, sent_map
 
 
-def _pair_labels(
+def doc_pair_labels(
     doc: dict, rel2id: dict[str, int]
 ) -> tuple[list[tuple[int, int]], Tensor]:
     """All ordered pairs (h, t), h != t, row-major, and their multi-hot labels.

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .atl import _lse, atl_loss, atl_ref, check_pairs
+from .atl import atl_loss, atl_ref, check_pairs, logsumexp_ref
 from .hinge import NORMALIZE, hinge_abl_loss, hinge_abl_ref
 from hingeabl_nb.sat import (
-    _d_ref,
-    _neg_log_sigmoid_ref,
+    d_ref,
     distances,
     mean_sat_loss,
     mean_sat_ref,
+    neg_log_sigmoid_ref,
     sat_loss,
     sat_ref,
 )
@@ -148,11 +148,15 @@ class LossSpec:
         return self.defaults | options
 
     def __call__(self, logits: Tensor, labels: Tensor, **options) -> Tensor:
-        """Check options, validate and cast once, compute the loss;
+        """Check options, compute the loss (its function validates and casts);
         0 pairs give a zero loss with zero gradient."""
-        opts = self.check_options(options)
-        s, y = loss_inputs(logits, labels, f"LOSSES[{self.name!r}]", allow_empty=True)
-        return s.sum() if len(s) == 0 else self.fn(s, y, **opts)
+        opts, where = self.check_options(options), f"LOSSES[{self.name!r}]"
+        if isinstance(logits, Tensor) and logits.ndim == 2 and len(logits) == 0:
+            return loss_inputs(logits, labels, where, allow_empty=True)[0].sum()
+        try:
+            return self.fn(logits, labels, **opts)
+        except (TypeError, ValueError) as e:  # input checks: say which entry
+            raise type(e)(f"{where}: {e}") from None
 
 # %% ../nbs/05_losses.ipynb #e34f7b8f
 def _thresholds(self, logits: Tensor) -> Tensor:
@@ -216,7 +220,7 @@ def balanced_softmax_ref(
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         neg = [s[i] for i in range(len(s)) if y[i] <= 0.5]  # all columns, NA included
         pos = [-s[i] for i in range(len(s)) if y[i] > 0.5]
-        total += _lse([0.0] + neg) + _lse(
+        total += logsumexp_ref([0.0] + neg) + logsumexp_ref(
             [0.0] + pos
         )  # log(1 + sum e^{s_i}) + log(1 + sum e^{-s_j})
     return total / len(logits)
@@ -240,12 +244,12 @@ def afl_ref(
         N = [r for r in range(1, len(s)) if y[r] <= 0.5]
         for r in P:
             focal = math.exp(
-                -gamma * _neg_log_sigmoid_ref(s[0] - s[r], 0)
+                -gamma * neg_log_sigmoid_ref(s[0] - s[r], 0)
             )  # (1 - P(r))^gamma
             total += (
                 1 + focal if focal_form == "official" else focal
-            ) * _neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
-        total += _lse([s[0]] + [s[r] for r in N]) - s[0]  # ATL eq. (4)
+            ) * neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
+        total += logsumexp_ref([s[0]] + [s[r] for r in N]) - s[0]  # ATL eq. (4)
     return total / len(logits)
 
 # %% ../nbs/05_losses.ipynb #731a02c3
@@ -258,7 +262,7 @@ def aml_ref(
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         total += sum(
-            max(0.0, margin - _d_ref(s, y, r)) for r in range(1, len(s))
+            max(0.0, margin - d_ref(s, y, r)) for r in range(1, len(s))
         )  # eqs. (8), (12)
     return total / len(logits)
 

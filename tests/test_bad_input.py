@@ -143,9 +143,9 @@ def test_train_truncated_checkpoint(capsys, tmp_path):
 def test_train_truncated_rel2id(capsys, tmp_path, monkeypatch):
     assets = tmp_path / "assets"
     assets.mkdir()
-    text = (datafiles._assets() / "rel2id.json").read_text()
+    text = (datafiles.assets_dir() / "rel2id.json").read_text()
     (assets / "rel2id.json").write_text(text[:200])
-    monkeypatch.setattr(data, "_assets", lambda: assets)  # where load_rel2id reads
+    monkeypatch.setattr(data, "assets_dir", lambda: assets)  # where load_rel2id reads
     argv = ["--data-dir", str(SAMPLE), "--out", str(tmp_path / "r")]
     msg = one_line_error(capsys, cli.train_main, argv, "train")
     assert "rel2id.json: not a JSON object relation -> column" in msg

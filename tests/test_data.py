@@ -422,7 +422,10 @@ def test_download_restart_when_range_ignored(tmp_path, payload):
 
 def test_download_interrupted_keeps_part_then_resumes(tmp_path, payload):
     data, sha = payload
-    with pytest.raises(ConnectionError, match="dev_revised.json.part keeps 3000 bytes, run again to resume"):
+    with pytest.raises(
+        ConnectionError,
+        match="dev_revised.json.part keeps 3000 bytes, run again to resume",
+    ):
         download_redocred(
             tmp_path,
             splits=["dev"],
