@@ -279,7 +279,7 @@ def _failed(name: str, base_url: str, retries: int, e: OSError, part: Path) -> s
         + (
             f"{part.name} keeps {part.stat().st_size} bytes, run again to resume"
             if kept
-            else "check the network connection (or pass a file:// mirror) and run again"
+            else "check the network connection and run again"
         )
     )
 

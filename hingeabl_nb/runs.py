@@ -146,7 +146,7 @@ def data_path(
                 "hingeabl_nb.data.download_redocred(dest) or use --preset reduced"
             )
             if name == "train_revised.json"
-            else ""
+            else " Pass --data-dir a folder that holds it."
         )
         raise TrainSetupError(
             f"data file {name} not found in {Path(config.data_dir).resolve()}.{hint}"
