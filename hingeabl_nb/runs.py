@@ -87,10 +87,9 @@ def check_config(
             "epochs, train_batch_size and test_batch_size must be >= 1"
         )
     for k in ("max_train_docs", "max_eval_docs"):
-        if getattr(config, k) is not None and getattr(config, k) < 1:
-            raise TrainSetupError(
-                f"{k} = {getattr(config, k)} must be >= 1 (None: all)"
-            )
+        n = getattr(config, k, None)
+        if n is not None and n < 1:
+            raise TrainSetupError(f"{k} = {n} must be >= 1 (None: all documents)")
 
 # %% ../nbs/09a_train_internals.ipynb #9bb73542
 def make_accelerator(
