@@ -109,6 +109,10 @@ def check_config(
         raise TrainSetupError(
             "epochs, train_batch_size and test_batch_size must be >= 1"
         )
+    for k in ("max_train_docs", "max_eval_docs"):
+        n = getattr(config, k, None)
+        if n is not None and n < 1:
+            raise TrainSetupError(f"{k} = {n} must be >= 1 (None: all documents)")
 
 # %% ../nbs/09a_train_internals.ipynb #9bb73542
 def make_accelerator(
@@ -164,7 +168,7 @@ def data_path(
                 "hingeabl_nb.data.download_redocred(dest) or use --preset reduced"
             )
             if name == "train_revised.json"
-            else ""
+            else " Pass --data-dir a folder that holds it."
         )
         raise TrainSetupError(
             f"data file {name} not found in {Path(config.data_dir).resolve()}.{hint}"
@@ -189,8 +193,14 @@ def load_splits(
         dev = data.load_docs(data_path(config, config.dev_file), rel2id=rel2id)
     test = data.load_docs(data_path(config, config.test_file), rel2id=rel2id)
     cut = lambda docs, n: docs if n is None else docs[:n]
+    train = cut(train, config.max_train_docs)
+    if not any(len(d["vertexSet"]) > 1 for d in train):
+        raise TrainSetupError(
+            f"none of the {len(train)} training documents has two entities, so there "
+            "is no entity pair to train on; check the training file"
+        )
     return {
-        "train": cut(train, config.max_train_docs),
+        "train": train,
         "dev": cut(dev, config.max_eval_docs),
         "test": cut(test, config.max_eval_docs),
     }
@@ -434,8 +444,12 @@ def atomic_save(
     obj,  # anything `torch.save` accepts
     path: str | Path,  # destination
 ) -> Path:  # the written path
-    "Write `obj` with `torch.save`, atomically (`data.atomic_write`)."
-    return data.atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    "Write `obj` with `torch.save`, atomically; a full disk is an OSError naming it."
+    try:
+        return data.atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    except RuntimeError as e:  # torch's writer: "unexpected pos" on a full disk
+        msg = f"could not write {path} ({e}); the disk may be full: free space"
+        raise OSError(msg) from None
 
 # %% ../nbs/09a_train_internals.ipynb #8d3c5b1f
 def rng_state() -> dict:

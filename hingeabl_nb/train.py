@@ -45,7 +45,7 @@ from hingeabl_nb.runs import (
 
 # %% auto #0
 __all__ = ['PAPER_SEEDS', 'PRESETS', 'TrainConfig', 'resolve_config', 'warmup_steps', 'padding_fraction', 'epoch_batches', 'fit',
-           'predict_logits', 'score', 'run_training', 'train_main']
+           'predict_logits', 'score', 'run_training']
 
 # %% ../nbs/09_train.ipynb #0ff92248
 PAPER_SEEDS = (
@@ -384,11 +384,3 @@ def run_training(
         )
     finally:
         torch.set_num_threads(threads)
-
-# %% ../nbs/09_train.ipynb #09058806
-def train_main() -> None:
-    """Console script `hingeabl-train` (its parser and messages are in
-    `hingeabl_nb.cli.train_cli`)."""
-    from hingeabl_nb.cli import train_cli
-
-    train_cli()

@@ -3,6 +3,8 @@
 Presets, CLI, end-to-end smoke runs, determinism and resume.
 """
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -24,15 +26,17 @@ TINY = dict(
 
 
 def exit_message(argv):
-    """Run the CLI, expect a SystemExit with a message (not a traceback), return the
-    message.
+    """Run the console script in-process, expect exit status 2 and a message (not a
+    traceback) on stderr; return the message.
     """
-    with pytest.raises(SystemExit) as e:
-        cli.train_cli(argv)
-    assert isinstance(e.value.code, str), (
-        f"expected a message, got exit code {e.value.code!r}"
-    )
-    return e.value.code
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = cli.train_main(argv)
+        except SystemExit as e:  # argparse usage errors
+            code = e.code
+    assert code == 2 and "Traceback" not in err.getvalue(), err.getvalue()
+    return err.getvalue()
 
 
 # ---- configuration -------------------------------------------------------------------
@@ -205,7 +209,7 @@ def test_print_config(capsys):
 
 def test_print_config_subprocess():
     "The same through a fresh interpreter, as the console script runs it."
-    code = "from hingeabl_nb.train import train_main; train_main()"
+    code = "import sys; from hingeabl_nb.cli import train_main; sys.exit(train_main())"
     r = subprocess.run(
         [sys.executable, "-c", code, "--preset", "reduced", "--print-config"],
         capture_output=True,
