@@ -57,7 +57,7 @@ def threshold_part(n_pairs: int = 2000) -> str:
 
 def toy_part(steps: int, out: Path) -> str:
     "Run `hingeabl-toy` in-process (its table goes to stdout) and return the sentence."
-    from hingeabl_nb.toy import toy_main
+    from hingeabl_nb.cli import toy_main
 
     print(f"{PARTS[1]} (nbs/05b_toy.ipynb: synthetic pairs, held-out and training)")
     sys.stdout.flush()
