@@ -85,6 +85,11 @@ def ready_out_dir(
     flag: str = "--out",  # how the user gave it, for the message
 ) -> Path:  # the folder, created
     "Create `path` and prove it writable with a test file; CLIError naming `flag`."
+    if not str(path).strip():
+        raise CLIError(
+            f"{flag} is empty: the run folder is empty: name one ({flag} DIR); "
+            "an empty one would write into the current directory"
+        )
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise CLIError(f"{flag} {path} is a file, not a folder; pass a folder path")

@@ -101,13 +101,14 @@ def test_same_config_again_prints_the_result_and_trains_nothing(
     assert {p: p.stat().st_mtime_ns for p in files} == files  # nothing rewritten
 
 
-def test_empty_out_is_refused(tmp_path, monkeypatch):
+def test_empty_out_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "log.jsonl").write_text("mine\n")
     with pytest.raises(T.TrainSetupError, match="run folder is empty"):
         T.run_training(smoke(), "")
-    with pytest.raises(SystemExit, match="run folder is empty"):
-        cli.train_cli(["--preset", "smoke", "--epochs", "1", "--out", ""])
+    argv = ["--preset", "smoke", "--epochs", "1", "--out", ""]
+    assert cli.train_main(argv) == 2
+    assert "run folder is empty" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]
     assert (tmp_path / "log.jsonl").read_text() == "mine\n"
 
