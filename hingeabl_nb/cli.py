@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import inspect
 import json
 import os
 import sys
@@ -14,6 +15,8 @@ import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
+
+import torch
 
 from . import data, lab, records, reproduce, runs, toy, train
 from .core import find_up
@@ -588,8 +591,12 @@ def toy_parser() -> argparse.ArgumentParser:
         metavar="LOSS",
         help=f"any of {', '.join(LOSSES)} (default: {' '.join(toy.DEFAULT_LOSSES)})",
     )
+    steps = inspect.signature(toy.train_toy).parameters["steps"].default
     p.add_argument(
-        "--steps", type=int, default=600, help="training steps per loss (default: 600)"
+        "--steps",
+        type=int,
+        default=steps,
+        help=f"training steps per loss (default: {steps}, as in 05b_toy)",
     )
     p.add_argument(
         "--seed",
@@ -622,13 +629,18 @@ def toy_cli(
     import matplotlib
 
     matplotlib.use("Agg")
-    res = toy.train_toy(
-        a.losses,
-        seed=a.seed,
-        steps=a.steps,
-        every=max(1, a.steps // 30),
-        progress=not a.no_progress,
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a linear head: one thread is the fastest on a CPU
+    try:
+        res = toy.train_toy(
+            a.losses,
+            seed=a.seed,
+            steps=a.steps,
+            every=max(1, a.steps // 20),
+            progress=not a.no_progress,
+        )
+    finally:
+        torch.set_num_threads(threads)
     (out / "toy.json").write_text(json.dumps(res, indent=1))
     toy.plot_toy(res).savefig(out / "toy.png", dpi=110, bbox_inches="tight")
     print(toy.toy_table(res))
