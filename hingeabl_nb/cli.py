@@ -367,7 +367,11 @@ def lab_parser() -> argparse.ArgumentParser:
         help=f"default: all of {', '.join(LOSSES)}",
     )
     p.add_argument(
-        "--seeds", nargs="+", type=int, default=[0], help="head seeds (default: 0)"
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=list(lab.LAB_SEEDS),
+        help=f"head seeds (default: {' '.join(map(str, lab.LAB_SEEDS))})",
     )
     p.add_argument(
         "--loss-option",

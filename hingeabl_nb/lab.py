@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from transformers import get_linear_schedule_with_warmup
 
-from . import data, metrics, records, train
+from . import data, metrics, records, threshold, train
 from . import model as atlop_model
 from .core import set_seed
 from hingeabl_nb.labcache import (
@@ -31,7 +31,7 @@ from hingeabl_nb.labcache import (
 from .losses import LOSSES
 
 # %% auto #0
-__all__ = ['head_logits', 'dev_f1', 'train_head', 'run_one', 'run_lab', 'lab_record']
+__all__ = ['LAB_SEEDS', 'head_logits', 'dev_f1', 'train_head', 'offset_scan', 'run_one', 'run_lab', 'lab_record']
 
 # %% ../nbs/10_lab.ipynb #94d142cf
 @torch.no_grad()
@@ -89,9 +89,16 @@ def train_head(
     g, best, history = torch.Generator().manual_seed(config.seed), {}, []
 
     def end(epoch, loss, n, seconds):
+        t = time.time()
         f1 = dev_f1(head_logits(head, dev), dev["labels"], config.loss, config.top_k)
         history.append(
-            dict(epoch=epoch + 1, train_loss=loss, dev_F1=f1, seconds=seconds)
+            dict(
+                epoch=epoch + 1,
+                train_loss=loss,
+                dev_F1=f1,
+                seconds=seconds,
+                dev_seconds=time.time() - t,
+            )
         )
         if not best or f1 > best["f1"]:
             best.update(
@@ -114,47 +121,68 @@ def train_head(
     head.eval()
     return head, history
 
+# %% ../nbs/10_lab.ipynb #dccaff7c
+def offset_scan(
+    logits: Tensor,  # (N, 1+n_rel) scores; column 0 is TH
+    labels: Tensor,  # (N, 1+n_rel) multi-hot gold
+    loss: str = "ATL",  # the loss the scores were trained with: its threshold rule
+    offsets: tuple = tuple(b / 4 for b in range(-40, 41)),  # threshold moves tried
+) -> dict:  # b_f1 (the best move), F1_at_b_f1 and F1_at_0 in percent (no top-k cap)
+    "Where on these pairs the F1-best threshold lies, relative to the learned one."
+    f1 = [threshold.f1_at_offset(loss, logits, labels, b) for b in offsets]
+    k = max(range(len(offsets)), key=f1.__getitem__)
+    at_0 = threshold.f1_at_offset(loss, logits, labels, 0.0)
+    return dict(b_f1=offsets[k], F1_at_b_f1=100 * f1[k], F1_at_0=100 * at_0)
+
+# %% ../nbs/10_lab.ipynb #4b3fb5e3
+def _score_split(lab: dict, config, split: str, logits: Tensor) -> dict:
+    "`train.score` of one split's pair logits (official, macro and pattern scores)."
+    ptr = lab["pairs"][split]["doc_ptr"].tolist()
+    return train.score(
+        [logits[a:b] for a, b in zip(ptr, ptr[1:])],
+        doc_features(lab["pairs"][split]),
+        lab["docs"][split],
+        lab["docs"]["train"],
+        config,
+        data.id2rel(lab["rel2id"]),
+    )
+
 # %% ../nbs/10_lab.ipynb #214e19bb
 def run_one(
     lab: dict,  # from `labcache.load_lab_data`
     config: train.TrainConfig,  # the `lab` preset with loss and seed set
-) -> dict:  # record run: loss, seed, dev, test, wall_seconds, best_epoch, history, ...
+) -> dict:  # record run: loss, seed, dev, test, seconds, history, thresholds, ...
     """Train one head and score it on dev and test; summarise its test threshold
-    (Figure 1)."""
-    t0, P, D = time.time(), lab["pairs"], lab["docs"]
+    (Figure 1) and where the F1-best threshold would be on dev."""
+    t0, c0, P = time.time(), time.process_time(), lab["pairs"]
     head, history = train_head(P["train"], P["dev"], config)
-    out = {}
-    for split in ("dev", "test"):
-        lg, ptr = head_logits(head, P[split]), P[split]["doc_ptr"].tolist()
-        out[split] = train.score(
-            [lg[a:b] for a, b in zip(ptr, ptr[1:])],
-            doc_features(P[split]),
-            D[split],
-            D["train"],
-            config,
-            data.id2rel(lab["rel2id"]),
-        )
-    thresholds = metrics.threshold_summary(
-        lg, P["test"]["labels"].float(), LOSSES[config.loss].threshold
-    )
+    lg = {k: head_logits(head, P[k]) for k in ("dev", "test")}
+    out = {k: _score_split(lab, config, k, lg[k]) for k in ("dev", "test")}
     return dict(
         loss=config.loss,
         seed=config.seed,
         dev=out["dev"],
         test=out["test"],
         wall_seconds=time.time() - t0,
+        cpu_seconds=time.process_time() - c0,
         best_epoch=max(history, key=lambda x: x["dev_F1"])["epoch"],
         history=history,
-        thresholds=thresholds,
+        thresholds=metrics.threshold_summary(
+            lg["test"], P["test"]["labels"].float(), LOSSES[config.loss].threshold
+        ),
+        dev_offset=offset_scan(lg["dev"], P["dev"]["labels"], config.loss),
     )
 
 # %% ../nbs/10_lab.ipynb #78fc3b98
+LAB_SEEDS = (0, 1, 2)  # head seeds of a lab run: three, so a difference has a spread
+
+
 def run_lab(
     model: str | Path,  # encoder folder, e.g. shared/models/minilm-l6-h384-uncased
     data_dir: str | Path,  # dev/test_revised.json (+ train_revised.json), or the sample
     out: str | Path,  # output folder; the record goes to out/grid.json
     losses: list | None = None,  # keys of `LOSSES` (default: all seven)
-    seeds: list | tuple = (0,),  # head seeds
+    seeds: list | tuple = LAB_SEEDS,  # head seeds
     cache_dir: str
     | Path
     | None = None,  # pair-feature cache (default: `labcache.default_lab_cache()`)
@@ -165,7 +193,7 @@ def run_lab(
 ) -> dict:  # the grid record (also in out/grid.json)
     """Encode once (cached), train the ATLOP head with each loss and seed, score
     dev/test, write a grid record."""
-    t0, names = time.time(), list(losses or LOSSES)
+    clock, names = _clock(), list(losses or LOSSES)
     cfg = train.resolve_config(
         "lab", encoder=str(model), data_dir=str(data_dir), **overrides
     )
@@ -196,10 +224,24 @@ def run_lab(
         or f"run_lab({str(model)!r}, {str(data_dir)!r}, {str(out)!r}, "
         f"losses={names}, seeds={list(seeds)})"
     )
-    rec = lab_record(lab, runs, cfg, threads, command, time.time() - t0)
+    rec = lab_record(lab, runs, cfg, threads, command, _clock(clock))
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "grid.json").write_text(json.dumps(rec, indent=1))
     return rec
+
+# %% ../nbs/10_lab.ipynb #35ce22ad
+def _clock(start: dict | None = None) -> dict:
+    """Wall and CPU seconds (since `start`, if given) and the 1-minute load average:
+    on a shared machine the wall time alone says little."""
+    now = dict(wall_s=time.time(), cpu_s=time.process_time(), load=os.getloadavg()[0])
+    if start is None:
+        return now
+    return dict(
+        wall_s=now["wall_s"] - start["wall_s"],
+        cpu_s=now["cpu_s"] - start["cpu_s"],
+        load_start=start["load"],
+        load_end=now["load"],
+    )
 
 # %% ../nbs/10_lab.ipynb #155c1f31
 def lab_record(
@@ -208,27 +250,33 @@ def lab_record(
     cfg: train.TrainConfig,
     threads: int,
     command: str,
-    seconds: float,
+    clock: dict,  # `_clock(start)` of the whole run
 ) -> dict:
     """The grid record of a lab run: the runs, the machine, and in `details` files,
-    sizes, encoder, config and timings."""
+    sizes, encoder, config and timings (wall, CPU, load; cold = nothing cached)."""
     info = machine_info(threads)
     n = {k: len(v) for k, v in lab["docs"].items()} | {
         f"{k}_pairs": int(v["hs"].shape[0]) for k, v in lab["pairs"].items()
     }
+    timings = dict(
+        features_s=lab["seconds"],
+        features_cpu_s=lab["cpu_seconds"],
+        cache_hit=lab["cache_hit"],
+        cold=not any(lab["cache_hit"].values()),
+        runs_s=sum(r["wall_seconds"] for r in runs),
+        runs_cpu_s=sum(r["cpu_seconds"] for r in runs),
+        total_s=clock["wall_s"],
+        total_cpu_s=clock["cpu_s"],
+        load_avg=[clock["load_start"], clock["load_end"]],
+        peak_rss_mb=peak_rss_mb(),
+    )
     details = dict(
         files=lab["files"],
         n=n,
         encoder=lab["encoder"],
         config=asdict(cfg),
         machine=info,
-        timings=dict(
-            features_s=lab["seconds"],
-            cache_hit=lab["cache_hit"],
-            runs_s=sum(r["wall_seconds"] for r in runs),
-            total_s=seconds,
-            peak_rss_mb=peak_rss_mb(),
-        ),
+        timings=timings,
     )
     return records.make_record(
         runs,

@@ -368,10 +368,10 @@ def load_lab_data(
     max_len: int = 1024,  # tokens per document
     encode_batch: int = 4,  # documents per encoder call
     progress: bool = True,  # tqdm bars
-) -> dict:  # pairs/docs per split, rel2id, protocol, files, cache hits, encoder, ...
+) -> dict:  # pairs/docs per split, protocol, files, cache hits, encoder, seconds, ...
     """Pair sets and documents of train/dev/test, encoded at most once per data file
     (cached)."""
-    t0, files = time.time(), lab_files(data_dir)
+    t0, c0, files = time.time(), time.process_time(), lab_files(data_dir)
     cache = Path(cache_dir) if cache_dir is not None else default_lab_cache()
     sets, hits, docs, enc_fp = _load_pairs(
         model, files, cache, max_len, encode_batch, progress
@@ -406,5 +406,6 @@ def load_lab_data(
         cache_hit=hits,
         encoder=enc_fp,
         seconds=time.time() - t0,
+        cpu_seconds=time.process_time() - c0,
         cache_dir=str(cache),
     )

@@ -149,7 +149,10 @@ def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
             assert {"F1", "Ign_F1", "macro_F1", "patterns"} <= set(r[sp]), r[sp].keys()
             assert 0 <= r[sp]["Ign_F1"] <= r[sp]["F1"] + 1e-9 <= 100 + 1e-9
         assert len(r["history"]) == FAST["epochs"] and r["wall_seconds"] > 0
+        assert r["cpu_seconds"] > 0 and all(h["dev_seconds"] >= 0 for h in r["history"])
         assert r["thresholds"]["threshold"] == LOSSES[r["loss"]].threshold
+        o = r["dev_offset"]
+        assert o["F1_at_b_f1"] >= o["F1_at_0"] - 1e-9 and -10 <= o["b_f1"] <= 10
     bs = next(r for r in rec["runs"] if r["loss"] == "BalancedSoftmax")["thresholds"]
     assert (
         bs["s_th"]["median"] == 0.0
@@ -161,6 +164,7 @@ def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
     )  # every gold relation of the test file
     t = rec["details"]["timings"]
     assert t["cache_hit"] == {"dev": False, "test": False} and t["peak_rss_mb"] > 0
+    assert t["cold"] and t["total_cpu_s"] > 0 and len(t["load_avg"]) == 2
     again = L.run_lab(
         tiny,
         split_dev_dir,
@@ -174,6 +178,7 @@ def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
         **FAST,
     )
     assert again["details"]["timings"]["cache_hit"] == {"dev": True, "test": True}
+    assert not again["details"]["timings"]["cold"]
     assert (
         again["runs"][0]["test"]["F1"] == res["runs"][0]["test"]["F1"]
     )  # same features, same seed: same run
@@ -210,6 +215,8 @@ def test_lab_cli_end_to_end_and_errors(tiny, tmp_path, capsys):
             "--losses",
             "SAT",
             "MeanSAT",
+            "--seeds",
+            "0",
             "--epochs",
             "1",
             "--emb-size",
@@ -228,7 +235,8 @@ def test_lab_cli_end_to_end_and_errors(tiny, tmp_path, capsys):
     assert records.load_record(out / "grid.json")["command"].startswith(
         "hingeabl-lab --model"
     )
-    assert records.load_record(tmp_path / "rec.json") == res
+    as_json = lambda r: json.dumps(r, sort_keys=True)  # NaN ratios compare as text
+    assert as_json(records.load_record(tmp_path / "rec.json")) == as_json(res)
     assert [r["loss"] for r in res["runs"]] == [
         "SAT",
         "MeanSAT",
@@ -246,3 +254,37 @@ def test_lab_cli_end_to_end_and_errors(tiny, tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             cli.lab_cli([*argv, "--out", str(out)])
         assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_offset_scan_matches_a_loop():
+    torch.manual_seed(0)
+    labels = torch.zeros(300, 97)
+    labels[
+        torch.arange(300), torch.randint(1, 97, (300,)) * (torch.rand(300) < 0.3)
+    ] = 1
+    logits = torch.randn(300, 97) + 2 * labels  # gold scores higher, TH at about 0
+    offsets = (-1.0, 0.0, 0.5, 1.0, 2.0)
+    got = L.offset_scan(logits, labels, "ATL", offsets)
+
+    def f1_loop(b):  # s_r - b > s_TH, counted relation by relation
+        tp = fp = fn = 0
+        for s, y in zip(logits.tolist(), labels.tolist()):
+            for r in range(1, 97):
+                pred, gold = s[r] - b > s[0], y[r] > 0.5
+                tp, fp, fn = (
+                    tp + (pred and gold),
+                    fp + (pred and not gold),
+                    fn + (gold and not pred),
+                )
+        return 200 * tp / (2 * tp + fp + fn)
+
+    f1 = {b: f1_loop(b) for b in offsets}
+    best = max(offsets, key=f1.get)
+    assert got["b_f1"] == best
+    assert got["F1_at_b_f1"] == pytest.approx(f1[best])
+    assert got["F1_at_0"] == pytest.approx(f1[0.0])
+
+
+def test_lab_cli_defaults_to_three_seeds():
+    a = cli.lab_parser().parse_args(["--out", "x"])
+    assert a.seeds == list(L.LAB_SEEDS) and len(a.seeds) >= 3

@@ -116,11 +116,11 @@ def test_lab_preset_is_the_same_config():
         and c.split_dev_for_train
     )
     assert (c.epochs, c.lr, c.train_batch_size, c.emb_size, c.block_size, c.device) == (
-        8,
+        4,
         3e-3,
-        1024,
+        512,
         128,
-        16,
+        8,
         "cpu",
     )
 
