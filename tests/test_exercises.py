@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import make_student
 
 ROOT = Path(__file__).resolve().parents[1]
-NBS = sorted(p for p in (ROOT / "nbs").glob("*.ipynb") if p.stem != "index")
+NBS = sorted(
+    p for p in (ROOT / "nbs").glob("*.ipynb") if "## Exercises" in p.read_text()
+)
 PART_ONE = ["00_core", "01_atl", "02_sat", "03_hinge", "04_convexity", "05_losses"]
 PART_ONE += ["05a_threshold", "05b_toy"]
 # one deliberately wrong answer per Part I notebook: (exercise, source of the answer)
