@@ -30,7 +30,12 @@ import make_student
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(
-    p for p in (ROOT / "nbs").glob("*.ipynb") if "## Exercises" in p.read_text()
+    p
+    for p in (ROOT / "nbs").glob("*.ipynb")
+    if any(
+        c.cell_type == "markdown" and "## Exercises" in c.source
+        for c in nbformat.read(p, as_version=4).cells
+    )
 )
 PART_ONE = ["00_core", "01_atl", "02_sat", "03_hinge", "04_convexity", "05_losses"]
 PART_ONE += ["05a_threshold", "05b_toy"]
