@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import importlib.util
 import re
@@ -16,12 +17,34 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 # %% auto #0
-__all__ = ['CHECK_RE', 'STATUSES', 'FIELDS', 'JUNIT_TAG', 'check_cells', 'verdicts', 'grade_notebook', 'grade_folder',
-           'grade_table', 'write_csv', 'write_junit', 'grade_parser', 'grade_main']
+__all__ = ['CHECK_RE', 'STATUSES', 'FIELDS', 'JUNIT_TAG', 'exercise_call', 'check_cells', 'verdicts', 'grade_notebook',
+           'grade_folder', 'grade_table', 'write_csv', 'write_junit', 'grade_parser', 'grade_main']
 
 # %% ../nbs/11d_grade.ipynb #e8b89c22
 CHECK_RE = re.compile(r"^with exercise\(\s*(\d+)((?:\s*,\s*['\"]\w+['\"])*)", re.M)
 STATUSES = ("passed", "failed", "not answered", "error")
+
+
+def exercise_call(
+    source: str,  # a code cell's source
+) -> tuple[int, list] | None:  # (exercise number, answer names), or None
+    "The `with exercise(n, names...)` at the top level of a cell (not in a string)."
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics, a half-written answer: not a check
+        return None
+    for node in tree.body:
+        for item in node.items if isinstance(node, ast.With) else []:
+            call, num = item.context_expr, ast.Constant
+            if (
+                isinstance(call, ast.Call)
+                and getattr(call.func, "id", "") == "exercise"
+                and call.args
+                and isinstance(call.args[0], num)
+            ):
+                names = [a.value for a in call.args[1:] if isinstance(a, num)]
+                return call.args[0].value, names
+    return None
 
 
 def check_cells(
@@ -31,9 +54,9 @@ def check_cells(
     out, seen = [], False
     for i, c in enumerate(nb.cells):
         seen = seen or (c.cell_type == "markdown" and "## Exercises" in c.source)
-        m = CHECK_RE.search(c.source) if seen and c.cell_type == "code" else None
-        if m:
-            out.append((i, int(m[1]), re.findall(r"\w+", m[2])))
+        found = exercise_call(c.source) if seen and c.cell_type == "code" else None
+        if found:
+            out.append((i, *found))
     return out
 
 # %% ../nbs/11d_grade.ipynb #19927190
