@@ -46,8 +46,9 @@ student: install
 	$(PY) tools/make_student.py --src nbs --dest _student --check
 
 # Grade a folder of answered student notebooks (one kernel each): table, STUDENTS/grades/grades.{csv,xml}.
-grade: install
+grade:
 	@test -n "$(STUDENTS)" || { echo "usage: make grade STUDENTS=folder-of-notebooks"; exit 2; }
+	@$(MAKE) --no-print-directory install
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/hingeabl-grade "$(STUDENTS)" $(GRADE_FLAGS)
 
 # The course as an HTML site in _site/ (Jupyter Book, committed outputs, nothing executed; offline MathJax).
