@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 # CPU build of PyTorch; override on a GPU machine, e.g. `make test TORCH=torch`.
 TORCH ?= torch==2.13.0
 
-.PHONY: install install-book install-lab demo test clean execute student check-outputs book check-site lab grade
+.PHONY: install install-book install-lab demo test clean execute student check-outputs book check-site lab gpu-carry gpu-rehearsal grade
 
 $(VENV)/.installed: setup.py settings.ini
 	python3 -m venv $(VENV)
@@ -64,6 +64,14 @@ check-site: install-book
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: install-lab
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) nbs/
+
+# The GPU session (tools/gpu_session.py): the folder carried to the GPU machine (data,
+# encoder, any wheels in .whl/; refused over 60 MiB), and the session rehearsed on the CPU.
+gpu-carry:
+	python3 tools/gpu_session.py carry
+
+gpu-rehearsal: install gpu-carry
+	$(PY) tools/gpu_session.py rehearse
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info _student _site

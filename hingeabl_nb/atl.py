@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['as_float', 'check_pairs', 'atl_parts', 'atl_loss', 'atl_ref', 'threshold_grad_split', 'synthetic_batch']
+__all__ = ['as_float', 'label_problem', 'check_pairs', 'atl_parts', 'atl_loss', 'logsumexp_ref', 'atl_ref',
+           'threshold_grad_split', 'synthetic_batch']
 
 # %% ../nbs/01_atl.ipynb #1d00faeb
 def as_float(
@@ -21,14 +22,37 @@ def as_float(
     "Promote `x` to at least float32 so losses never compute in half precision."
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
+# %% ../nbs/01_atl.ipynb #d1192b2e
+def label_problem(
+    labels: Tensor,  # (n_pairs, 1+n_rel); column 0 marks NA pairs
+) -> str | None:  # what is wrong with the first bad row, or None
+    """The first row that is not 0/1, or is both NA and related, or neither
+    (float arithmetic and one device sync when every row is fine)."""
+    y = labels.float()
+    off = (y - y * y).abs().sum(1)  # 0 iff every value is 0 or 1 (NaN stays NaN)
+    one_of = (y[:, 0] + y[:, 1:].amax(1) - 1).abs()  # 0 iff NA xor related
+    if not bool(((off + one_of) != 0).any()):
+        return None
+    not01 = (labels != 0) & (labels != 1)
+    na, rel = labels[:, 0] == 1, (labels[:, 1:] == 1).any(1)
+    i = int((not01.any(1) | (na == rel)).nonzero()[0, 0])
+    if not01[i].any():
+        j = int(not01[i].nonzero()[0, 0])
+        return f"labels must be 0 or 1, row {i} column {j} is {labels[i, j].item():g}"
+    if na[i]:
+        cols = (labels[i, 1:] == 1).nonzero()[:, 0] + 1
+        return f"row {i} is marked NA (column 0) and related (columns {cols.tolist()})"
+    return f"row {i} is neither NA (column 0) nor related (no relation column is 1)"
+
 # %% ../nbs/01_atl.ipynb #1e503f6b
 def check_pairs(
     logits: Tensor,  # should be (n_pairs, 1+n_rel) float
-    labels: Tensor,  # should have the same shape
+    labels: Tensor,  # should have the same shape, 0/1, exactly one of NA or relations
     where: str,  # name of the calling function, used in the error message
+    allow_empty: bool = False,  # accept 0 pairs (the registry returns a zero loss)
 ) -> None:
     """Raise an error naming `where` unless logits/labels are matching
-    (n_pairs, 1+n_rel) tensors, logits float."""
+    (n_pairs, 1+n_rel) tensors, logits float, labels valid (`label_problem`)."""
     for name, t in (("logits", logits), ("labels", labels)):
         if not isinstance(t, Tensor):
             raise TypeError(
@@ -49,6 +73,14 @@ def check_pairs(
         raise ValueError(
             f"{where}: logits must be a float tensor, got dtype {logits.dtype}"
         )
+    if len(logits) == 0 and not allow_empty:
+        raise ValueError(
+            f"{where}: an empty batch (0 pairs) has no mean loss; "
+            "LOSSES[name] returns a zero loss for it"
+        )
+    problem = label_problem(labels)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
 
 # %% ../nbs/01_atl.ipynb #c75f8a37
 def atl_parts(
@@ -83,7 +115,7 @@ def atl_loss(
     return (L1 + L2).mean()
 
 # %% ../nbs/01_atl.ipynb #c14127bf
-def _lse(xs: list) -> float:
+def logsumexp_ref(xs: list) -> float:
     "log(sum(exp(x))) of Python floats, shifted by the max (float64, never overflows)."
     mx = max(xs)
     return mx + math.log(sum(math.exp(x - mx) for x in xs))
@@ -101,8 +133,8 @@ def atl_ref(
             r for r in range(1, len(s)) if y[r] > 0.5
         ]  # column 0 (TH) is never a positive
         N = [r for r in range(1, len(s)) if y[r] <= 0.5]
-        L1 = sum(_lse([s[0]] + [s[q] for q in P]) - s[r] for r in P)  # eq. (3)
-        L2 = _lse([s[0]] + [s[r] for r in N]) - s[0]  # eq. (4)
+        L1 = sum(logsumexp_ref([s[0]] + [s[q] for q in P]) - s[r] for r in P)  # eq. (3)
+        L2 = logsumexp_ref([s[0]] + [s[r] for r in N]) - s[0]  # eq. (4)
         total += L1 + L2
     return total / len(logits)
 

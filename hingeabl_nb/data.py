@@ -24,28 +24,29 @@ from hingeabl_nb.datafiles import (
     REDOCRED_URL,
     DocREDFormatError,
     Docs,
-    _assets,
-    _label_problems,
-    _mention_problems,
-    _pair_labels,
-    _read_json_list,
-    _word_pieces,
+    assets_dir,
+    atomic_write,
+    atomic_write_text,
     bucket_batches,
     collate,
     default_cache_dir,
-    download_cli,
-    download_main,
+    doc_pair_labels,
     download_redocred,
     features_cache_key,
     git_blob_sha1,
+    label_problems,
+    mention_problems,
+    read_json_list,
     sha256_file,
     special_frame,
     tiny_tokenizer,
     tokenizer_fingerprint,
     urllib_opener,
+    word_pieces,
 )
 
-_all_ = ["collate", "bucket_batches"]  # batching helpers, defined in 06a_data_internals
+# in this module's __all__ only: the batching helpers defined in 06a_data_internals
+_all_ = ["collate", "bucket_batches"]
 
 # %% auto #0
 __all__ = ['sample_dir', 'locate_redocred', 'load_rel2id', 'load_rel_info', 'id2rel', 'doc_problems', 'load_docs', 'split_docs',
@@ -58,7 +59,7 @@ def sample_dir() -> (
     """The embedded Re-DocRED sample.
 
     32 train / 8 dev documents from dev_revised, 8 test documents from test_revised."""
-    return _assets() / "redocred_sample"
+    return assets_dir() / "redocred_sample"
 
 
 def locate_redocred(
@@ -93,8 +94,14 @@ def load_rel2id(
     """Read and check a relation vocabulary.
 
     `Na` is column 0 and the columns are 0..n-1 without gaps."""
-    path = Path(path) if path is not None else _assets() / "rel2id.json"
-    rel2id = json.loads(Path(path).read_text(encoding="utf-8"))
+    path = Path(path) if path is not None else assets_dir() / "rel2id.json"
+    try:
+        rel2id = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(
+            f"{path}: not a JSON object relation -> column ({e}); "
+            "the file may be truncated: restore it (reinstall the package)"
+        ) from None
     if not isinstance(rel2id, dict) or not all(
         isinstance(k, str) and type(v) is int for k, v in rel2id.items()
     ):
@@ -117,7 +124,7 @@ def load_rel_info(
     path: str | Path | None = None,  # a rel_info.json; None: the embedded copy
 ) -> dict[str, str]:  # relation id -> readable name, e.g. 'P17' -> 'country'
     "Read the readable names of the Re-DocRED relations."
-    path = Path(path) if path is not None else _assets() / "rel_info.json"
+    path = Path(path) if path is not None else assets_dir() / "rel_info.json"
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -133,6 +140,7 @@ def doc_problems(
     doc,  # one DocRED document (a dict)
     rel2id: dict[str, int]
     | None = None,  # known relations; None: relation ids are not checked
+    labelled: bool = True,  # False: a document without `labels` is fine (unlabelled)
 ) -> list[str]:  # one message per problem, each naming its field; [] if valid
     "Everything wrong with one DocRED document (title, sents, vertexSet, labels)."
     if not isinstance(doc, dict):
@@ -176,12 +184,15 @@ def doc_problems(
             out.append(f"vertexSet[{i}] is {kind}")
             continue
         for j, m in enumerate(e):
-            out += _mention_problems(m, f"vertexSet[{i}][{j}]", sents)
-    labels = doc.get("labels", [])
+            out += mention_problems(m, f"vertexSet[{i}][{j}]", sents)
+    if "labels" not in doc:
+        missing = "missing field 'labels' (pass labelled=False to read it)"
+        return out + ([missing] if labelled else [])
+    labels = doc["labels"]
     if not isinstance(labels, list):
         return out + ["labels is not a list of relation triples"]
     for i, l in enumerate(labels):
-        out += _label_problems(l, f"labels[{i}]", len(ents), len(sents), rel2id)
+        out += label_problems(l, f"labels[{i}]", len(ents), len(sents), rel2id)
     return out
 
 # %% ../nbs/06_data.ipynb #7bc7fd52
@@ -191,6 +202,7 @@ def load_docs(
     rel2id: dict[str, int]
     | None = None,  # known relations; None: embedded Re-DocRED ones (`load_rel2id()`)
     check_relations: bool = True,  # False: accept any relation id (`rel2id` ignored)
+    labelled: bool = True,  # False: read documents without `labels` (to predict on)
 ) -> Docs:  # the valid documents (raw dicts); `.dropped` lists (index, title, problems)
     """Read and validate a DocRED file.
 
@@ -200,8 +212,8 @@ def load_docs(
     rel2id = (
         (rel2id if rel2id is not None else load_rel2id()) if check_relations else None
     )
-    for i, doc in enumerate(_read_json_list(path)):
-        problems = doc_problems(doc, rel2id)
+    for i, doc in enumerate(read_json_list(path)):
+        problems = doc_problems(doc, rel2id, labelled)
         if not problems:
             kept.append(doc)
             continue
@@ -268,7 +280,7 @@ def featurize_doc(
         raise ValueError(
             f"{type(tokenizer).__name__} has no '*' token for the mention markers"
         )
-    pieces, sent_map = _word_pieces(doc, tokenizer)
+    pieces, sent_map = word_pieces(doc, tokenizer)
     input_ids = pre + tokenizer.convert_tokens_to_ids(pieces[:keep]) + post
     at = lambda i: (
         i + len(pre) if i < keep else i + len(pre) + len(post)
@@ -283,7 +295,7 @@ def featurize_doc(
         ]
         for e in doc["vertexSet"]
     ]
-    hts, labels = _pair_labels(doc, rel2id)
+    hts, labels = doc_pair_labels(doc, rel2id)
     if neg_sample_rate < 1.0:
         rng = np.random.default_rng([seed, doc_index])
         keep_pair = (labels[:, 0] == 0) | torch.from_numpy(
@@ -361,9 +373,7 @@ def load_features(
         load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
     )
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(".part")
-    torch.save(feats, tmp)
-    os.replace(tmp, file)
+    atomic_write(file, lambda tmp: torch.save(feats, tmp))
     return feats
 
 # %% ../nbs/06_data.ipynb #134fbacf

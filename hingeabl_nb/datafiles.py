@@ -20,12 +20,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'DocREDFormatError', 'Docs', 'sha256_file', 'git_blob_sha1',
-           'urllib_opener', 'download_redocred', 'download_cli', 'download_main', 'special_frame', 'tiny_tokenizer',
-           'tokenizer_fingerprint', 'features_cache_key', 'default_cache_dir', 'collate', 'bucket_batches']
+__all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'assets_dir', 'DocREDFormatError', 'mention_problems',
+           'label_problems', 'Docs', 'read_json_list', 'sha256_file', 'git_blob_sha1', 'urllib_opener',
+           'download_redocred', 'special_frame', 'tiny_tokenizer', 'word_pieces', 'doc_pair_labels',
+           'tokenizer_fingerprint', 'features_cache_key', 'default_cache_dir', 'atomic_write', 'atomic_write_text']
 
 # %% ../nbs/06a_data_internals.ipynb #8aeec30d
-def _assets() -> Path:
+def assets_dir() -> Path:
     "Folder of the files shipped with the package."
     import hingeabl_nb
 
@@ -42,7 +43,7 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _mention_problems(m, where: str, sents: list) -> list[str]:
+def mention_problems(m, where: str, sents: list) -> list[str]:
     "Problems of one mention `m` found at `where` (e.g. 'vertexSet[2][0]')."
     if not isinstance(m, dict):
         return [
@@ -86,7 +87,7 @@ def _allowed(rel2id: dict) -> str:
     )
 
 
-def _label_problems(
+def label_problems(
     l, where: str, n_ent: int, n_sent: int, rel2id: dict | None
 ) -> list[str]:
     "Problems of one relation triple `l` found at `where` (e.g. 'labels[3]')."
@@ -132,9 +133,15 @@ class Docs(list):
         self.source, self.dropped = source, list(dropped or [])
 
 
-def _read_json_list(path: Path) -> list:
+def read_json_list(path: Path) -> list:
     "Parse a JSON file that must hold a non-empty list, with errors naming the file."
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DocREDFormatError(
+            f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+            f"{e.start}); DocRED files are UTF-8 JSON: re-save or download it again"
+        ) from None
     if not text.strip():
         raise DocREDFormatError(
             f"{path.name}: the file is empty (expected a JSON list of documents)"
@@ -263,6 +270,20 @@ def _fetch_part(url: str, part: Path, opener, chunk_size: int, progress: bool) -
         )
 
 # %% ../nbs/06a_data_internals.ipynb #5383dc7b
+def _failed(name: str, base_url: str, retries: int, e: OSError, part: Path) -> str:
+    "The message of a download that failed `retries` times; says if a .part is kept."
+    why = getattr(e, "reason", None) or e  # URLError: the socket error inside
+    kept = part.exists() and part.stat().st_size > 0
+    return (
+        f"{name}: download from {base_url} failed after {retries} attempts ({why}); "
+        + (
+            f"{part.name} keeps {part.stat().st_size} bytes, run again to resume"
+            if kept
+            else "check the network connection and run again"
+        )
+    )
+
+
 def download_redocred(
     dest: str | Path,  # folder to write train_revised.json etc. into
     splits=("train", "dev", "test"),  # which of REDOCRED_FILES to fetch
@@ -273,6 +294,7 @@ def download_redocred(
     retries: int = 3,  # attempts per file; each resumes where the last stopped
     chunk_size: int = 1 << 16,
     progress: bool = True,
+    validate=None,  # `validate(path)` raises on a bad unhashed file (data.load_docs)
 ) -> dict[str, Path]:  # split -> path of the verified file
     """Download Re-DocRED splits.
 
@@ -311,11 +333,10 @@ def download_redocred(
             try:
                 _fetch_part(base_url + name, part, opener, chunk_size, progress)
                 break
-            except (OSError, ConnectionError) as e:
+            except OSError as e:  # ConnectionError and urllib's URLError are OSErrors
                 if attempt == retries:
                     raise ConnectionError(
-                        f"{name}: download failed after {retries} attempts ({e}); "
-                        f"{part.name} is kept, call again to resume"
+                        _failed(name, base_url, retries, e, part)
                     ) from e
         got = sha256_file(part)
         if want is not None and got != want:
@@ -337,59 +358,15 @@ def download_redocred(
                 f"(tonytan48/Re-DocRED at ccfb54f); the partial file was removed"
             )
         if want is None and blob is None:
-            from hingeabl_nb.data import load_docs  # here: `data` imports this module
-
-            load_docs(part, strict=True)  # at least a complete, valid DocRED file
+            (validate or read_json_list)(part)  # at least a complete file
             warnings.warn(
                 f"{name}: no SHA-256 is recorded for this file; "
                 f"downloaded sha256={got}. "
-                f"It parses as valid DocRED; pin it with sha256={{{split!r}: {got!r}}}"
+                f"It parses; pin it with sha256={{{split!r}: {got!r}}}"
             )
         os.replace(part, target)
         out[split] = target
     return out
-
-
-def download_cli(argv: list[str] | None = None, opener=None) -> dict[str, Path]:
-    """Command line for `download_redocred`.
-
-    `DEST [--splits train dev test] [--sha256 train=HEX ...]`."""
-    import argparse
-
-    ap = argparse.ArgumentParser(
-        description="Download the Re-DocRED splits (resumable, SHA-256 verified)."
-    )
-    ap.add_argument("dest")
-    ap.add_argument(
-        "--splits",
-        nargs="+",
-        default=["train", "dev", "test"],
-        choices=sorted(REDOCRED_FILES),
-    )
-    ap.add_argument(
-        "--sha256",
-        nargs="*",
-        default=[],
-        metavar="SPLIT=HEX",
-        help="expected SHA-256, e.g. train=<hex>",
-    )
-    a = ap.parse_args(argv)
-    bad = [x for x in a.sha256 if "=" not in x]
-    if bad:
-        ap.error(f"--sha256 takes SPLIT=HEX, got {bad}")
-    out = download_redocred(
-        a.dest, a.splits, sha256=dict(x.split("=", 1) for x in a.sha256), opener=opener
-    )
-    for k, v in out.items():
-        print(f"{k}: {v} sha256={sha256_file(v)}")
-    return out
-
-
-def download_main() -> None:
-    """Console script `hingeabl-download`: run `download_cli` on the command line.
-
-    Exit status 0 on success."""
-    download_cli()
 
 # %% ../nbs/06a_data_internals.ipynb #9f27ebd5
 def special_frame(
@@ -416,11 +393,11 @@ def tiny_tokenizer():
     from transformers import BertTokenizerFast
 
     return BertTokenizerFast.from_pretrained(
-        str(_assets() / "tiny-vocab"), do_lower_case=True
+        str(assets_dir() / "tiny-vocab"), do_lower_case=True
     )
 
 # %% ../nbs/06a_data_internals.ipynb #18ac618f
-def _word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
+def word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
     """Pieces of the whole document with `*` around mentions.
 
     Also, per sentence, the token position of each word (one extra at the end)."""
@@ -440,7 +417,7 @@ def _word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
     return pieces, sent_map
 
 
-def _pair_labels(
+def doc_pair_labels(
     doc: dict, rel2id: dict[str, int]
 ) -> tuple[list[tuple[int, int]], Tensor]:
     """All ordered pairs (h, t), h != t, row-major, and their multi-hot labels.
@@ -499,6 +476,31 @@ def default_cache_dir() -> Path:
         os.environ.get("HINGEABL_CACHE")
         or Path.home() / ".cache" / "hingeabl-nb" / "features"
     )
+
+# %% ../nbs/06a_data_internals.ipynb #2923fef6
+def atomic_write(
+    path: str | Path,  # destination
+    write,  # called with a temporary path in the same folder; writes the content there
+) -> Path:  # the written path
+    "Write `path` via `write(tmp)` into a temporary file of this process, then rename."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(
+    path: str | Path,  # destination
+    text: str,  # its whole content
+) -> Path:  # the written path
+    "Write a text file atomically (see `atomic_write`)."
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 # %% ../nbs/06a_data_internals.ipynb #3d1c1a2f
 def collate(

@@ -16,7 +16,7 @@ from torch import Tensor
 # %% auto #0
 __all__ = ['ROBERTA_TYPES', 'ATTN_IMPLEMENTATIONS', 'transformer_type', 'encoder_special_tokens', 'quiet_transformers',
            'load_encoder', 'tiny_bert', 'last_self_attention', 'attention_probs', 'uses_eager', 'encoder_forward',
-           'mention_index', 'pair_index']
+           'gather_rows', 'gather_square', 'mention_index', 'pair_index']
 
 # %% ../nbs/08a_encoders.ipynb #b10dafee
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
@@ -242,14 +242,14 @@ def encoder_forward(
     )
 
 # %% ../nbs/08a_encoders.ipynb #35888b5c
-def _take(x: Tensor, src: Tensor) -> Tensor:
+def gather_rows(x: Tensor, src: Tensor) -> Tensor:
     "x (N, W, ...) gathered along dim 1 at src (N, L)."
     return x.gather(
         1, src.view(*src.shape, *[1] * (x.dim() - 2)).expand(*src.shape, *x.shape[2:])
     )
 
 
-def _take_square(a: Tensor, src: Tensor) -> Tensor:
+def gather_square(a: Tensor, src: Tensor) -> Tensor:
     "a (N, h, W, W) -> (N, h, L, L) with rows and columns taken at src (N, L)."
     N, h, W, _ = a.shape
     L = src.shape[1]

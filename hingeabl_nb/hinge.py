@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .sat import _d_ref, _neg_log_sigmoid_ref, distances, neg_log_sigmoid
+from .sat import d_ref, distances, neg_log_sigmoid, neg_log_sigmoid_ref
 
 # %% auto #0
 __all__ = ['NORMALIZE', 'hinge_weights', 'normalized_weights', 'hinge_abl_per_pair', 'hinge_abl_loss', 'hinge_abl_ref']
@@ -97,12 +97,12 @@ def hinge_abl_ref(
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         terms = []  # (is_positive, w_r, -log sigma(d_r))
         for r in range(1, len(s)):
-            d_r = _d_ref(s, y, r)  # eq. (8)
+            d_r = d_ref(s, y, r)  # eq. (8)
             terms.append(
                 (
                     y[r] > 0.5,
                     max(0.0, margin - d_r),
-                    _neg_log_sigmoid_ref(d_r, prob_eps),
+                    neg_log_sigmoid_ref(d_r, prob_eps),
                 )
             )  # eq. (9)
         groups = (

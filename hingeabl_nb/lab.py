@@ -31,7 +31,7 @@ from hingeabl_nb.labcache import (
 from .losses import LOSSES
 
 # %% auto #0
-__all__ = ['head_logits', 'dev_f1', 'train_head', 'run_one', 'run_lab', 'lab_record', 'lab_main']
+__all__ = ['head_logits', 'dev_f1', 'train_head', 'run_one', 'run_lab', 'lab_record']
 
 # %% ../nbs/10_lab.ipynb #94d142cf
 @torch.no_grad()
@@ -238,11 +238,3 @@ def lab_record(
         "lab",
         details=details,
     )
-
-# %% ../nbs/10_lab.ipynb #1330c11f
-def lab_main() -> None:
-    """Console script `hingeabl-lab` (its parser and messages are in
-    `hingeabl_nb.cli.lab_cli`)."""
-    from hingeabl_nb.cli import lab_cli
-
-    lab_cli()

@@ -280,9 +280,7 @@ def cached_pairs(
         desc=f"encode {Path(data_file).name}",
     )
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(".part")
-    torch.save(ps, tmp)
-    os.replace(tmp, file)
+    data.atomic_write(file, lambda tmp: torch.save(ps, tmp))
     return ps, False
 
 # %% ../nbs/10a_lab_cache.ipynb #e0fd5126

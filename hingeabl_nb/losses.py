@@ -13,33 +13,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .atl import _lse, atl_loss, atl_ref, check_pairs
-from .hinge import hinge_abl_loss, hinge_abl_ref
+from .atl import atl_loss, atl_ref, check_pairs, logsumexp_ref
+from .hinge import NORMALIZE, hinge_abl_loss, hinge_abl_ref
 from hingeabl_nb.sat import (
-    _d_ref,
-    _neg_log_sigmoid_ref,
+    d_ref,
     distances,
     mean_sat_loss,
     mean_sat_ref,
+    neg_log_sigmoid_ref,
     sat_loss,
     sat_ref,
 )
 
 # %% auto #0
-__all__ = ['LOSSES', 'REFERENCE', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec', 'check_loss_names',
-           'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'predict']
+__all__ = ['OPTION_RULES', 'LOSSES', 'REFERENCE', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec',
+           'check_loss_names', 'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'predict']
 
 # %% ../nbs/05_losses.ipynb #0e63f235
 def loss_inputs(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; column 0 marks NA pairs
     where: str = "loss",  # name used in error messages
+    allow_empty: bool = False,  # accept 0 pairs (only the registry does)
 ) -> tuple[
     Tensor, Tensor
 ]:  # (logits, labels) in at least float32; float64 stays float64
     """Validate a (logits, labels) pair with `atl.check_pairs`;
     upcast half precision to float32, keep float64."""
-    check_pairs(logits, labels, where)
+    check_pairs(logits, labels, where, allow_empty)
     dt = torch.promote_types(logits.dtype, torch.float32)
     return logits.to(dt), labels.to(dt)
 
@@ -94,6 +95,23 @@ def aml_loss(
     s, y = loss_inputs(logits, labels, "aml_loss")
     return F.relu(margin - distances(s, y)).sum(1).mean()
 
+# %% ../nbs/05_losses.ipynb #e5796cf3
+def _finite_at_least(lo: float, strict: bool = False) -> Callable:
+    "A test `v -> bool`: v is a real number (not bool), finite, >= lo (> lo if strict)."
+    ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    return lambda v: ok(v) and math.isfinite(v) and (v > lo if strict else v >= lo)
+
+
+OPTION_RULES = {  # option -> (what its value must be, test)
+    "margin": ("a finite number >= 0", _finite_at_least(0)),
+    "gamma": ("a finite number >= 0", _finite_at_least(0)),
+    "prob_eps": ("a finite number >= 0", _finite_at_least(0)),
+    "norm_eps": ("a finite number > 0", _finite_at_least(0, strict=True)),
+    "focal_form": ("'official' or 'paper'", lambda v: v in ("official", "paper")),
+    "normalize": (" or ".join(map(repr, NORMALIZE)), lambda v: v in NORMALIZE),
+    "detach_weights": ("true or false", lambda v: isinstance(v, bool)),
+}
+
 # %% ../nbs/05_losses.ipynb #fa215020
 @dataclass(frozen=True)
 class LossSpec:
@@ -112,16 +130,33 @@ class LossSpec:
     def options(self) -> tuple:
         return tuple(self.defaults)
 
-    def __call__(self, logits: Tensor, labels: Tensor, **options) -> Tensor:
-        "Validate and cast once, merge the defaults with `options`, compute the loss."
+    def check_options(self, options: dict) -> dict:
+        "The defaults updated with `options`; ValueError naming a bad name or value."
         bad = sorted(set(options) - set(self.defaults))
         if bad:
             raise ValueError(
                 f"LOSSES[{self.name!r}]: unknown option(s) {bad}; "
                 f"allowed: {list(self.defaults)}"
             )
-        s, y = loss_inputs(logits, labels, f"LOSSES[{self.name!r}]")
-        return self.fn(s, y, **(self.defaults | options))
+        for k, v in options.items():
+            what, ok = OPTION_RULES[k]
+            if not ok(v):
+                raise ValueError(
+                    f"LOSSES[{self.name!r}]: option {k}={v!r} must be {what} "
+                    f"(default {self.defaults[k]!r})"
+                )
+        return self.defaults | options
+
+    def __call__(self, logits: Tensor, labels: Tensor, **options) -> Tensor:
+        """Check options, compute the loss (its function validates and casts);
+        0 pairs give a zero loss with zero gradient."""
+        opts, where = self.check_options(options), f"LOSSES[{self.name!r}]"
+        if isinstance(logits, Tensor) and logits.ndim == 2 and len(logits) == 0:
+            return loss_inputs(logits, labels, where, allow_empty=True)[0].sum()
+        try:
+            return self.fn(logits, labels, **opts)
+        except (TypeError, ValueError) as e:  # input checks: say which entry
+            raise type(e)(f"{where}: {e}") from None
 
 # %% ../nbs/05_losses.ipynb #e34f7b8f
 def _thresholds(self, logits: Tensor) -> Tensor:
@@ -185,7 +220,7 @@ def balanced_softmax_ref(
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         neg = [s[i] for i in range(len(s)) if y[i] <= 0.5]  # all columns, NA included
         pos = [-s[i] for i in range(len(s)) if y[i] > 0.5]
-        total += _lse([0.0] + neg) + _lse(
+        total += logsumexp_ref([0.0] + neg) + logsumexp_ref(
             [0.0] + pos
         )  # log(1 + sum e^{s_i}) + log(1 + sum e^{-s_j})
     return total / len(logits)
@@ -209,12 +244,12 @@ def afl_ref(
         N = [r for r in range(1, len(s)) if y[r] <= 0.5]
         for r in P:
             focal = math.exp(
-                -gamma * _neg_log_sigmoid_ref(s[0] - s[r], 0)
+                -gamma * neg_log_sigmoid_ref(s[0] - s[r], 0)
             )  # (1 - P(r))^gamma
             total += (
                 1 + focal if focal_form == "official" else focal
-            ) * _neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
-        total += _lse([s[0]] + [s[r] for r in N]) - s[0]  # ATL eq. (4)
+            ) * neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
+        total += logsumexp_ref([s[0]] + [s[r] for r in N]) - s[0]  # ATL eq. (4)
     return total / len(logits)
 
 # %% ../nbs/05_losses.ipynb #731a02c3
@@ -227,7 +262,7 @@ def aml_ref(
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         total += sum(
-            max(0.0, margin - _d_ref(s, y, r)) for r in range(1, len(s))
+            max(0.0, margin - d_ref(s, y, r)) for r in range(1, len(s))
         )  # eqs. (8), (12)
     return total / len(logits)
 
@@ -259,6 +294,13 @@ def predict(
         )
     if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
         raise ValueError(f"predict: top_k must be None or an int >= 0, got {top_k!r}")
+    nan = torch.isnan(logits).any(1)
+    if bool(nan.any()):
+        raise ValueError(
+            f"predict: logits row {int(nan.nonzero()[0, 0])} has NaN scores "
+            f"({int(nan.sum())} of {len(logits)} rows); NaN is above no threshold "
+            "and below none: check the model (diverged?) or its input"
+        )
     th = torch.zeros_like(logits[:, :1]) if zero_threshold else logits[:, :1]
     rel = logits[:, 1:] > th
     if top_k:

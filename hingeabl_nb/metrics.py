@@ -13,12 +13,12 @@ from torch import Tensor
 
 from .losses import LOSSES, predict
 from hingeabl_nb.scoring import (
-    _as_facts,
-    _as_numpy,
-    _check_labels,
-    _need,
+    as_facts,
+    as_numpy,
     gold_index,
+    gold_mask,
     judge,
+    need_field,
     relation_counts,
     train_facts,
     unique_keys,
@@ -36,7 +36,7 @@ def to_official(
     id2rel: dict,  # column -> P-code, e.g. {1: "P17", ...}; column 0 (NA) is unused
 ) -> list[dict]:  # [{"title", "h_idx", "t_idx", "r"}, ...]
     "Turn multi-hot predictions into the official list of triples, ignoring NA column."
-    P = _as_numpy(preds, "to_official: preds")
+    P = as_numpy(preds, "to_official: preds")
     if P.ndim != 2:
         raise ValueError(
             "to_official: preds must be 2-D (sum n_pairs, 1+n_rel), "
@@ -133,7 +133,7 @@ def official_scores(
     Ign is computed against the annotated training set."""
     std, title2vs = gold_index(gold_docs)
     keys = unique_keys(triples)
-    verdicts = judge(keys, std, title2vs, _as_facts(train_docs))
+    verdicts = judge(keys, std, title2vs, as_facts(train_docs))
     n = dict(
         n_pred_raw=len(triples),
         n_pred=len(keys),
@@ -258,7 +258,7 @@ def pair_patterns(
             "use rule='general' for another prediction rule"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
-    g = _check_labels(s, y)
+    g = gold_mask(s, y)
     p = (
         s[:, 1:] > s[:, :1]
         if rule == "official"
@@ -331,7 +331,7 @@ def threshold_summary(
             f"threshold_summary: threshold must be 'TH' or 'zero', got {threshold!r}"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
-    g = _check_labels(s, y)
+    g = gold_mask(s, y)
     th = torch.zeros_like(s[:, 0]) if threshold == "zero" else s[:, 0]
     gap, rel_th = (s[:, 1:] - th[:, None])[g], th[g.any(1)]
     counts = np.histogram(

@@ -5,6 +5,7 @@
 # %% ../nbs/08_model.ipynb #d0084305
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -15,11 +16,11 @@ from torch import Tensor
 from hingeabl_nb.encoders import (
     ATTN_IMPLEMENTATIONS,
     ROBERTA_TYPES,
-    _take,
-    _take_square,
     attention_probs,
     encoder_forward,
     encoder_special_tokens,
+    gather_rows,
+    gather_square,
     last_self_attention,
     load_encoder,
     mention_index,
@@ -86,16 +87,16 @@ def merge_windows(
     ]  # window 1 drops its closing [SEP]
     v1 = pos < keep1
     src1 = pos.clamp(max=window - 1).expand(B, L)
-    s1 = _take(seq[:B], src1) * v1[..., None]
-    a1 = _take_square(attn[:B], src1) * (v1[:, None, :, None] & v1[:, None, None, :])
+    s1 = gather_rows(seq[:B], src1) * v1[..., None]
+    a1 = gather_square(attn[:B], src1) * (v1[:, None, :, None] & v1[:, None, None, :])
     if not is_long.any():
         return s1, a1
     n2 = n_tok[is_long][:, None]
     first = n2 - window + n_start  # doc position of window 2's 1st kept token
     v2 = (pos >= first) & (pos < n2)
     src2 = (pos - first + n_start).clamp(0, window - 1)
-    s2 = _take(seq[B:], src2) * v2[..., None]
-    a2 = _take_square(attn[B:], src2) * (v2[:, None, :, None] & v2[:, None, None, :])
+    s2 = gather_rows(seq[B:], src2) * v2[..., None]
+    a2 = gather_square(attn[B:], src2) * (v2[:, None, :, None] & v2[:, None, None, :])
     idx = is_long.nonzero().squeeze(1)
     s = (s1[idx] + s2) / (v1[idx].to(s2.dtype) + v2.to(s2.dtype) + 1e-10)[..., None]
     a = a1[idx] + a2
@@ -172,7 +173,7 @@ def entity_embeddings(
     "Eq. (1): logsumexp of an entity's mention embeddings (masked, batched)."
     B, E, M = idx.shape
     H = seq.shape[2]
-    x = _take(seq, idx.view(B, E * M)).view(B, E, M, H)
+    x = gather_rows(seq, idx.view(B, E * M)).view(B, E, M, H)
     seen = visible.any(-1)[..., None, None]  # (B, E, 1, 1)
     x = x.masked_fill(~visible[..., None], float("-inf")).where(
         seen, 0.0
@@ -282,14 +283,16 @@ class ATLOP(nn.Module):
         emb_size: int = 768,
         block_size: int = 64,  # see `ATLOPHead`
         start_tokens: list[int] | None = None,
-        end_tokens: list[int] | None = None,
-    ):  # window tokens; None: from encoder config
+        end_tokens: list[int] | None = None,  # window tokens; None: from encoder config
+        head_autocast: bool = False,  # head under the caller's autocast (official code)
+    ):
         super().__init__()
         self.encoder = encoder
         self.head = ATLOPHead(
             encoder.config.hidden_size, n_classes, emb_size, block_size
         )
         self.start_tokens, self.end_tokens = start_tokens, end_tokens
+        self.head_autocast = head_autocast
 
     def window_tokens(self) -> tuple[list[int], list[int]]:
         "start/end tokens of the 512-token windows (given, or from the encoder config)."
@@ -306,11 +309,16 @@ class ATLOP(nn.Module):
     ) -> Tensor:  # (sum n_pairs, n_classes)
         """Logits (sum n_pairs, n_classes), column 0 = TH.
 
-        The head runs in its own dtype (float32), autocast off."""
+        The head runs in its own dtype (float32) with autocast off, unless
+        `head_autocast` (then under the caller's autocast, as the official code)."""
         start, end = self.window_tokens() if input_ids.shape[1] > 512 else ([], [])
         seq, attn = encode_long(self.encoder, input_ids, attention_mask, start, end)
         dt = self.head.bilinear.weight.dtype
-        with torch.autocast(device_type=seq.device.type, enabled=False):
+        with (
+            contextlib.nullcontext()
+            if self.head_autocast
+            else torch.autocast(device_type=seq.device.type, enabled=False)
+        ):
             hs, rs, ts = self.head.pool(
                 seq.to(dt), attn.to(dt), entity_pos, hts, attention_mask.sum(1)
             )

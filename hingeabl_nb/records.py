@@ -15,14 +15,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import train
+from . import data, train
 from .core import find_up
 from .losses import LOSSES, check_loss_names
 
 # %% auto #0
-__all__ = ['CLI_OVERRIDES', 'RECORD_KEYS', 'RUN_KEYS', 'check_grid', 'grid_command', 'cell_dir', 'run_grid', 'make_record',
-           'check_record', 'device_slug', 'save_record', 'load_record', 'collect_runs', 'recorded_results', 'fmt_pm',
-           'Table', 'read_log']
+__all__ = ['CLI_OVERRIDES', 'RECORD_KEYS', 'RUN_KEYS', 'check_grid', 'grid_command', 'cell_dir', 'cell_result', 'run_grid',
+           'make_record', 'check_record', 'device_slug', 'save_record', 'load_record', 'collect_runs',
+           'recorded_results', 'fmt_pm', 'Table', 'read_log']
 
 # %% ../nbs/11a_records.ipynb #8292c83f
 def check_grid(
@@ -91,6 +91,18 @@ def cell_dir(out, loss: str, seed: int) -> Path:
     return Path(out) / f"{loss}-s{seed}"
 
 
+def cell_result(
+    d: Path,  # a grid cell's folder
+    note: str = "rerunning this cell",  # what the caller does with an unreadable one
+) -> dict | None:  # its metrics.json, or None when it has not finished
+    "A cell's finished result; an empty or unreadable metrics.json is said in one line."
+    try:
+        return train.read_result(Path(d) / "metrics.json")
+    except train.UnreadableResult as e:
+        tqdm.write(f"{e}: {note}")
+        return None
+
+
 def _write_spec(
     out: Path, preset: str, losses: list, seeds: list, overrides: dict
 ) -> dict:
@@ -116,7 +128,7 @@ def _write_spec(
         "command": grid_command(preset, losses, seeds, out, **overrides),
     }
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(spec, indent=1))
+    data.atomic_write_text(path, json.dumps(spec, indent=1))
     return spec
 
 # %% ../nbs/11a_records.ipynb #f29fa4c6
@@ -146,11 +158,7 @@ def run_grid(
     }
     out = Path(out)
     _write_spec(out, preset, losses, seeds, overrides)
-    todo = {
-        k: c
-        for k, c in configs.items()
-        if not (cell_dir(out, *k) / "metrics.json").exists()
-    }
+    todo = {k: c for k, c in configs.items() if cell_result(cell_dir(out, *k)) is None}
     if jobs == 1:
         for (l, s), c in tqdm(todo.items(), desc=f"{preset} grid", unit="cell"):
             _train_cell(c, cell_dir(out, l, s))
@@ -164,20 +172,14 @@ def run_grid(
                 pass
     results = []
     for loss, seed in configs:
-        done = cell_dir(out, loss, seed) / "metrics.json"
-        if not done.exists():
+        d = cell_dir(out, loss, seed)
+        m = cell_result(d, "the trainer did not finish this cell")
+        if m is None:
             raise RuntimeError(
-                f"run_training finished cell {done.parent} without writing {done}"
+                f"run_training finished cell {d} without writing {d / 'metrics.json'}"
             )
-        results.append(
-            {
-                **json.loads(done.read_text()),
-                "loss": loss,
-                "seed": seed,
-                "out_dir": str(done.parent),
-                "skipped": (loss, seed) not in todo,
-            }
-        )
+        skipped = (loss, seed) not in todo
+        results.append(m | dict(loss=loss, seed=seed, out_dir=str(d), skipped=skipped))
     return results
 
 # %% ../nbs/11a_records.ipynb #b46f3b9d
@@ -250,7 +252,7 @@ def save_record(
         str(path).replace("{device}", device_slug(check_record(record)["device"]))
     )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(record, indent=1))
+    data.atomic_write_text(dest, json.dumps(record, indent=1))
     return dest
 
 
@@ -310,12 +312,13 @@ def collect_runs(
         if out.is_dir()
         else []
     )
-    done = [d for d in cells if (d / "metrics.json").exists()]
+    found = {d: cell_result(d, "counted as incomplete") for d in cells}
+    done = [d for d in cells if found[d] is not None]
     if not done:
         raise FileNotFoundError(
             f"no finished run under {out}: no <loss>-s<seed>/metrics.json found"
         )
-    ms = [json.loads((d / "metrics.json").read_text()) for d in done]
+    ms = [found[d] for d in done]
     order = {l: i for i, l in enumerate(spec.get("losses", []))}
     runs = sorted(
         (_run_entry(m, d) for m, d in zip(ms, done)),
@@ -330,7 +333,7 @@ def collect_runs(
         or _agree([(m.get("config") or {}).get("preset") for m in ms]),
         [d.name for d in cells if d not in done],
     )
-    (out / "grid.json").write_text(json.dumps(record, indent=1))
+    data.atomic_write_text(out / "grid.json", json.dumps(record, indent=1))
     return record
 
 # %% ../nbs/11a_records.ipynb #d29bc287

@@ -26,7 +26,7 @@ from hingeabl_nb.records import (
 # %% auto #0
 __all__ = ['PAPER_SOURCE', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE7', 'PAPER_TABLE1', 'TABLE4_RATIOS', 'paper_row',
            'mean_std', 'runs_by_loss', 'metric_table', 'table3', 'table4', 'table7', 'paired_difference', 'plot_paired',
-           'figure1_table', 'tables_markdown', 'compare_cli']
+           'figure1_table', 'tables_markdown']
 
 # %% ../nbs/11_reproduce.ipynb #cf2a4dbc
 PAPER_SOURCE = (
@@ -360,11 +360,3 @@ def tables_markdown(record: dict) -> str:
             f"Incomplete cells (not in the tables): {', '.join(record['incomplete'])}",
         ]
     return "\n".join(parts) + "\n"
-
-
-def compare_cli(argv: list[str] | None = None) -> None:
-    """Console script `hingeabl-compare` (its parser and messages are in
-    `hingeabl_nb.cli.compare_main`)."""
-    from hingeabl_nb.cli import compare_main
-
-    compare_main(argv)

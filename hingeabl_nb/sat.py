@@ -14,7 +14,8 @@ from torch import Tensor
 from .atl import as_float, check_pairs
 
 # %% auto #0
-__all__ = ['distances', 'neg_log_sigmoid', 'sat_loss', 'sat_ref', 'sat_grad', 'mean_sat_loss', 'mean_sat_ref']
+__all__ = ['distances', 'neg_log_sigmoid', 'sat_loss', 'd_ref', 'neg_log_sigmoid_ref', 'sat_ref', 'sat_grad', 'mean_sat_loss',
+           'mean_sat_ref']
 
 # %% ../nbs/02_sat.ipynb #2621cfef
 def distances(
@@ -50,13 +51,13 @@ def sat_loss(
     return neg_log_sigmoid(distances(logits, labels), prob_eps).sum(1).mean()
 
 # %% ../nbs/02_sat.ipynb #22a57ad4
-def _d_ref(s: list, y: list, r: int) -> float:
+def d_ref(s: list, y: list, r: int) -> float:
     """d_r of eq. (8) for relation r of one pair (Python floats):
     s_r - s_TH for a gold relation, s_TH - s_r otherwise."""
     return s[r] - s[0] if y[r] > 0.5 else s[0] - s[r]
 
 # %% ../nbs/02_sat.ipynb #188cb105
-def _neg_log_sigmoid_ref(
+def neg_log_sigmoid_ref(
     d: float,  # one distance d_r
     prob_eps: float = 1e-30,  # official epsilon inside the log; 0 = exact softplus(-d)
 ) -> float:  # -log(1/(1+e^{-d}) + prob_eps), float64
@@ -80,7 +81,7 @@ def sat_ref(
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         total += sum(
-            _neg_log_sigmoid_ref(_d_ref(s, y, r), prob_eps) for r in range(1, len(s))
+            neg_log_sigmoid_ref(d_ref(s, y, r), prob_eps) for r in range(1, len(s))
         )  # eqs. (7)-(8)
     return total / len(logits)
 
@@ -124,12 +125,12 @@ def mean_sat_ref(
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         P = [
-            _neg_log_sigmoid_ref(_d_ref(s, y, r), prob_eps)
+            neg_log_sigmoid_ref(d_ref(s, y, r), prob_eps)
             for r in range(1, len(s))
             if y[r] > 0.5
         ]
         N = [
-            _neg_log_sigmoid_ref(_d_ref(s, y, r), prob_eps)
+            neg_log_sigmoid_ref(d_ref(s, y, r), prob_eps)
             for r in range(1, len(s))
             if y[r] <= 0.5
         ]

@@ -12,10 +12,11 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['gold_index', 'train_facts', 'unique_keys', 'judge', 'relation_counts']
+__all__ = ['as_numpy', 'need_field', 'gold_index', 'train_facts', 'unique_keys', 'as_facts', 'judge', 'relation_counts',
+           'gold_mask']
 
 # %% ../nbs/07a_metrics_internals.ipynb #60ccc291
-def _as_numpy(x, where: str) -> np.ndarray:
+def as_numpy(x, where: str) -> np.ndarray:
     "Turn a tensor / array / nested list into a NumPy array; errors name `where`."
     if isinstance(x, Tensor):
         return x.detach().cpu().float().numpy()
@@ -25,7 +26,7 @@ def _as_numpy(x, where: str) -> np.ndarray:
         raise ValueError(f"{where}: cannot convert to a numeric array ({e})") from e
 
 # %% ../nbs/07a_metrics_internals.ipynb #dda222f5
-def _need(d: dict, key: str, where: str):
+def need_field(d: dict, key: str, where: str):
     "Return d[key] or raise a ValueError naming `where` and the missing field."
     if not isinstance(d, dict) or key not in d:
         has = sorted(d) if isinstance(d, dict) else type(d).__name__
@@ -41,20 +42,22 @@ def gold_index(
     Duplicates are counted once, as the official scorer does."""
     std, title2vs = set(), {}
     for i, doc in enumerate(gold_docs):
-        title = _need(doc, "title", f"gold_docs[{i}]")
+        title = need_field(doc, "title", f"gold_docs[{i}]")
         if title in title2vs:
             raise ValueError(
                 f"gold_docs[{i}]: duplicate title {title!r} (titles identify documents)"
             )
-        title2vs[title] = _need(doc, "vertexSet", f"gold_docs[{i}] ({title!r})")
-        for j, lab in enumerate(_need(doc, "labels", f"gold_docs[{i}] ({title!r})")):
+        title2vs[title] = need_field(doc, "vertexSet", f"gold_docs[{i}] ({title!r})")
+        for j, lab in enumerate(
+            need_field(doc, "labels", f"gold_docs[{i}] ({title!r})")
+        ):
             w = f"gold_docs[{i}] ({title!r}) labels[{j}]"
             std.add(
                 (
                     title,
-                    int(_need(lab, "h", w)),
-                    int(_need(lab, "t", w)),
-                    _need(lab, "r", w),
+                    int(need_field(lab, "h", w)),
+                    int(need_field(lab, "t", w)),
+                    need_field(lab, "r", w),
                 )
             )
     return std, title2vs
@@ -68,10 +71,14 @@ def train_facts(
     Built as the official scorer builds them."""
     facts = set()
     for i, doc in enumerate(train_docs):
-        vs = _need(doc, "vertexSet", f"train_docs[{i}]")
-        for j, lab in enumerate(_need(doc, "labels", f"train_docs[{i}]")):
+        vs = need_field(doc, "vertexSet", f"train_docs[{i}]")
+        for j, lab in enumerate(need_field(doc, "labels", f"train_docs[{i}]")):
             w = f"train_docs[{i}] labels[{j}]"
-            h, t, r = _need(lab, "h", w), _need(lab, "t", w), _need(lab, "r", w)
+            h, t, r = (
+                need_field(lab, "h", w),
+                need_field(lab, "t", w),
+                need_field(lab, "r", w),
+            )
             facts.update((m1["name"], m2["name"], r) for m1 in vs[h] for m2 in vs[t])
     return facts
 
@@ -87,16 +94,16 @@ def unique_keys(
         w = f"triples[{i}]"
         keys.add(
             (
-                _need(x, "title", w),
-                int(_need(x, "h_idx", w)),
-                int(_need(x, "t_idx", w)),
-                _need(x, "r", w),
+                need_field(x, "title", w),
+                int(need_field(x, "h_idx", w)),
+                int(need_field(x, "t_idx", w)),
+                need_field(x, "r", w),
             )
         )
     return sorted(keys)
 
 # %% ../nbs/07a_metrics_internals.ipynb #85a0bfb0
-def _as_facts(train_docs) -> set:
+def as_facts(train_docs) -> set:
     """None -> no facts; a set/frozenset is precomputed `train_facts`.
 
     Otherwise `train_docs` is a list of documents."""
@@ -145,7 +152,7 @@ def relation_counts(
     for _, _, _, r in std:
         c[r]["n_gold"] += 1
     for key, (_, ok, seen) in zip(
-        keys, judge(keys, std, title2vs, _as_facts(train_docs))
+        keys, judge(keys, std, title2vs, as_facts(train_docs))
     ):
         c[key[3]]["n_pred"] += 1
         c[key[3]]["n_correct"] += ok
@@ -153,7 +160,7 @@ def relation_counts(
     return dict(sorted(c.items()))
 
 # %% ../nbs/07a_metrics_internals.ipynb #d959d5ce
-def _check_labels(logits: Tensor, labels: Tensor) -> Tensor:
+def gold_mask(logits: Tensor, labels: Tensor) -> Tensor:
     "Validate labels against logits; return the boolean gold mask of relation columns."
     if labels.shape != logits.shape or logits.ndim != 2:
         raise ValueError(

@@ -21,7 +21,7 @@ from .metrics import pair_prf, threshold_summary
 from .threshold import pair_labels
 
 # %% auto #0
-__all__ = ['DEFAULT_LOSSES', 'toy_data', 'toy_eval', 'fit_toy', 'train_toy', 'plot_toy', 'toy_table', 'toy_parser', 'toy_main']
+__all__ = ['DEFAULT_LOSSES', 'toy_data', 'toy_eval', 'fit_toy', 'train_toy', 'plot_toy', 'toy_table']
 
 # %% ../nbs/05b_toy.ipynb #7ac1c458
 def toy_data(
@@ -207,71 +207,3 @@ def toy_table(
             f"{100 * e['gold_below']:9.1f}% {100 * e['F1']:6.1f}"
         )
     return "\n".join(lines)
-
-# %% ../nbs/05b_toy.ipynb #3ce9020b
-def toy_parser() -> argparse.ArgumentParser:
-    "Arguments of `hingeabl-toy`."
-    p = argparse.ArgumentParser(
-        prog="hingeabl-toy",
-        description="Train a linear scorer on synthetic pairs with each loss (CPU, "
-        "seconds) and plot where the threshold sits relative to the gold scores "
-        "over the steps.",
-    )
-    p.add_argument(
-        "--losses",
-        nargs="+",
-        default=list(DEFAULT_LOSSES),
-        metavar="LOSS",
-        help=f"any of {', '.join(LOSSES)} (default: {' '.join(DEFAULT_LOSSES)})",
-    )
-    p.add_argument(
-        "--steps", type=int, default=600, help="training steps per loss (default: 600)"
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of data, head and batches (default: 0)",
-    )
-    p.add_argument(
-        "--out",
-        default="runs/toy",
-        help="output folder for toy.png and toy.json (default: runs/toy)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    return p
-
-# %% ../nbs/05b_toy.ipynb #52172ac8
-def toy_main(
-    argv: list | None = None,  # arguments (default: sys.argv[1:])
-) -> int:  # exit status
-    """Console script `hingeabl-toy`: train, write OUT/toy.png and OUT/toy.json,
-    print the table."""
-    p = toy_parser()
-    a = p.parse_args(argv)
-    try:
-        check_loss_names(a.losses)
-    except ValueError as e:
-        p.error(f"--losses: {e}")
-    if a.steps < 1:
-        p.error(f"--steps must be >= 1, got {a.steps}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    res = train_toy(
-        a.losses,
-        seed=a.seed,
-        steps=a.steps,
-        every=max(1, a.steps // 30),
-        progress=not a.no_progress,
-    )
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "toy.json").write_text(json.dumps(res, indent=1))
-    plot_toy(res).savefig(out / "toy.png", dpi=110, bbox_inches="tight")
-    print(toy_table(res))
-    print(
-        f"{len(a.losses)} losses x {a.steps} steps in {res['seconds']:.1f} s; "
-        f"wrote {out / 'toy.png'} and {out / 'toy.json'}"
-    )
-    return 0

@@ -20,7 +20,10 @@ from . import data, metrics
 from .core import find_up, set_seed
 from .losses import LOSSES
 from hingeabl_nb.runs import (
+    Recipe,
+    RunState,
     TrainSetupError,
+    UnreadableResult,
     atomic_save,
     build_model,
     check_config,
@@ -32,16 +35,17 @@ from hingeabl_nb.runs import (
     load_tokenizer,
     make_accelerator,
     prepare_run,
+    read_result,
     resolve_encoder,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    train_and_test,
 )
 
 # %% auto #0
 __all__ = ['PAPER_SEEDS', 'PRESETS', 'TrainConfig', 'resolve_config', 'warmup_steps', 'padding_fraction', 'epoch_batches', 'fit',
-           'predict_logits', 'score', 'run_training', 'train_and_test', 'new_state', 'resume_run', 'evaluate_split',
-           'end_of_epoch', 'finish_run', 'train_main']
+           'predict_logits', 'score', 'run_training']
 
 # %% ../nbs/09_train.ipynb #0ff92248
 PAPER_SEEDS = (
@@ -86,6 +90,8 @@ class TrainConfig:
     drop_last: bool = (
         True  # drop the last incomplete training batch, as the official DataLoader does
     )
+    batching: str = "random"  # "random": shuffled, as the official DataLoader;
+    # "bucket": documents of similar length together (less padding, faster)
     lr: float = 5e-5  # AdamW learning rate of the encoder (`lab`: of the head)
     head_lr: float = 1e-4  # AdamW learning rate of the new layers (ATLOP head)
     adam_eps: float = 1e-6  # AdamW epsilon
@@ -103,7 +109,7 @@ class TrainConfig:
         "eager"  # encoder attention: "eager" (as ATLOP) or "sdpa" (faster on GPU)
     )
     seed: int = 66  # seed of the run (model init, dropout, batch order)
-    mixed_precision: str = "auto"  # "auto", "no", "fp16" or "bf16"
+    mixed_precision: str = "auto"  # "auto", "official", "no", "fp16" or "bf16"
     device: str = "auto"  # "auto", "cpu" or "cuda"
     progress: bool = True  # show tqdm progress bars
     num_threads: int = (
@@ -119,18 +125,22 @@ PRESETS = {
     "paper": TrainConfig(
         preset="paper",
         encoder="bert-base-cased",
+        mixed_precision="official",
         protocol="Paper protocol (Appendix B and the official scripts): "
-        "BERT-base, Re-DocRED train/dev/test, "
-        "30 epochs, batch 4/8, AdamW 5e-5 (head 1e-4), 6% warm-up, "
-        "mixed precision; seeds 1, 5, 42, 66, 233.",
+        "BERT-base, Re-DocRED train/dev/test, 30 epochs, "
+        "shuffled batches of 4 (last incomplete one dropped), test batch 8, "
+        "AdamW 5e-5 (head 1e-4), 6% warm-up, fp16 autocast with a gradient "
+        "scaler; seeds 1, 5, 42, 66, 233.",
     ),
     "reduced": TrainConfig(
         preset="reduced",
         encoder="minilm-l6-h384-uncased",
         split_dev_for_train=True,
         epochs=20,
+        batching="bucket",
         protocol=f"Reduced protocol (NOT the paper's): {_REDUCED}; "
-        "paper optimiser settings, 20 epochs.",
+        "paper optimiser settings, length-bucketed batches of 4, "
+        "bf16 autocast on the encoder where supported, 20 epochs.",
     ),
     "lab": TrainConfig(
         preset="lab",
@@ -216,17 +226,21 @@ def padding_fraction(
 # %% ../nbs/09_train.ipynb #adafb804
 def epoch_batches(
     features: list,  # training features
-    config: TrainConfig,  # uses train_batch_size, drop_last, seed
+    config: TrainConfig,  # uses batching, train_batch_size, drop_last, seed
     epoch: int,  # 0-based epoch; seeds the shuffle
     rank: int = 0,  # this process's index
     world: int = 1,  # number of processes
 ) -> list:  # list of index lists for this process
-    "This process's length-bucketed training batches of one epoch."
-    batches = data.bucket_batches(
-        features, config.train_batch_size, shuffle=True, seed=config.seed + epoch
-    )
+    "This process's training batches of one epoch: shuffled, or length-bucketed."
+    bs, seed = config.train_batch_size, config.seed + epoch
+    if config.batching == "bucket":
+        batches = data.bucket_batches(features, bs, shuffle=True, seed=seed)
+    else:  # as DataLoader(shuffle=True): a random permutation cut into batches
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(features), generator=g).tolist()
+        batches = [order[i : i + bs] for i in range(0, len(order), bs)]
     if config.drop_last:
-        batches = [b for b in batches if len(b) == config.train_batch_size]
+        batches = [b for b in batches if len(b) == bs]
     n = len(batches) // world
     return batches[rank::world][:n]
 
@@ -348,277 +362,25 @@ def run_training(
     config: TrainConfig,  # resolved config (see `resolve_config`)
     out_dir: str
     | Path,  # run folder: log.jsonl, metrics.json, test_logits.pt, checkpoint/
-    stop_after: int
-    | None = None,  # stop after this many completed epochs (simulates a kill)
+    stop_after: int | None = None,  # stop after this many epochs (simulates a kill)
     resume: bool = True,  # continue from out_dir/checkpoint/last.pt when present
-) -> dict:  # the content of metrics.json (or the partial run state when stopped early)
+    overwrite: bool = False,  # replace another run's files in out_dir
+) -> dict:  # the content of metrics.json (or the run state when stopped early)
     """Train ATLOP with `config.loss`, select on dev F1, score test with the best
     checkpoint."""
     check_config(config)
+    if not str(out_dir).strip():
+        raise TrainSetupError(
+            "the run folder is empty: name one (--out DIR); "
+            "an empty one would write into the current directory"
+        )
+    recipe = Recipe(fit, epoch_batches, warmup_steps, predict_logits, score)
     threads = torch.get_num_threads()
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     try:
-        return train_and_test(config, Path(out_dir), stop_after, resume)
+        return train_and_test(
+            config, Path(out_dir), stop_after, resume, overwrite, recipe
+        )
     finally:
         torch.set_num_threads(threads)
-
-# %% ../nbs/09_train.ipynb #71af59a4
-def train_and_test(
-    config: TrainConfig, out: Path, stop_after: int | None, resume: bool
-) -> dict:
-    """The body of `run_training` (same arguments): set up, resume, `fit` with the
-    dev hook, score test."""
-    t0 = time.time()
-    accelerator, mp = make_accelerator(config)
-    set_seed(config.seed)
-    run = prepare_run(config)
-    feats, pad = run["features"]["train"], run["pad_id"]
-    model = build_model(config, run["tokenizer"])
-    dev, rank, world = (
-        accelerator.device,
-        accelerator.process_index,
-        accelerator.num_processes,
-    )
-    optimizer = torch.optim.AdamW(
-        model.param_groups(config.lr, config.head_lr),
-        lr=config.lr,
-        eps=config.adam_eps,
-        weight_decay=config.weight_decay,
-    )
-    total = len(epoch_batches(feats, config, 0, rank, world)) * config.epochs
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, warmup_steps(total, config.warmup_ratio), total
-    )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    state = (
-        resume_run(out, config, accelerator, model, optimizer, scheduler)
-        if resume
-        else new_state()
-    )
-
-    def forward(b):
-        x = data.collate([feats[i] for i in b], pad_id=pad)
-        return model(
-            x["input_ids"].to(dev),
-            x["attention_mask"].to(dev),
-            x["entity_pos"],
-            x["hts"],
-        ), x["labels"].to(dev)
-
-    def hook(epoch, loss, steps, seconds):
-        nonlocal state
-        loss = accelerator.reduce(torch.tensor(loss, device=dev), "mean").item()
-        state = end_of_epoch(
-            out,
-            config,
-            accelerator,
-            model,
-            optimizer,
-            scheduler,
-            run,
-            state,
-            epoch,
-            steps,
-            loss,
-            seconds,
-        )
-
-    fit(
-        model,
-        optimizer,
-        scheduler,
-        config,
-        lambda e: epoch_batches(feats, config, e, rank, world),
-        forward,
-        hook,
-        state["epoch"],
-        stop_after,
-        accelerator,
-    )
-    return (
-        state
-        if state["epoch"] < config.epochs
-        else finish_run(out, config, accelerator, model, run, state, mp, t0)
-    )
-
-# %% ../nbs/09_train.ipynb #3adb8462
-def new_state() -> dict:
-    "The run state before the first epoch."
-    return {
-        "epoch": 0,
-        "step": 0,
-        "best_f1": -1.0,
-        "best_epoch": -1,
-        "best_dev": None,
-        "best_file": None,
-        "history": [],
-    }
-
-
-def resume_run(
-    out: Path, config: TrainConfig, accelerator, model, optimizer, scheduler
-) -> dict:
-    """Restore model, optimiser, scheduler, scaler and RNG from
-    `out/checkpoint/last.pt` (in place); its run state, or a new one."""
-    ck = load_checkpoint(out, asdict(config))
-    if ck is None:
-        if accelerator.is_main_process and (out / "log.jsonl").exists():
-            (out / "log.jsonl").unlink()
-        return new_state()
-    accelerator.unwrap_model(model).load_state_dict(ck["model"])
-    optimizer.load_state_dict(ck["optimizer"])
-    scheduler.load_state_dict(ck["scheduler"])
-    if accelerator.scaler and ck["scaler"]:
-        accelerator.scaler.load_state_dict(ck["scaler"])
-    set_rng_state(ck["rng"])
-    if accelerator.is_main_process:  # the log holds exactly the checkpointed epochs
-        (out / "log.jsonl").write_text(
-            "".join(json.dumps(l) + "\n" for l in ck["state"]["history"])
-        )
-    return ck["state"]
-
-# %% ../nbs/09_train.ipynb #6c8e8458
-def evaluate_split(
-    net, run: dict, split: str, config: TrainConfig, accelerator
-) -> tuple[list, dict]:
-    """Logits and scores (`score`) of one split, 'dev' or 'test', of a prepared run
-    (main process)."""
-    f = run["features"][split]
-    logits = predict_logits(
-        net,
-        f,
-        config.test_batch_size,
-        accelerator.device,
-        accelerator.autocast,
-        run["pad_id"],
-    )
-    return logits, score(
-        logits, f, run["docs"][split], run["docs"]["train"], config, run["id2rel"]
-    )
-
-# %% ../nbs/09_train.ipynb #71cffbd0
-def end_of_epoch(
-    out: Path,
-    config: TrainConfig,
-    accelerator,
-    model,
-    optimizer,
-    scheduler,
-    run: dict,
-    state: dict,
-    epoch: int,
-    n_steps: int,
-    train_loss: float,
-    seconds: float,
-) -> dict:
-    """Dev evaluation, best-model bookkeeping, log line and checkpoint after one
-    epoch; the new run state."""
-    state = dict(
-        state,
-        epoch=epoch + 1,
-        step=state["step"] + n_steps,
-        history=list(state["history"]),
-    )
-    if accelerator.is_main_process:
-        net = accelerator.unwrap_model(model)
-        _, dev = evaluate_split(net, run, "dev", config, accelerator)
-        line = {
-            "epoch": epoch + 1,
-            "step": state["step"],
-            "train_loss": train_loss,
-            "dev_F1": dev["F1"],
-            "dev_Ign_F1": dev["Ign_F1"],
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": seconds,
-        }
-        state["history"].append(line)
-        new_best = dev["F1"] > state["best_f1"]
-        if new_best:
-            state.update(
-                best_f1=dev["F1"],
-                best_epoch=epoch + 1,
-                best_dev=dev,
-                best_file=f"best-epoch{epoch + 1}.pt",
-            )
-        save_checkpoint(
-            out,
-            asdict(config),
-            net,
-            optimizer,
-            scheduler,
-            accelerator.scaler,
-            state,
-            new_best,
-        )
-        with open(out / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(line) + "\n")
-        if config.progress:
-            tqdm.write(
-                f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f}, "
-                f"dev F1 {dev['F1']:.2f}"
-            )
-    accelerator.wait_for_everyone()
-    return state
-
-# %% ../nbs/09_train.ipynb #09058806
-def finish_run(
-    out: Path,
-    config: TrainConfig,
-    accelerator,
-    model,
-    run: dict,
-    state: dict,
-    mp: str,
-    t0: float,
-) -> dict:
-    """Score the test set with the best checkpoint; write metrics.json
-    (main process; {} elsewhere) and test_logits.pt."""
-    result = {}
-    if accelerator.is_main_process:
-        net = accelerator.unwrap_model(model)
-        best = out / "checkpoint" / state["best_file"]
-        net.load_state_dict(torch.load(best, map_location="cpu"))
-        logits, test = evaluate_split(net, run, "test", config, accelerator)
-        f = run["features"]["test"]
-        labels = torch.cat([x["labels"] for x in f])
-        atomic_save(
-            {
-                "logits": torch.cat(logits).half(),
-                "labels": labels.to(torch.uint8),
-                "titles": [x["title"] for x in f],
-                "hts": [x["hts"] for x in f],
-            },
-            out / "test_logits.pt",
-        )
-        device = (
-            torch.cuda.get_device_name(accelerator.device)
-            if accelerator.device.type == "cuda"
-            else "cpu"
-        )
-        result = {
-            "dev": state["best_dev"],
-            "test": test,
-            "best_epoch": state["best_epoch"],
-            "best_checkpoint": str(best),
-            "thresholds": metrics.threshold_summary(
-                torch.cat(logits), labels, LOSSES[config.loss].threshold
-            ),
-            "wall_seconds": time.time() - t0,
-            "train_seconds": sum(l["seconds"] for l in state["history"]),
-            "device": f"{device} x{accelerator.num_processes}, mixed_precision={mp}",
-            "config": asdict(config),
-            "protocol": config.protocol,
-            "history": state["history"],
-        }
-        (out / "metrics.json").write_text(json.dumps(result, indent=1))
-    accelerator.wait_for_everyone()
-    return result
-
-
-def train_main() -> None:
-    """Console script `hingeabl-train` (its parser and messages are in
-    `hingeabl_nb.cli.train_cli`)."""
-    from hingeabl_nb.cli import train_cli
-
-    train_cli()

@@ -373,6 +373,6 @@ def test_errors_name_the_problem():
         with pytest.raises(ValueError, match="labels shape"):
             f(logits, labels)
     with pytest.raises(ValueError, match="normalize must be one of"):
-        hinge_abl_loss(torch.zeros(2, 3), torch.zeros(2, 3), normalize="global")
+        hinge_abl_loss(torch.zeros(2, 3), torch.eye(3)[:2], normalize="global")
     with pytest.raises(ValueError, match="logits must have shape"):
         atl_loss(torch.zeros(4), torch.zeros(4))

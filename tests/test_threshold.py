@@ -1,7 +1,8 @@
 """Tests of hingeabl_nb.threshold (notebook 05a).
 
 Moving the threshold, the loss-optimal offset against closed forms derived by hand, F1
-at an offset on hand-counted cases, and the table's shape.
+at an offset on hand-counted cases, the exact F1-optimal offset against every cut, the
+table's shape and the sweep's rows.
 """
 
 import math
@@ -13,7 +14,9 @@ from hypothesis import strategies as st
 
 from hingeabl_nb.threshold import (
     f1_at_offset,
+    f1_optimal_offset,
     loss_optimal_offset,
+    offset_sweep,
     shift_threshold,
     threshold_population,
     threshold_table,
@@ -123,3 +126,33 @@ def test_threshold_table_rows_in_order_and_consistent():
 def test_population_rejects_bad_share():
     with pytest.raises(ValueError, match="na_share"):
         threshold_population(na_share=1.2)
+
+
+@pytest.mark.parametrize("name", ["ATL", "BalancedSoftmax"])
+def test_f1_optimal_offset_beats_every_cut(name):
+    lg, lb = threshold_population(n_pairs=120, n_rel=6, na_share=0.6, seed=4)
+    lg[:, 0] = torch.randn(120, generator=torch.Generator().manual_seed(5))  # TH varies
+    b, f1 = f1_optimal_offset(name, lg, lb)
+    assert f1_at_offset(name, lg, lb, b) == pytest.approx(f1, abs=1e-12)
+    # brute force: every cut between two sorted margins, scored by pair_prf
+    th = torch.zeros(120) if name == "BalancedSoftmax" else lg[:, 0]
+    m = (lg[:, 1:] - th[:, None]).flatten().sort().values
+    cuts = ((m[1:] + m[:-1]) / 2).tolist() + [m[0].item() - 1, m[-1].item() + 1]
+    assert f1 == pytest.approx(max(f1_at_offset(name, lg, lb, c) for c in cuts))
+
+
+def test_offset_sweep_rows_are_threshold_table_rows():
+    pops = {"a": dict(n_pairs=200, n_rel=12), "b": dict(n_pairs=200, n_rel=12, seed=1)}
+    rows = offset_sweep(pops, names=["ATL", "HingeABL"])
+    assert [(r["population"], r["loss"]) for r in rows] == [
+        ("a", "ATL"),
+        ("a", "HingeABL"),
+        ("b", "ATL"),
+        ("b", "HingeABL"),
+    ]
+    for r in rows:
+        lg, lb = threshold_population(**pops[r["population"]])
+        assert r["offset"] == pytest.approx(r["b_star"] - r["b_f1"])
+        assert r["b_star"] == pytest.approx(
+            loss_optimal_offset(r["loss"], lg, lb), abs=1e-3
+        )  # float32 and a coarse scan land where float64 and the default scan do

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hingeabl_nb.toy import toy_data, toy_eval, toy_main, train_toy
+from hingeabl_nb.cli import toy_main
+from hingeabl_nb.toy import toy_data, toy_eval, train_toy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,8 +134,8 @@ def test_toy_main_help_and_bad_loss(capsys):
         and "Focal" in err
         and "allowed: ATL, BalancedSoftmax, AFL, AML, SAT, MeanSAT, HingeABL" in err
     )
-    with pytest.raises(SystemExit):
-        toy_main(["--steps", "0"])
+    assert toy_main(["--steps", "0"]) == 2
+    assert "--steps must be >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(

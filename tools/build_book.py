@@ -188,6 +188,7 @@ def stage(src, work):
         folded[p.stem] = present(nb)
         nbformat.write(nb, p)
     shutil.copy2(ROOT / "book" / "_config.yml", work / "_config.yml")
+    shutil.copytree(ROOT / "book" / "_static", work / "_static")  # the course's CSS
     (work / "_toc.yml").write_text(toc_yaml(p.name for p in work.glob("*.ipynb")))
     copy_mathjax(work / "_mathjax" / "mathjax")
     return folded

@@ -4,6 +4,10 @@ That is: none at all (while some cell draws, prints or ends with a bare expressi
 figure cell with no image, a top-level print() with no printed text, or an error
 (traceback) output.
 
+It also keeps figure cells to drawing: a cell that draws makes no check (`assert`,
+`test_eq`/`test_close`/`test_fail`/..., `compare`, `print`; they go in the cell before)
+and follows a markdown cell (the sentence that says what to look at in the figure).
+
 Usage: python tools/check_outputs.py [NB ...]   (default: every nbs/*.ipynb)
 Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped: they keep no
 outputs.
@@ -81,6 +85,61 @@ def analyse(src, drawers=frozenset()):
     if CLOSE.search(code):
         draws = False  # the cell closes its figures on purpose (it saved them to files)
     return draws, prints, defined
+
+
+CHECKS = re.compile(r"^(test(_\w+)?|compare|assert_close|print)$")
+
+
+def checks_in(src):
+    """The checks a cell's own code makes (sorted names).
+
+    `assert` statements and calls of `test_*`, `compare`, `assert_close` and `print`,
+    outside the bodies of the functions and classes the cell defines."""
+    try:
+        tree = ast.parse(_python(src))
+    except SyntaxError:
+        return []
+    found, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(node, ast.Assert):
+            found.add("assert")
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = getattr(f, "id", None) or getattr(f, "attr", "")
+            if CHECKS.match(name):
+                found.add(name)
+        todo.extend(ast.iter_child_nodes(node))
+    return sorted(found)
+
+
+def figure_problems(path, nb=None):
+    """Figure cells that do more than draw, or that no sentence introduces."""
+    nb = nb or nbformat.read(path, as_version=4)
+    out, drawers = [], set()
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code":
+            continue
+        draws, _, defined = analyse(c.source, drawers)
+        drawers |= defined
+        if not (draws or "figure" in c.metadata.get("tags", [])):
+            continue
+        first = c.source.strip().splitlines()[0][:60] if c.source.strip() else ""
+        checks = checks_in(c.source)
+        if checks:
+            out.append(
+                f"{path}: cell {i} draws a figure and also checks "
+                f"({', '.join(checks)}): move the checks to the cell before it: "
+                f"{first!r}"
+            )
+        if i == 0 or nb.cells[i - 1].cell_type != "markdown":
+            out.append(
+                f"{path}: cell {i} draws a figure right after a code cell: put one "
+                f"sentence before it that says what to look at: {first!r}"
+            )
+    return out
 
 
 def displays(src):
@@ -175,7 +234,7 @@ def problems(path):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     nbs = [Path(a) for a in argv] or sorted(Path("nbs").glob("*.ipynb"))
-    errs = [p for nb in nbs for p in problems(nb)]
+    errs = [p for nb in nbs for p in problems(nb) + figure_problems(nb)]
     for e in errs:
         print(e, file=sys.stderr)
     print(f"check_outputs: {len(nbs)} notebooks, {len(errs)} problems")

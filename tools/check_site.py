@@ -15,7 +15,9 @@ is not needed), and on every page checks:
   * no Python traceback is visible ("Traceback (most recent call last)", or an error
     output);
   * solutions are folded: each `solution` cell is hidden until its toggle is clicked,
-    then shown.
+    then shown;
+  * on the Part I pages (notebooks 00-05b), no code cut off: no `pre` block (code or
+    printed output) is wider than its column or scrolls sideways.
 Prints one line per page with its timings; exits 1 if any check failed.
 """
 
@@ -29,11 +31,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from build_book import part_of
 from check_outputs import image_outputs
 from make_student import is_solution
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["index", "01_atl", "03_hinge", "05a_threshold", "07_metrics", "11_reproduce"]
+# checked by default: the landing page, every Part I lesson (found in --nbs), and these
+OTHER_PAGES = ["07_metrics", "11_reproduce"]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
@@ -61,6 +65,12 @@ def notebook_facts(nb_path):
         "sol_code": sum(c.cell_type == "code" for c in sol),
         "sol_md": sum(c.cell_type == "markdown" for c in sol),
     }
+
+
+def default_pages(nbs):
+    "index, every Part I lesson in `nbs`, then OTHER_PAGES."
+    part_i = sorted(p.stem for p in Path(nbs).glob("*.ipynb") if part_of(p.name) == "I")
+    return ["index", *part_i, *OTHER_PAGES]
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -99,6 +109,15 @@ PAGE_FACTS = """() => {
       .map(i => i.getAttribute('src')),
     traceback: (main.innerText || '').includes('Traceback (most recent call last)')
       || main.querySelectorAll('.output.traceback, .output.error').length > 0,
+    pres: [...main.querySelectorAll('pre')].filter(vis).length,
+    wide: [...main.querySelectorAll('pre')].filter(vis).map(p => {
+      const col = (p.closest('article') || main).getBoundingClientRect();
+      const r = p.getBoundingClientRect();
+      const over = Math.max(p.scrollWidth - p.clientWidth, r.right - col.right);
+      const line = p.textContent.split('\\n')
+        .reduce((a, b) => (b.length > a.length ? b : a), '');
+      return {over: Math.round(over), line: line.slice(0, 70)};
+    }).filter(w => w.over > 1),
   };
 }"""
 
@@ -177,6 +196,12 @@ def check_page(page, base, stem, facts, shots=None):
         )
     if f["traceback"]:
         errs.append("a Python traceback is visible")
+    if part_of(stem + ".ipynb") == "I" and f["wide"]:
+        w = f["wide"][0]
+        errs.append(
+            f"{len(f['wide'])} code blocks wider than their column "
+            f"(cut off or scrolling), e.g. {w['over']} px over: {w['line']!r}"
+        )
     errs += check_solutions(page, facts)
     if shots:
         page.screenshot(path=str(Path(shots) / f"{stem}.png"), full_page=False)
@@ -192,9 +217,14 @@ def main(argv=None):
         default=str(ROOT / "nbs"),
         help="notebooks the site was built from (image and solution counts)",
     )
-    ap.add_argument("--pages", nargs="+", default=PAGES)
+    ap.add_argument(
+        "--pages",
+        nargs="+",
+        help="page stems (default: index, the Part I lessons, then OTHER_PAGES)",
+    )
     ap.add_argument("--shots", help="folder for a screenshot of each page")
     a = ap.parse_args(argv)
+    a.pages = a.pages or default_pages(a.nbs)
     site = Path(a.site)
     if not (site / "index.html").is_file():
         sys.exit(f"check_site: {site}/index.html not found; run `make book` first")
@@ -254,6 +284,12 @@ def main(argv=None):
                     f"{f.get('mjx', 0)} equations typeset, {f.get('imgs', 0)} images "
                     f"({f.get('outImgs', 0)} figures), "
                     f"{f.get('folded', 0)} of {n_sol} solutions folded"
+                    + (
+                        f", {f.get('pres', 0) - len(f.get('wide', []))} of "
+                        f"{f.get('pres', 0)} code blocks within the column"
+                        if part_of(stem + ".ipynb") == "I"
+                        else ""
+                    )
                 )
                 for e in errs:
                     print(f"       - {e}")

@@ -24,6 +24,9 @@ step "ruff: code formatted and linted (notebooks, library, tests, tools, bench, 
 ruff format --check .
 ruff check .
 
+step "ARCHITECTURE.md's module map matches the imports (python tools/module_map.py --write)"
+python tools/module_map.py --check
+
 step "README.md generated from nbs/index.ipynb"
 python tools/make_readme.py --check
 
@@ -36,10 +39,14 @@ python -m pytest tests -q -p no:cacheprovider
 step "nbdev_test (every notebook, CPU paths only; HINGEABL_PROBE=1: each passing exercise check is re-run against wrong answers)"
 HINGEABL_PROBE=1 nbdev_test --n_workers 2 --timing
 
+step "GPU session rehearsed on the CPU: clean HEAD + carried folder, GPU-image packages only"
+python tools/gpu_session.py carry
+python tools/gpu_session.py rehearse
+
 step "pip install . into a fresh virtual environment, without nbdev or Jupyter"
 bash tools/check_install.sh
 
-# The course as readers get it (issue 11). The notebooks are committed with their outputs (`make execute`).
+# The course as readers get it: the notebooks are committed with their outputs (`make execute`).
 step "notebooks committed with their outputs (figures, printed checks, no errors)"
 python tools/check_outputs.py
 
