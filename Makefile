@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 # CPU build of PyTorch; override on a GPU machine, e.g. `make test TORCH=torch`.
 TORCH ?= torch==2.13.0
 
-.PHONY: install install-book install-lab demo test clean execute student check-outputs book check-site lab gpu-carry gpu-rehearsal
+.PHONY: install install-book install-lab demo test clean execute student check-outputs book check-site lab gpu-carry gpu-rehearsal grade
 
 $(VENV)/.installed: setup.py settings.ini
 	python3 -m venv $(VENV)
@@ -44,6 +44,12 @@ check-outputs: install
 # Student edition: the notebooks without their solution cells (check cells kept), in _student/.
 student: install
 	$(PY) tools/make_student.py --src nbs --dest _student --check
+
+# Grade a folder of answered student notebooks (one kernel each): table, STUDENTS/grades/grades.{csv,xml}.
+grade:
+	@test -n "$(STUDENTS)" || { echo "usage: make grade STUDENTS=folder-of-notebooks"; exit 2; }
+	@$(MAKE) --no-print-directory install
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/hingeabl-grade "$(STUDENTS)" $(GRADE_FLAGS)
 
 # The course as an HTML site in _site/ (Jupyter Book, committed outputs, nothing executed; offline MathJax).
 book: install-book

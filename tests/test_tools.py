@@ -398,3 +398,25 @@ def test_book_build_fails_on_a_broken_cross_reference(tmp_path):
     with pytest.raises(SystemExit, match="warnings are errors"):
         build_book.build(src, tmp_path / "site")
     assert not (tmp_path / "site").exists()
+
+
+def test_student_answer_cell_and_check_outputs(tmp_path):
+    sol = new_code_cell("answer_2 = 4", outputs=[new_output("stream", text="4\n")])
+    sol.metadata["tags"] = ["solution"]
+    check = new_code_cell(
+        'with exercise(2, "answer_2", hint="an int"):\n    assert answer_2 == 4',
+        outputs=[new_output("stream", name="stdout", text="exercise 2: passed\n")],
+    )
+    src = tmp_path / "nbs"
+    src.mkdir()
+    full = new_notebook(cells=[new_markdown_cell("2. Compute 2+2."), sol, check])
+    nbformat.write(full, src / "03_a.ipynb")
+    dest = make_student.build(src, tmp_path / "st", check=True)
+    nb = nbformat.read(dest / "03_a.ipynb", as_version=4)
+    assert [c.source for c in nb.cells[1:]] == [
+        "# exercise 2: write answer_2 here",
+        check.source,
+    ]
+    assert nb.cells[1].metadata["tags"] == ["answer"]
+    assert nb.cells[2].outputs == []  # the instructor's "passed" is not handed out
+    assert make_student.verify(full, nb) == []

@@ -2,24 +2,28 @@
 
 Usage: python tools/make_student.py [--src nbs] [--dest _student] [--check]
 
-The `solution`-tagged cells are removed with their outputs. Uses nbconvert's
-TagRemovePreprocessor; every other cell is kept as it is, outputs included, so the check
-cell under each exercise still tells a student whether their own answer is right. The
-folder is copied whole (nbs/results/ and any data the notebooks read), less checkpoints,
-caches and runs. `--check` then verifies the edition: no solution cell is left, every
-other cell is kept in order, and each exercise's check cell (the code cell after its
-solution cells) is still there.
+The `solution`-tagged cells are removed with their outputs, and each run of them is
+replaced by one empty answer cell (tagged `answer`) that names what to write, e.g.
+`# exercise 2: write answer_2 here`. Every other cell is kept as it is, outputs
+included, except the check cells' outputs (they would show the instructor's passing
+check). Run before answering, a check cell says what to write
+(`hingeabl_nb.exercises.exercise`). The folder is copied whole (nbs/results/ and any
+data the notebooks read), less checkpoints, caches and runs. `--check` then verifies
+the edition: no solution cell is left, every other cell is kept in order, and each
+exercise's check cell (the code cell after its solution cells) is still there.
 """
 
 import argparse
+import re
 import shutil
 import sys
 from pathlib import Path
 
 import nbformat
-from nbconvert.preprocessors import TagRemovePreprocessor
 
 TAG = "solution"
+ANSWER = "answer"
+CHECK_RE = re.compile(r"^with exercise\(\s*(\d+)((?:\s*,\s*['\"]\w+['\"])*)", re.M)
 SKIP = shutil.ignore_patterns(
     ".ipynb_checkpoints", "__pycache__", "runs", "cache", "_proc", "*.pt"
 )
@@ -29,10 +33,37 @@ def is_solution(cell):
     return TAG in cell.get("metadata", {}).get("tags", [])
 
 
+def is_answer(cell):
+    return ANSWER in cell.get("metadata", {}).get("tags", [])
+
+
+def answer_cell(check_source):
+    "An empty code cell, tagged `answer`, naming what the check below it reads."
+    m = CHECK_RE.search(check_source or "")
+    names = ", ".join(re.findall(r"\w+", m[2])) if m else ""
+    what = f"# exercise {m[1]}: write {names} here" if m else "# your answer here"
+    cell = nbformat.v4.new_code_cell(what)
+    cell.metadata["tags"] = [ANSWER]
+    return cell
+
+
 def strip_solutions(nb):
-    "Return `nb` without cells tagged `solution`."
-    pp = TagRemovePreprocessor(remove_cell_tags={TAG}, enabled=True)
-    nb, _ = pp.preprocess(nb, {})
+    """Return `nb` without cells tagged `solution`: one answer cell per run of them,
+    check cells without outputs."""
+    checks = set(check_cells(nb))
+    cells, run = [], False
+    for i, c in enumerate(nb.cells):
+        if is_solution(c):
+            if not run:
+                after = next((d for d in nb.cells[i:] if not is_solution(d)), None)
+                cells.append(answer_cell(after.source if after else ""))
+            run = True
+            continue
+        run = False
+        if c.cell_type == "code" and c.source in checks:
+            c.outputs, c.execution_count = [], None
+        cells.append(c)
+    nb.cells = cells
     return nb
 
 
@@ -54,7 +85,8 @@ def verify(full, student, name="notebook"):
     if any(is_solution(c) for c in student.cells):
         errs.append(f"{name}: a solution cell is still there")
     kept = [(c.cell_type, c.source) for c in full.cells if not is_solution(c)]
-    if [(c.cell_type, c.source) for c in student.cells] != kept:
+    got = [(c.cell_type, c.source) for c in student.cells if not is_answer(c)]
+    if got != kept:
         errs.append(
             f"{name}: the cells other than solutions are not all kept, in order"
         )
@@ -80,7 +112,7 @@ def build(src="nbs", dest="_student", check=False):
         full = nbformat.read(p, as_version=4)
         nb = strip_solutions(nbformat.from_dict(full))
         counts[p.relative_to(dest).as_posix()] = (
-            len(full.cells) - len(nb.cells),
+            sum(map(is_solution, full.cells)),
             len(check_cells(full)),
         )
         nbformat.write(nb, p)

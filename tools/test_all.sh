@@ -30,11 +30,14 @@ python tools/module_map.py --check
 step "README.md generated from nbs/index.ipynb"
 python tools/make_readme.py --check
 
+step "GitHub Actions workflows valid (actionlint)"
+actionlint .github/workflows/*.yml
+
 step "pytest (the installed library)"
 python -m pytest tests -q -p no:cacheprovider
 
-step "nbdev_test (every notebook, CPU paths only)"
-nbdev_test --n_workers 2 --timing
+step "nbdev_test (every notebook, CPU paths only; HINGEABL_PROBE=1: each passing exercise check is re-run against wrong answers)"
+HINGEABL_PROBE=1 nbdev_test --n_workers 2 --timing
 
 step "GPU session rehearsed on the CPU: clean HEAD + carried folder, GPU-image packages only"
 python tools/gpu_session.py carry
