@@ -92,6 +92,8 @@ def mean_std(
     xs = [float(x) for x in xs]
     if not xs:
         raise ValueError("mean_std of no values")
+    if any(math.isnan(x) for x in xs):  # e.g. a Table 4 ratio with no FN in a seed
+        return math.nan, (math.nan if len(xs) > 1 else None)
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 # %% ../nbs/11_reproduce.ipynb #41d147e3

@@ -575,3 +575,14 @@ def test_parallel_jobs_train_every_cell(tmp_path):
         assert a["test"]["F1"] == pytest.approx(b["test"]["F1"], abs=1e-9)
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         G.run_grid("smoke", ["ATL"], [1], tmp_path / "x", jobs=0)
+
+
+def test_mean_std_of_undefined_ratios_is_nan_not_a_crash():
+    import math
+
+    from hingeabl_nb.reproduce import mean_std
+
+    mean, std = mean_std([math.nan, math.nan, math.nan])
+    assert math.isnan(mean) and math.isnan(std)
+    mean, std = mean_std([1.0, 2.0, 3.0])
+    assert mean == 2.0 and abs(std - 1.0) < 1e-12
