@@ -21,6 +21,12 @@ HEADER = (
     "<!-- Generated from nbs/index.ipynb by tools/make_readme.py: "
     "edit the notebook, not this file. -->\n\n"
 )
+# README only (the offline course site loads nothing remote): the test badge.
+BADGE_REPO = "hingeabl-nb/hingeabl-nb"
+BADGE = (
+    f"[![test](https://github.com/{BADGE_REPO}/actions/workflows/test.yml/badge.svg)]"
+    f"(https://github.com/{BADGE_REPO}/actions/workflows/test.yml)"
+)
 _directive = re.compile(r"^\s*#\|\s*(.*)$")
 NB_LINK = re.compile(r"\]\((\w+\.ipynb)\)")
 
@@ -52,7 +58,9 @@ def render() -> str:
     body = NB_LINK.sub(
         r"](nbs/\1)", body
     )  # links between notebooks, seen from the repository root
-    return HEADER + re.sub(r"\n{3,}", "\n\n", body).strip() + "\n"
+    body = re.sub(r"\n{3,}", "\n\n", body).strip()
+    title, rest = body.split("\n", 1)  # the badge goes under the title
+    return HEADER + title + "\n\n" + BADGE + "\n" + rest + "\n"
 
 
 def main():
