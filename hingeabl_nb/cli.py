@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from . import data, lab, records, reproduce, runs, toy, train
+from . import data, grade, lab, records, reproduce, runs, toy, train
 from .core import find_up
 from .datafiles import REDOCRED_FILES, download_redocred, sha256_file
 from .losses import LOSSES, check_loss_names
@@ -27,7 +27,8 @@ from .losses import LOSSES, check_loss_names
 __all__ = ['HINTS', 'DEBUG_ENV', 'CLIError', 'one_line', 'add_debug', 'run_tool', 'ready_out_dir', 'check_at_least',
            'check_loss_options', 'check_run_inputs', 'check_checkpoints', 'parse_loss_options', 'train_parser',
            'train_cli', 'train_main', 'lab_parser', 'lab_cli', 'lab_main', 'compare_parser', 'compare_cli',
-           'compare_main', 'toy_parser', 'toy_cli', 'toy_main', 'download_parser', 'download_cli', 'download_main']
+           'compare_main', 'toy_parser', 'toy_cli', 'toy_main', 'download_parser', 'download_cli', 'download_main',
+           'grade_main']
 
 # %% ../nbs/11b_cli.ipynb #582f82e1
 class CLIError(ValueError):
@@ -706,3 +707,10 @@ def download_cli(
 def download_main(argv: list | None = None) -> int:
     "Console script `hingeabl-download`: `download_cli` under `run_tool`."
     return run_tool("download", download_cli, argv)
+
+# %% ../nbs/11b_cli.ipynb #c5c9974d
+def grade_main(
+    argv: list | None = None,  # arguments (default: sys.argv[1:])
+) -> int:  # exit status of `grade.grade_main`
+    "Console script `hingeabl-grade`: the grader of 11d_grade."
+    return grade.grade_main(argv)
