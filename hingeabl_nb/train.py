@@ -146,18 +146,18 @@ PRESETS = {
         preset="lab",
         encoder="minilm-l6-h384-uncased",
         split_dev_for_train=True,
-        epochs=4,
+        epochs=8,
         lr=3e-3,
         train_batch_size=512,
         test_batch_size=4,
         drop_last=False,
-        emb_size=128,
+        emb_size=64,
         block_size=8,
         mixed_precision="no",
         device="cpu",
         protocol=f"Reduced protocol (NOT the paper's): frozen {_REDUCED}; "
         "only the ATLOP head is trained "
-        "(emb 128, block 8), 4 epochs, AdamW 3e-3, 512 pairs per step.",
+        "(emb 64, block 8), 8 epochs, AdamW 3e-3, 512 pairs per step.",
     ),
     "smoke": TrainConfig(
         preset="smoke",
