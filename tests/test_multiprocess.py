@@ -17,11 +17,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from hingeabl_nb import data
 from hingeabl_nb import train as T
 
-# One pytest-xdist worker runs this module (`--dist loadgroup` in tools/test_all.sh):
-# the module's fixture launches the two processes once, not once per worker, and no
-# two launches compete for accelerate's rendezvous port.
-pytestmark = pytest.mark.xdist_group("two_processes")
-
 OVER = dict(seed=1, epochs=2, max_train_docs=8, max_eval_docs=4, progress=False)
 
 # Rank 1 may read but never write in the run folders: every way of writing is refused.
