@@ -1,6 +1,9 @@
-"""Tests of tools/demo.py (`make demo`): three parts in order, each with a sentence."""
+"""Tests of tools/demo.py and tools/demo.sh (`make demo`): three parts in order, each
+with a sentence."""
 
 import importlib.util
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,10 +14,20 @@ demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
 
 
-def test_demo_prints_three_parts_with_their_sentences(tmp_path, capsys):
-    argv = ["--toy-steps", "20", "--table-pairs", "300", "--out", str(tmp_path)]
-    assert demo.main(argv) == 0
-    out = capsys.readouterr().out
+def test_demo_prints_three_parts_with_their_sentences(tmp_path):
+    "`make demo`'s script (tools/demo.sh running tools/demo.py), small sizes."
+    env = dict(
+        os.environ, TOY_STEPS="10", TABLE_PAIRS="300", DEMO_OUT=str(tmp_path), LAB="0"
+    )
+    p = subprocess.run(
+        ["bash", str(ROOT / "tools" / "demo.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
     at = [out.index(p) for p in demo.PARTS]
     assert at == sorted(at), "threshold table, then toy, then lab"
     parts = [out[a:b] for a, b in zip(at, at[1:] + [len(out)])]
@@ -24,10 +37,12 @@ def test_demo_prints_three_parts_with_their_sentences(tmp_path, capsys):
     for loss in ("ATL", "BalancedSoftmax", "AFL", "AML", "SAT", "MeanSAT", "HingeABL"):
         assert loss in table
     assert "b* - F1-opt b: ATL +" in table  # the measured gap, printed
-    assert "gold <= TH" in toy and "(train)" in toy
+    assert "gold <= TH" in toy and "(train)" in toy and "F1 0.00" not in out
+    assert f"Figure: {tmp_path / 'toy.png'}" in toy
     assert (tmp_path / "toy.png").is_file() and (tmp_path / "toy.json").is_file()
     if demo.RECORD.is_file():
         assert "Table 3" in lab and "seed(s)" in lab
+    assert "make lab" in out and "running the laptop lab" not in out
 
 
 def test_demo_without_a_lab_record_says_where_it_comes_from(tmp_path):

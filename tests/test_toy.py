@@ -1,14 +1,11 @@
 """Tests of hingeabl_nb.toy (notebook 05b).
 
 Synthetic pairs rebuilt independently, the evaluation on hand-counted scores, the
-training history, the qualitative result, the `hingeabl-toy` CLI and tools/demo.sh.
+training history, the qualitative result and the `hingeabl-toy` CLI (tools/demo.sh,
+which runs it: tests/test_demo.py).
 """
 
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +13,9 @@ import torch
 from hingeabl_nb.cli import toy_main
 from hingeabl_nb.toy import fit_toy, toy_data, toy_eval, train_toy
 
-ROOT = Path(__file__).resolve().parents[1]
+# a linear head on small tensors: one thread is the fastest (as `hingeabl-toy` runs it);
+# with two threads on a busy 2-core machine the 500-step test takes minutes
+torch.set_num_threads(1)
 
 
 def test_toy_data_is_signal_times_gold_prototypes():
@@ -166,31 +165,3 @@ def test_toy_main_help_and_bad_loss(capsys):
     )
     assert toy_main(["--steps", "0"]) == 2
     assert "--steps must be >= 1, got 0" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(
-    shutil.which("hingeabl-toy") is None, reason="hingeabl-toy not installed on PATH"
-)
-def test_demo_script_runs_the_toy_lesson(tmp_path):
-    env = dict(
-        os.environ,
-        TOY_STEPS="10",
-        TABLE_PAIRS="300",
-        DEMO_OUT=str(tmp_path / "demo"),
-        LAB="0",
-    )
-    p = subprocess.run(
-        ["bash", str(ROOT / "tools" / "demo.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stderr
-    assert (tmp_path / "demo" / "toy.png").is_file()
-    assert f"Figure: {tmp_path / 'demo' / 'toy.png'}" in p.stdout
-    assert (
-        "make lab" in p.stdout
-        and "F1 0.00" not in p.stdout
-        and "running the laptop lab" not in p.stdout
-    )

@@ -4,8 +4,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 python3 -m venv "$tmp/venv"
-"$tmp/venv/bin/python" -m pip install -q --upgrade pip
-"$tmp/venv/bin/python" -m pip install -q "${TORCH:-torch==2.13.0}"
-"$tmp/venv/bin/python" -m pip install -q "$root"
+"$tmp/venv/bin/python" -m pip install -q --no-compile --upgrade pip
+"$tmp/venv/bin/python" -m pip install -q --no-compile "${TORCH:-torch==2.13.0}"
+"$tmp/venv/bin/python" -m pip install -q --no-compile "$root"
 cd "$tmp"
+export PATH="$tmp/venv/bin:$PATH" # the console scripts run are this venv's
 "$tmp/venv/bin/python" "$root/tools/smoke_installed.py"

@@ -3,10 +3,15 @@
 Checks that the library works without nbdev or Jupyter.
 """
 
+import contextlib
 import importlib
+import importlib.metadata
 import importlib.util
+import io
 import json
+import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -68,8 +73,23 @@ cfg = json.loads(
     ).stdout
 )
 assert cfg, cfg
-for script in ("hingeabl-lab", "hingeabl-compare", "hingeabl-download"):
-    subprocess.run([script, "--help"], check=True, capture_output=True)
+# Every console script is this venv's and its entry point answers --help (in-process:
+# a subprocess each would import torch again; the jobs below run the scripts).
+eps = {
+    ep.name: ep
+    for ep in importlib.metadata.entry_points(group="console_scripts")
+    if ep.name.startswith("hingeabl-")
+}
+assert {"hingeabl-lab", "hingeabl-compare", "hingeabl-download"} <= set(eps), eps
+for name, ep in eps.items():
+    where = shutil.which(name)
+    assert where and Path(where).parent == Path(sys.executable).parent, (name, where)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            rc = ep.load()(["--help"])
+        except SystemExit as e:
+            rc = e.code
+    assert rc in (0, None) and "usage:" in out.getvalue(), (name, rc)
 
 # The console scripts must exit with status 0 after a real (tiny) job,
 # not print their result dict.

@@ -4,7 +4,41 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
-step() { printf '\n=== %s\n' "$*"; }
+# Each step prints its wall and CPU seconds (user+sys of the processes it waited for),
+# and the end of the run a table of them: a CI log shows where the time goes.
+t_all=$SECONDS cur="" t_step=$SECONDS cpu_step=0 summary="" CPU=0
+times_file="$(mktemp)"
+cpu_now() { # CPU = user+sys seconds of the children so far (`times`, no subshell)
+  times >"$times_file"
+  CPU="$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/)
+    printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$times_file")"
+}
+step_end() {
+  test -n "$cur" || return 0
+  cpu_now
+  local line
+  line="$(printf '%5d s wall %6d s CPU  %s' "$((SECONDS - t_step))" \
+    "$((CPU - cpu_step))" "${cur:0:64}")"
+  printf '=== %s\n' "$line"
+  summary+="$line"$'\n'
+  cur=""
+}
+step() {
+  step_end
+  cpu_now
+  cur="$*" t_step=$SECONDS cpu_step=$CPU
+  printf '\n=== %s\n' "$*"
+}
+finish() {
+  local rc=$?
+  step_end
+  cpu_now
+  rm -f "$times_file"
+  printf '\n=== time per step\n%s%5d s wall %6d s CPU  test_all.sh %s\n' "$summary" \
+    "$((SECONDS - t_all))" "$CPU" "$([ "$rc" = 0 ] && echo passed || echo FAILED)"
+  exit "$rc"
+}
+trap finish EXIT
 
 step "Debian's Chromium for the browser checks (apt-get install chromium when missing)"
 bash tools/ensure_chromium.sh
@@ -33,8 +67,14 @@ python tools/make_readme.py --check
 step "GitHub Actions workflows valid (actionlint)"
 actionlint .github/workflows/*.yml
 
-step "pytest (the installed library)"
-python -m pytest tests -q -p no:cacheprovider
+step "pytest (the installed library; two workers, each test file on one)"
+# --dist loadfile: a file's tests share one worker, so module fixtures (the two-process
+# launch of test_multiprocess.py, finished runs) run once and no two launches compete
+# for accelerate's port (xdist 3.8's loadgroup does not group under pytest 9).
+# HINGEABL_SITE_STEPS=1: the tiny-course site test is skipped, the last two steps build
+# and check the real course with the same code.
+HINGEABL_SITE_STEPS=1 python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadfile \
+  --durations=15
 
 step "nbdev_test (every notebook, CPU paths only; HINGEABL_PROBE=1: each passing exercise check is re-run against wrong answers)"
 HINGEABL_PROBE=1 nbdev_test --n_workers 2 --timing
