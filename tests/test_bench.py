@@ -74,3 +74,21 @@ def test_bench_hingeabl_agrees_and_prints_ratio(capsys):
     finally:
         torch.set_num_threads(threads)
     assert "ratio official/ours" in capsys.readouterr().out
+
+
+def test_bench_lab_encoder_rows_and_drift(capsys):
+    threads = torch.get_num_threads()
+    try:
+        res = load("bench_lab_encoder").main(
+            ["--encoder", "tiny", "--data", "sample", "--docs", "3", "--rounds", "1"]
+            + ["--threads", "1"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert out.count("speed-up") == 3 and "int8 dynamic" in out
+    base, sdpa, q8 = (res["outs"][k] for k in res["best"])
+    assert torch.allclose(
+        base["rs"].float(), sdpa["rs"].float(), atol=2e-3
+    )  # same math
+    assert not torch.equal(base["rs"], q8["rs"])  # int8 changes the features

@@ -116,10 +116,10 @@ def test_lab_preset_is_the_same_config():
         and c.split_dev_for_train
     )
     assert (c.epochs, c.lr, c.train_batch_size, c.emb_size, c.block_size, c.device) == (
-        4,
+        8,
         3e-3,
         512,
-        128,
+        64,
         8,
         "cpu",
     )
