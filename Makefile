@@ -17,9 +17,12 @@ $(VENV)/.installed: setup.py settings.ini
 install: $(VENV)/.installed
 
 # The course site and its browser check (jupyter-book, MathJax, playwright), and JupyterLab.
-$(VENV)/.installed-book: $(VENV)/.installed
+# On a fresh machine one pip run installs both sets (`make test` in CI: one resolution, not two).
+$(VENV)/.installed-book: setup.py settings.ini
+	test -d $(VENV) || python3 -m venv $(VENV)
+	test -f $(VENV)/.installed || { $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q "$(TORCH)"; }
 	$(PY) -m pip install -q -e ".[dev,book]"
-	touch $@
+	touch $(VENV)/.installed $@
 
 $(VENV)/.installed-lab: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[dev,lab]"

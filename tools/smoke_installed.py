@@ -130,6 +130,8 @@ r = run(
     str(tmp / "lab"),
     "--losses",
     "ATL",
+    "--seeds",
+    "0",
     "--epochs",
     "1",
     "--cache-dir",
