@@ -79,12 +79,21 @@ HINGEABL_SITE_STEPS=1 python -m pytest tests -q -p no:cacheprovider -n 2 --dist 
 step "nbdev_test (every notebook, CPU paths only; HINGEABL_PROBE=1: each passing exercise check is re-run against wrong answers)"
 HINGEABL_PROBE=1 nbdev_test --n_workers 2 --timing
 
-step "GPU session rehearsed on the CPU: clean HEAD + carried folder, GPU-image packages only"
-python tools/gpu_session.py carry
-python tools/gpu_session.py rehearse
-
-step "pip install . into a fresh virtual environment, without nbdev or Jupyter"
-bash tools/check_install.sh
+# These two steps run side by side (a fresh venv's pip install is mostly one core and disk):
+# the install's output is printed after the rehearsal's, and either failing fails CI.
+step "GPU session rehearsed on the CPU (clean HEAD + carried folder, GPU-image packages only), alongside: pip install . into a fresh virtual environment, without nbdev or Jupyter"
+install_log="$(mktemp)"
+bash tools/check_install.sh >"$install_log" 2>&1 &
+install_pid=$!
+rehearse_rc=0
+{ python tools/gpu_session.py carry && python tools/gpu_session.py rehearse; } || rehearse_rc=$?
+install_rc=0
+wait "$install_pid" || install_rc=$?
+printf '\n--- pip install . into a fresh virtual environment (ran alongside)\n'
+cat "$install_log"
+rm -f "$install_log"
+test "$rehearse_rc" = 0 || { echo "GPU session rehearsal failed (exit $rehearse_rc)"; exit 1; }
+test "$install_rc" = 0 || { echo "fresh install check failed (exit $install_rc)"; exit 1; }
 
 # The course as readers get it: the notebooks are committed with their outputs (`make execute`).
 step "notebooks committed with their outputs (figures, printed checks, no errors)"
