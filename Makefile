@@ -7,26 +7,28 @@ TORCH ?= torch==2.13.0
 
 .PHONY: install install-book install-lab demo test clean execute student check-outputs book check-site lab gpu-carry gpu-rehearsal grade
 
-$(VENV)/.installed: setup.py settings.ini
+# The venv with PyTorch: its own stamp, so every install below starts from it.
+$(VENV)/.torch:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch setup.py settings.ini
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
 
 # The course site and its browser check (jupyter-book, MathJax, playwright), and JupyterLab.
-# On a fresh machine one pip run installs both sets (`make test` in CI: one resolution, not two).
-$(VENV)/.installed-book: setup.py settings.ini
-	test -d $(VENV) || python3 -m venv $(VENV)
-	test -f $(VENV)/.installed || { $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q "$(TORCH)"; }
+# Each installs the dev extras too, in the same pip run (one resolution, not two).
+$(VENV)/.installed-book: $(VENV)/.torch setup.py settings.ini
 	$(PY) -m pip install -q -e ".[dev,book]"
 	touch $(VENV)/.installed $@
 
-$(VENV)/.installed-lab: $(VENV)/.installed
+$(VENV)/.installed-lab: $(VENV)/.torch setup.py settings.ini
 	$(PY) -m pip install -q -e ".[dev,lab]"
-	touch $@
+	touch $(VENV)/.installed $@
 
 install-book: $(VENV)/.installed-book
 install-lab: $(VENV)/.installed-lab

@@ -342,7 +342,7 @@ def _load_pairs(
     def get_encoder():
         if "enc" not in held:
             # SDPA in every layer, the last one's attention recomputed: the same
-            # features as eager attention, about 1.3x faster on a CPU
+            # features as eager attention, 1.1-1.3x faster on a CPU
             # (bench/bench_lab_encoder.py)
             held["enc"] = atlop_model.load_encoder(
                 model, dtype=torch.float32, attn_implementation="sdpa"
