@@ -405,6 +405,13 @@ def lab_parser() -> argparse.ArgumentParser:
         help=f"bilinear block size (default: {d.block_size}; ATLOP: 64)",
     )
     p.add_argument(
+        "--encoder-layers",
+        type=int,
+        default=None,
+        help="keep the encoder's first k layers "
+        f"(default: {d.encoder_layers}; 0: all, as ATLOP)",
+    )
+    p.add_argument(
         "--n-holdout",
         type=int,
         default=None,
@@ -454,7 +461,13 @@ def lab_cli(
         opts = parse_loss_options(a.loss_option)
     except (FileNotFoundError, argparse.ArgumentTypeError) as e:
         p.error(str(e))
-    check_at_least({"--epochs": a.epochs, "--batch-pairs": a.batch_pairs})
+    check_at_least(
+        {
+            "--epochs": a.epochs,
+            "--batch-pairs": a.batch_pairs,
+        }
+    )
+    check_at_least({"--encoder-layers": a.encoder_layers}, lo=0)
     check_loss_options(a.losses or list(LOSSES), opts)
     ready_out_dir(a.out)
     if a.record:
@@ -465,6 +478,7 @@ def lab_cli(
         train_batch_size=a.batch_pairs,
         emb_size=a.emb_size,
         block_size=a.block_size,
+        encoder_layers=a.encoder_layers,
         n_holdout=a.n_holdout,
         loss_options=opts or None,
         progress=not a.no_progress,

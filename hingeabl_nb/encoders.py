@@ -92,10 +92,11 @@ def load_encoder(
     | Path,  # local folder holding config.json and weights (never downloaded)
     dtype: torch.dtype = torch.float32,  # weights dtype (MiniLM ships fp16: load fp32)
     attn_implementation: str = "eager",  # 'eager' (ATLOP); 'sdpa' recomputes last attn
+    num_layers: int = 0,  # keep only the first k layers (0: all of them, as ATLOP)
 ):
-    """Load a local Hugging Face encoder.
+    """Load a local Hugging Face encoder, optionally only its first `num_layers` layers.
 
-    `encoder_forward` can return its last-layer attention."""
+    `encoder_forward` can return its (new) last layer's attention."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     _check_impl(attn_implementation)
@@ -106,13 +107,17 @@ def load_encoder(
             "(expected a folder with config.json and weights; "
             "nothing is downloaded)"
         )
-    kw = (
-        dict(add_pooling_layer=False)
-        if AutoConfig.from_pretrained(path, local_files_only=True).model_type
-        in ("bert",) + ROBERTA_TYPES
-        else {}
-    )
-    with quiet_transformers():  # the unused pooler is reported otherwise
+    cfg = AutoConfig.from_pretrained(path, local_files_only=True)
+    kw = dict(add_pooling_layer=False) if cfg.model_type in ("bert",) + ROBERTA_TYPES else {}
+    if num_layers:
+        n = getattr(cfg, "num_hidden_layers", None)
+        if n is None or not 1 <= num_layers <= n:
+            raise ValueError(
+                f"num_layers={num_layers}: the encoder at {path} has {n} layers "
+                f"(keep 1 to {n}, or 0 for all)"
+            )
+        kw["num_hidden_layers"] = num_layers  # the first k layers' weights are loaded
+    with quiet_transformers():  # the unused pooler (and dropped layers) are reported
         enc = AutoModel.from_pretrained(
             path,
             dtype=dtype,

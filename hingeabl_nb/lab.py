@@ -208,6 +208,7 @@ def run_lab(
             cfg.max_seq_length,
             cfg.test_batch_size,
             cfg.progress,
+            cfg.encoder_layers,
         )
         runs = [
             run_one(lab, dataclasses.replace(cfg, loss=n, seed=s))

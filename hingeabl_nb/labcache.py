@@ -121,6 +121,7 @@ def pairs_cache_key(
 def save_tiny_encoder(
     dest: str | Path,  # folder to write config, weights and tokenizer to
     seed: int = 0,  # seed of the random weights
+    num_layers: int = 4,  # enough for the `lab` preset, which keeps the first 3
 ) -> Path:  # the folder, loadable with `model.load_encoder` and `AutoTokenizer`
     """Write a small random BERT and the package's tiny tokenizer to `dest`
     (tests, CI, smoke runs)."""
@@ -130,6 +131,7 @@ def save_tiny_encoder(
         cls_token_id=tok.cls_token_id,
         sep_token_id=tok.sep_token_id,
         seed=seed,
+        num_layers=num_layers,
     )
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -327,7 +329,13 @@ def _split_positions(docs: list, n_holdout: int) -> tuple[list[int], list[int]]:
 
 
 def _load_pairs(
-    model, files: dict, cache: Path, max_len: int, encode_batch: int, progress: bool
+    model,
+    files: dict,
+    cache: Path,
+    max_len: int,
+    encode_batch: int,
+    progress: bool,
+    encoder_layers: int,
 ) -> tuple[dict, dict, dict, dict]:
     "Pair sets, cache hits and documents of every file, and the encoder fingerprint."
     from transformers import AutoTokenizer
@@ -338,6 +346,14 @@ def _load_pairs(
         data.load_rel2id(),
         {},
     )
+    n = json.loads((Path(model).expanduser() / "config.json").read_text()).get(
+        "num_hidden_layers"
+    )
+    if encoder_layers and (n is None or not 1 <= encoder_layers <= n):
+        raise ValueError(
+            f"encoder_layers={encoder_layers}: the encoder in {str(model)!r} has "
+            f"{n} layers (keep 1 to {n}, or 0 for all)"
+        )
 
     def get_encoder():
         if "enc" not in held:
@@ -345,7 +361,10 @@ def _load_pairs(
             # features as eager attention, 1.1-1.3x faster on a CPU
             # (bench/bench_lab_encoder.py)
             held["enc"] = atlop_model.load_encoder(
-                model, dtype=torch.float32, attn_implementation="sdpa"
+                model,
+                dtype=torch.float32,
+                attn_implementation="sdpa",
+                num_layers=encoder_layers,
             )
         return held["enc"], tokenizer
 
@@ -354,7 +373,12 @@ def _load_pairs(
         (k, files[k]) for k in ("train", "dev", "test") if files[k] is not None
     ):
         key = pairs_cache_key(
-            enc_fp, data.tokenizer_fingerprint(tokenizer), f, rel2id, max_len=max_len
+            enc_fp,
+            data.tokenizer_fingerprint(tokenizer),
+            f,
+            rel2id,
+            max_len=max_len,
+            encoder_layers=encoder_layers,
         )
         sets[split], hits[split] = cached_pairs(
             f, get_encoder, key, cache, rel2id, max_len, encode_batch, progress
@@ -373,13 +397,14 @@ def load_lab_data(
     max_len: int = 1024,  # tokens per document
     encode_batch: int = 4,  # documents per encoder call
     progress: bool = True,  # tqdm bars
+    encoder_layers: int = 0,  # keep the encoder's first k layers (0: all)
 ) -> dict:  # pairs/docs per split, protocol, files, cache hits, encoder, seconds, ...
     """Pair sets and documents of train/dev/test, encoded at most once per data file
     (cached)."""
     t0, c0, files = time.time(), time.process_time(), lab_files(data_dir)
     cache = Path(cache_dir) if cache_dir is not None else default_lab_cache()
     sets, hits, docs, enc_fp = _load_pairs(
-        model, files, cache, max_len, encode_batch, progress
+        model, files, cache, max_len, encode_batch, progress, encoder_layers
     )
     if files["train"] is None:
         tr, ho = _split_positions(docs["dev"], n_holdout)
@@ -406,11 +431,14 @@ def load_lab_data(
         docs=docs,
         rel2id=data.load_rel2id(),
         files={k: str(v) for k, v in files.items() if k != "protocol"},
-        protocol="Reduced protocol (NOT the paper's: frozen encoder, ATLOP head only): "
+        protocol="Reduced protocol (NOT the paper's: frozen encoder"
+        + (f", its first {encoder_layers} layer(s)" if encoder_layers else "")
+        + ", ATLOP head only): "
         + how,
         cache_hit=hits,
         encoder=enc_fp,
         seconds=time.time() - t0,
         cpu_seconds=time.process_time() - c0,
         cache_dir=str(cache),
+        encoder_layers=encoder_layers,
     )

@@ -109,6 +109,12 @@ def check_config(
         raise TrainSetupError(
             "epochs, train_batch_size and test_batch_size must be >= 1"
         )
+    k = config.encoder_layers
+    if k < 0 or (config.encoder == "tiny" and k > 2):
+        raise TrainSetupError(
+            f"encoder_layers={k}: keep 1 to the encoder's "
+            "layers (the tiny encoder has 2), or 0 for all"
+        )
     for k in ("max_train_docs", "max_eval_docs"):
         n = getattr(config, k, None)
         if n is not None and n < 1:
@@ -255,12 +261,14 @@ def build_model(
             sep_token_id=tokenizer.sep_token_id,
             seed=config.seed,
             attn_implementation=config.attn_implementation,
+            num_layers=config.encoder_layers or 2,
         )
     else:
         enc = atlop_model.load_encoder(
             encoder_dir(config.encoder),
             dtype=torch.float32,
             attn_implementation=config.attn_implementation,
+            num_layers=config.encoder_layers,
         )
     return atlop_model.ATLOP(
         enc,

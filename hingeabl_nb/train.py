@@ -105,6 +105,8 @@ class TrainConfig:
     top_k: int = 4  # at most this many relations predicted per pair
     emb_size: int = 768  # ATLOP head: size of the pair embeddings
     block_size: int = 64  # ATLOP head: block size of the grouped bilinear
+    encoder_layers: int = 0  # keep the encoder's first k layers (0 = all, as ATLOP;
+    # the frozen-encoder `lab` keeps 3 of MiniLM's 6)
     attn_implementation: str = (
         "eager"  # encoder attention: "eager" (as ATLOP) or "sdpa" (faster on GPU)
     )
@@ -153,9 +155,11 @@ PRESETS = {
         drop_last=False,
         emb_size=64,
         block_size=8,
+        encoder_layers=3,
         mixed_precision="no",
         device="cpu",
         protocol=f"Reduced protocol (NOT the paper's): frozen {_REDUCED}; "
+        "its first 3 of 6 layers only; "
         "only the ATLOP head is trained "
         "(emb 64, block 8), 8 epochs, AdamW 3e-3, 512 pairs per step.",
     ),

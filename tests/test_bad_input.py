@@ -255,6 +255,10 @@ def test_lab_bad_inputs(capsys, tmp_path):
             "option margin='x' must be",
         ),
         (["--out", str(tmp_path / "o"), "--epochs", "0"], "--epochs must be >= 1"),
+        (
+            ["--out", str(tmp_path / "o"), "--encoder-layers", "-1"],
+            "--encoder-layers must be >= 0",
+        ),
     ]:
         assert want in one_line_error(capsys, cli.lab_main, base + extra, "lab")
     assert not (tmp_path / "o").exists()

@@ -67,6 +67,9 @@ def test_cache_key_tracks_encoder_data_and_args(tiny, tmp_path):
     assert k != C.pairs_cache_key(
         fp, tok_fp, data.sample_dir() / "test.json", rel2id, max_len=512
     )
+    assert C.pairs_cache_key(
+        fp, tok_fp, f, rel2id, max_len=512, encoder_layers=2
+    ) != C.pairs_cache_key(fp, tok_fp, f, rel2id, max_len=512, encoder_layers=0)
     other = L.save_tiny_encoder(
         tmp_path / "other", seed=1
     )  # same architecture, other weights
@@ -187,6 +190,24 @@ def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
         "BalancedSoftmax",
         "HingeABL",
     ]  # notebook 11 reads it as is
+
+
+def test_encoder_layers_change_the_features_and_are_checked(tiny, tmp_path):
+    "Fewer layers: other features (the truncated encoder ran) and a protocol saying so."
+    get = lambda k: L.load_lab_data(
+        tiny,
+        data.sample_dir(),
+        tmp_path / "cache",
+        max_len=512,
+        progress=False,
+        encoder_layers=k,
+    )
+    full, two = get(0), get(2)
+    assert not two["cache_hit"]["dev"]  # its own cache entry, not the full encoder's
+    assert (full["pairs"]["dev"]["rs"] - two["pairs"]["dev"]["rs"]).abs().max() > 1e-3
+    assert "its first 2 layer(s)" in two["protocol"] and "first" not in full["protocol"]
+    with pytest.raises(ValueError, match="has 4 layers"):
+        get(5)
 
 
 def test_run_lab_rejects_unknown_loss(tiny, tmp_path):

@@ -115,6 +115,11 @@ def test_lab_preset_is_the_same_config():
         and "reduced protocol" in c.protocol.lower()
         and c.split_dev_for_train
     )
+    assert c.encoder_layers == 3 and T.resolve_config("paper").encoder_layers == 0
+    with pytest.raises(T.TrainSetupError, match="encoder_layers=-1"):
+        T.check_config(T.resolve_config("smoke", encoder_layers=-1))
+    with pytest.raises(T.TrainSetupError, match="tiny encoder has 2"):
+        T.check_config(T.resolve_config("smoke", encoder_layers=3))
     assert (c.epochs, c.lr, c.train_batch_size, c.emb_size, c.block_size, c.device) == (
         8,
         3e-3,
