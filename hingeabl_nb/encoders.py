@@ -108,7 +108,11 @@ def load_encoder(
             "nothing is downloaded)"
         )
     cfg = AutoConfig.from_pretrained(path, local_files_only=True)
-    kw = dict(add_pooling_layer=False) if cfg.model_type in ("bert",) + ROBERTA_TYPES else {}
+    kw = (
+        dict(add_pooling_layer=False)
+        if cfg.model_type in ("bert",) + ROBERTA_TYPES
+        else {}
+    )
     if num_layers:
         n = getattr(cfg, "num_hidden_layers", None)
         if n is None or not 1 <= num_layers <= n:
