@@ -15,8 +15,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['ROBERTA_TYPES', 'ATTN_IMPLEMENTATIONS', 'transformer_type', 'encoder_special_tokens', 'quiet_transformers',
-           'load_encoder', 'tiny_bert', 'last_self_attention', 'attention_probs', 'uses_eager', 'encoder_forward',
-           'gather_rows', 'gather_square', 'mention_index', 'pair_index']
+           'check_num_layers', 'load_encoder', 'tiny_bert', 'last_self_attention', 'attention_probs', 'uses_eager',
+           'encoder_forward', 'gather_rows', 'gather_square', 'mention_index', 'pair_index']
 
 # %% ../nbs/08a_encoders.ipynb #b10dafee
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
@@ -87,6 +87,19 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 # %% ../nbs/08a_encoders.ipynb #a3d8d024
+def check_num_layers(
+    num_layers: int,  # layers to keep (0: all)
+    n: int | None,  # layers the encoder has (from its config)
+    where,  # the encoder's folder, for the message
+) -> None:
+    "ValueError unless 0 <= num_layers <= n (the encoder's layer count)."
+    if num_layers and (n is None or not 1 <= num_layers <= n):
+        raise ValueError(
+            f"num_layers={num_layers}: the encoder at {where} has {n} layers "
+            f"(keep 1 to {n}, or 0 for all)"
+        )
+
+
 def load_encoder(
     name_or_path: str
     | Path,  # local folder holding config.json and weights (never downloaded)
@@ -114,12 +127,7 @@ def load_encoder(
         else {}
     )
     if num_layers:
-        n = getattr(cfg, "num_hidden_layers", None)
-        if n is None or not 1 <= num_layers <= n:
-            raise ValueError(
-                f"num_layers={num_layers}: the encoder at {path} has {n} layers "
-                f"(keep 1 to {n}, or 0 for all)"
-            )
+        check_num_layers(num_layers, getattr(cfg, "num_hidden_layers", None), path)
         kw["num_hidden_layers"] = num_layers  # the first k layers' weights are loaded
     with quiet_transformers():  # the unused pooler (and dropped layers) are reported
         enc = AutoModel.from_pretrained(

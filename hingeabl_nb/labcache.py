@@ -346,14 +346,13 @@ def _load_pairs(
         data.load_rel2id(),
         {},
     )
-    n = json.loads((Path(model).expanduser() / "config.json").read_text()).get(
-        "num_hidden_layers"
+    encoders.check_num_layers(  # now, not at the first cache miss
+        encoder_layers,
+        json.loads((Path(model).expanduser() / "config.json").read_text()).get(
+            "num_hidden_layers"
+        ),
+        model,
     )
-    if encoder_layers and (n is None or not 1 <= encoder_layers <= n):
-        raise ValueError(
-            f"encoder_layers={encoder_layers}: the encoder in {str(model)!r} has "
-            f"{n} layers (keep 1 to {n}, or 0 for all)"
-        )
 
     def get_encoder():
         if "enc" not in held:

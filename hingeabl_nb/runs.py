@@ -109,10 +109,10 @@ def check_config(
         raise TrainSetupError(
             "epochs, train_batch_size and test_batch_size must be >= 1"
         )
-    k = config.encoder_layers
-    if k < 0 or (config.encoder == "tiny" and k > 2):
+    kept = config.encoder_layers
+    if kept < 0 or (config.encoder == "tiny" and kept > 2):
         raise TrainSetupError(
-            f"encoder_layers={k}: keep 1 to the encoder's "
+            f"encoder_layers={kept}: keep 1 to the encoder's "
             "layers (the tiny encoder has 2), or 0 for all"
         )
     for k in ("max_train_docs", "max_eval_docs"):
