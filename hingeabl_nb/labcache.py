@@ -439,5 +439,4 @@ def load_lab_data(
         seconds=time.time() - t0,
         cpu_seconds=time.process_time() - c0,
         cache_dir=str(cache),
-        encoder_layers=encoder_layers,
     )
