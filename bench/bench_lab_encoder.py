@@ -82,9 +82,10 @@ def main(argv=None) -> dict:
     if a.data == "sample":
         f = data.sample_dir() / "dev.json"
     else:
-        f = find_up("shared/data/redocred/dev_revised.json")
-        if f is None:
+        d = data.locate_redocred()  # $HINGEABL_DATA or shared/data/redocred
+        if d is None or not (d / "dev_revised.json").is_file():
             raise SystemExit("bench_lab_encoder: dev_revised.json not found")
+        f = d / "dev_revised.json"
     docs = data.load_docs(f)[: a.docs]
     feats = data.featurize(docs, tok, data.load_rel2id(), max_len=1024, progress=False)
     best, outs = {k: (float("inf"), float("inf")) for k in encs}, {}
