@@ -46,29 +46,36 @@ execute: install
 check-outputs: install
 	$(PY) tools/check_outputs.py
 
-# Student edition: the notebooks without their solution cells (check cells kept), in _student/.
+# Student edition: the notebooks without their solutions, an answer cell per exercise, a README
+# and a GitHub Classroom workflow, in _student/ (verified).
 student: install
-	$(PY) tools/make_student.py --src nbs --dest _student --check
+	$(VENV)/bin/hingeabl-student --src nbs --dest _student --check $(STUDENT_FLAGS)
 
-# Grade a folder of answered student notebooks (one kernel each): table, STUDENTS/grades/grades.{csv,xml}.
+# Grade a class: STUDENTS holds one folder of notebooks per student; the checks come from nbs/.
+# Prints every exercise and each student's total; writes grades/ beside STUDENTS
+# (GRADE_FLAGS="--strict" exits 1 unless every exercise passed; --only 01_atl 02_sat ...).
 grade:
-	@test -n "$(STUDENTS)" || { echo "usage: make grade STUDENTS=folder-of-notebooks"; exit 2; }
+	@test -n "$(STUDENTS)" || { echo "usage: make grade STUDENTS=folder-with-a-folder-per-student [GRADE_FLAGS=...]"; exit 2; }
 	@$(MAKE) --no-print-directory install
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/hingeabl-grade "$(STUDENTS)" $(GRADE_FLAGS)
+	$(VENV)/bin/hingeabl-grade "$(STUDENTS)" --key nbs $(GRADE_FLAGS)
 
 # The course as an HTML site in _site/ (Jupyter Book, committed outputs, nothing executed; offline MathJax).
-book: install-book
-	$(PY) tools/build_book.py --src nbs --dest _site
+# EDITION=student builds it from the student edition: no solution anywhere on the site.
+EDITION ?= full
+COURSE = $(if $(filter student,$(EDITION)),_student,nbs)
+book: install-book $(if $(filter student,$(EDITION)),student)
+	$(PY) tools/build_book.py --src $(COURSE) --dest _site
 
 # Open _site/ in headless Chromium (Debian's, installed with apt when missing) and check what a reader sees.
 check-site: install-book
 	bash tools/ensure_chromium.sh
 	$(PY) tools/check_site.py --site _site --nbs nbs
 
-# JupyterLab with the widget front-end, opened on the course (as root, e.g. in a container: --allow-root).
+# JupyterLab with the widget front-end, opened on the course (as root, e.g. in a container:
+# --allow-root); EDITION=student opens the student edition instead of nbs/ (the solutions).
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
-lab: install-lab
-	$(VENV)/bin/jupyter lab $(LAB_FLAGS) nbs/
+lab: install-lab $(if $(filter student,$(EDITION)),student)
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) $(COURSE)/
 
 # The GPU session (tools/gpu_session.py): the folder carried to the GPU machine (data,
 # encoder, any wheels in .whl/; refused over 60 MiB), and the session rehearsed on the CPU.

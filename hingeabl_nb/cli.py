@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from . import data, grade, lab, records, reproduce, runs, toy, train
+from . import data, lab, records, reproduce, runs, toy, train
 from .core import find_up
 from .datafiles import REDOCRED_FILES, download_redocred, sha256_file
 from .losses import LOSSES, check_loss_names
@@ -28,7 +28,7 @@ __all__ = ['HINTS', 'DEBUG_ENV', 'CLIError', 'one_line', 'add_debug', 'run_tool'
            'check_loss_options', 'check_run_inputs', 'check_checkpoints', 'parse_loss_options', 'train_parser',
            'train_cli', 'train_main', 'lab_parser', 'lab_cli', 'lab_main', 'compare_parser', 'compare_cli',
            'compare_main', 'toy_parser', 'toy_cli', 'toy_main', 'download_parser', 'download_cli', 'download_main',
-           'grade_main']
+           'grade_main', 'student_main']
 
 # %% ../nbs/11b_cli.ipynb #582f82e1
 class CLIError(ValueError):
@@ -723,8 +723,26 @@ def download_main(argv: list | None = None) -> int:
     return run_tool("download", download_cli, argv)
 
 # %% ../nbs/11b_cli.ipynb #c5c9974d
+def _grading():
+    "The grading modules, or a one-line error saying which extra brings what they need."
+    try:
+        from hingeabl_nb import grade, student
+    except ImportError as e:
+        raise CLIError(
+            f"grading needs {e.name}: pip install 'hingeabl-nb[student]'"
+        ) from None
+    return grade, student
+
+
 def grade_main(
     argv: list | None = None,  # arguments (default: sys.argv[1:])
-) -> int:  # exit status of `grade.grade_main`
-    "Console script `hingeabl-grade`: the grader of 11d_grade."
-    return grade.grade_main(argv)
+) -> int:  # 0 graded, 1 --strict and not all passed, 2 an error (one line)
+    "Console script `hingeabl-grade` (11d_grade) under `run_tool`."
+    status = []
+    rc = run_tool("grade", lambda a: status.append(_grading()[0].grade_main(a)), argv)
+    return rc or (status[0] if status else 0)
+
+
+def student_main(argv: list | None = None) -> int:
+    "Console script `hingeabl-student`: write the student edition (11e_student)."
+    return run_tool("student", lambda a: _grading()[1].student_main(a), argv)

@@ -14,9 +14,17 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['compare', 'set_seed', 'find_up']
+__all__ = ['NotClose', 'compare', 'set_seed', 'find_up']
 
 # %% ../nbs/00_core.ipynb #1c14afd4
+class NotClose(AssertionError):
+    "`compare` failed: `maxdiff` over `atol`, with the reference's size and the dtype."
+
+    def __init__(self, msg: str, maxdiff: float, atol: float, scale: float, dtype: str):
+        super().__init__(msg)
+        self.maxdiff, self.atol, self.scale, self.dtype = maxdiff, atol, scale, dtype
+
+
 def compare(
     name: str,  # what is being compared, printed first
     ours,  # our result (tensor, array or number)
@@ -25,7 +33,7 @@ def compare(
 ) -> float:  # the largest absolute difference
     """Print exact / allclose / maxdiff of `ours` against `ref`.
 
-    Asserts `maxdiff <= atol` and returns maxdiff."""
+    Raises `NotClose` unless `maxdiff <= atol`; returns maxdiff."""
     a, b = (
         x.detach().double().cpu()
         if isinstance(x, Tensor)
@@ -40,9 +48,11 @@ def compare(
     print(
         f"{name}: exact={torch.equal(a, b)} allclose={diff <= atol} maxdiff={diff:.3e}"
     )
-    assert diff <= atol, (
-        f"{name}: max abs difference {diff:.3e} exceeds atol={atol:.1e}"
-    )
+    if not diff <= atol:
+        msg = f"{name}: max abs difference {diff:.3e} exceeds atol={atol:.1e}"
+        dtype = str(ours.dtype) if isinstance(ours, Tensor) else type(ours).__name__
+        scale = b.abs().max().item() if b.numel() else 0.0
+        raise NotClose(msg, diff, atol, scale, dtype)
     return diff
 
 # %% ../nbs/00_core.ipynb #639dc924

@@ -1,48 +1,33 @@
 """The course's exercises: every one has a tagged solution and a check that speaks to
-students, and grading catches what it should.
+students, and grading the real notebooks gives the verdicts it should.
 
-Static tests read every notebook: a tagged solution then a check per exercise, and in
-the student edition every check, run before answering, raises `NotAnswered` (the check's
-`with` block is run without the answer). The grading test builds the student edition
-(tools/make_student.py) and grades with `hingeabl-grade`'s code, two kernels at a time:
-- Part I notebooks answered with the instructor's solutions except one deliberately
-  wrong answer: "failed" for exactly that exercise, "passed" for all the others;
-- notebooks of the edition as handed out: every exercise "not answered", no traceback.
-By default it grades a representative subset (GRADE_WRONG, GRADE_BLANK: 11 of Part I's
-30 graded exercises, answers that are floats, tensors, a tuple, a dict and functions,
-notebooks with 1 to 3 exercises); HINGEABL_FULL_GRADE=1 grades all of Part I (14
-notebooks, minutes). What the subset leaves out is still run: `nbdev_test` in CI runs
-every notebook with HINGEABL_PROBE=1, so every passing check is re-run against a wrong
-value in each place of its answer (`hingeabl_nb.exercises.probe_check`) and must reject
-each one.
+Static tests read every notebook as the grader's key (`grade.load_key`): a tagged
+solution then a check per exercise, numbered 1..n; in the student edition every check,
+run before answering, says "not answered yet". The grading test grades, with
+`hingeabl-grade`'s code, three students on Part I: one with the instructor's solutions,
+one with them but one deliberately wrong answer per notebook, one who handed the
+edition in blank. By default a representative subset (GRADE: answers that are floats,
+tensors, a tuple, a dict and functions; notebooks with 1 to 3 exercises);
+HINGEABL_FULL_GRADE=1 grades all of Part I. The cells tagged `skip-when-grading` are
+shown not to matter: the solutions get the same verdicts with and without them.
 """
 
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from hingeabl_nb import student
 from hingeabl_nb.exercises import NotAnswered, exercise
-from hingeabl_nb.grade import CHECK_RE, check_cells, grade_folder, grade_table
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import make_student
+from hingeabl_nb.grade import SKIP_TAG, grade_class, grade_table, load_key, load_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-NBS = sorted(
-    p
-    for p in (ROOT / "nbs").glob("*.ipynb")
-    if any(
-        c.cell_type == "markdown" and "## Exercises" in c.source
-        for c in nbformat.read(p, as_version=4).cells
-    )
-)
-PART_ONE = ["00_core", "01_atl", "02_sat", "03_hinge", "04_convexity", "05_losses"]
-PART_ONE += ["05a_threshold", "05b_toy"]
+NBS = ROOT / "nbs"
+KEYS = load_keys(NBS)
+PART_ONE = [k for k in KEYS if int(k[:2]) <= 5]
 # one deliberately wrong answer per Part I notebook: (exercise, source of the answer)
 WRONG = {
     "00_core": (1, "answer_1 = torch.zeros(101, dtype=torch.float64)"),
@@ -54,108 +39,89 @@ WRONG = {
     "05a_threshold": (1, "answer_1 = -0.4"),
     "05b_toy": (2, "answer_2 = [0.1, 0.2, 0.3]"),
 }
-
-
-def _read(p):
-    return nbformat.read(p, as_version=4)
+FULL_GRADE = os.environ.get("HINGEABL_FULL_GRADE") == "1"
+GRADE = PART_ONE if FULL_GRADE else ["00_core", "01_atl", "04_convexity", "05_losses"]
 
 
 def _is_solution(c):
     return "solution" in c.metadata.get("tags", [])
 
 
-@pytest.mark.parametrize("path", NBS, ids=lambda p: p.stem)
-def test_every_exercise_has_a_tagged_solution_then_a_check(path):
-    nb = _read(path)
-    checks = check_cells(nb)
-    assert checks, f"{path.name}: no check cell (`with exercise(n, ...)`)"
-    assert [n for _, n, _ in checks] == list(range(1, len(checks) + 1)), path.name
-    for i, n, names in checks:
-        before = [c for c in nb.cells[:i] if c.cell_type == "code"]
-        assert before and _is_solution(before[-1]), (
-            f"{path.name}: exercise {n}'s check does not follow a solution cell"
-        )
-        assert names, f"{path.name}: exercise {n}'s check names no answer"
-    sol = [i for i, c in enumerate(nb.cells) if _is_solution(c)]
-    first = checks[0][0]
-    assert all(i < checks[-1][0] for i in sol) and sol and sol[0] < first
+@pytest.mark.parametrize("name", sorted(KEYS))
+def test_every_exercise_has_a_tagged_solution_then_a_check(name):
+    key = KEYS[name]
+    assert [e.n for e in key.exercises] == list(range(1, len(key.exercises) + 1))
+    for e in key.exercises:
+        assert e.names, f"{name}: exercise {e.n}'s check names no answer"
+        assert _is_solution(key.nb.cells[e.slot]), f"{name}: exercise {e.n}: no solution"
+        assert all(_is_solution(c) for c in key.nb.cells[e.slot : e.check])
 
 
-@pytest.mark.parametrize("path", NBS, ids=lambda p: p.stem)
-def test_unanswered_checks_say_what_to_write(path, tmp_path):
+def test_unanswered_checks_say_what_to_write(tmp_path):
     "In the student edition each check, run before answering, says 'not answered yet'."
-    dest = make_student.build(path.parent, tmp_path / "st")
-    nb = _read(dest / path.name)
-    assert not any(_is_solution(c) for c in nb.cells)
-    for i, n, names in check_cells(nb):
-        src = nb.cells[i].source
-        block = src[CHECK_RE.search(src).start() :]  # from `with exercise(` on
-        with pytest.raises(NotAnswered) as e:
-            exec(block, {"exercise": exercise})
-        assert f"exercise {n}: not answered yet: write `{names[0]}`" in str(e.value)
-        assert nb.cells[i].outputs == []  # the instructor's passing output is gone
-        above = nb.cells[i - 1]
-        assert "answer" in above.metadata.get("tags", []), (path.name, n)
-        assert re.search(rf"exercise {n}: write .*{names[0]}", above.source)
+    dest = student.build(NBS, tmp_path / "st", url="")
+    for name in KEYS:
+        key = load_key(dest / f"{name}.ipynb")
+        assert not any(map(_is_solution, key.nb.cells))
+        for e in key.exercises:
+            src = key.nb.cells[e.check].source
+            block = src[src.index("with exercise(") :]
+            with pytest.raises(NotAnswered) as err:
+                exec(block, {"exercise": exercise})
+            assert f"exercise {e.n}: not answered yet: write `{e.names[0]}`" in str(err.value)
+            assert key.nb.cells[e.check].outputs == []  # the instructor's "passed" is gone
+            above = key.nb.cells[e.slot]
+            assert "answer" in above.metadata.get("tags", []), (name, e.n)
+            assert re.search(rf"exercise {e.n}: write .*{e.names[0]}", above.source)
 
 
-def _answered(student, full, wrong):
-    "The student edition with the solutions written in, one exercise answered wrong."
-    n_wrong, src = wrong
-    sols = iter(
-        [c for c in full.cells if _is_solution(c) and c.cell_type == "code"]
-    )  # one code solution per exercise, in order
-    cells = []
-    for c in student.cells:
-        if "answer" in c.metadata.get("tags", []):
-            n = int(re.search(r"exercise (\d+)", c.source)[1])
-            right = next(sols).source
-            c = nbformat.v4.new_code_cell(src if n == n_wrong else right)
-        cells.append(c)
-    student.cells = cells
-    return student
-
-
-FULL_GRADE = os.environ.get("HINGEABL_FULL_GRADE") == "1"
-# one wrong answer each: functions, floats, a tensor, a dict; 2-3 exercises each
-GRADE_WRONG = PART_ONE if FULL_GRADE else ["01_atl", "04_convexity", "05_losses"]
-# as handed out: a tensor answer, a function and a tuple
-GRADE_BLANK = PART_ONE[:6] if FULL_GRADE else ["00_core", "02_sat"]
+def _class(tmp: Path, names: list, blank: bool = True) -> Path:
+    "Students on `names`: the solutions, one wrong answer each, a blank edition."
+    ed = student.build(NBS, tmp / "st", url="")
+    for name in names:
+        full = nbformat.read(NBS / f"{name}.ipynb", as_version=4)
+        n, src = WRONG[name]
+        for who, answers in (("solutions", {}), ("one_wrong", {n: src})):
+            nb = nbformat.read(ed / f"{name}.ipynb", as_version=4)
+            (tmp / "class" / who).mkdir(parents=True, exist_ok=True)
+            nbformat.write(student.fill_answers(full, nb, answers), tmp / "class" / who / f"{name}.ipynb")
+        if blank:
+            (tmp / "class" / "blank").mkdir(parents=True, exist_ok=True)
+            nbformat.write(nbformat.read(ed / f"{name}.ipynb", as_version=4), tmp / "class" / "blank" / f"{name}.ipynb")
+    return tmp / "class"
 
 
 def test_grading_part_one(tmp_path):
-    dest = make_student.build(ROOT / "nbs", tmp_path / "st")
-    wrong_dir, blank_dir = tmp_path / "grade" / "wrong", tmp_path / "grade" / "blank"
-    for d in (wrong_dir, blank_dir):
-        d.mkdir(parents=True)
-    n_checks = {}
-    for name in sorted(set(GRADE_WRONG + GRADE_BLANK)):
-        student = _read(dest / f"{name}.ipynb")
-        n_checks[name] = len(check_cells(student))
-        if name in GRADE_BLANK:
-            nbformat.write(student, blank_dir / f"{name}.ipynb")
-        if name in GRADE_WRONG:
-            full = _read(ROOT / "nbs" / f"{name}.ipynb")
-            answered = _answered(student, full, WRONG[name])
-            nbformat.write(answered, wrong_dir / f"{name}.ipynb")
+    folder = _class(tmp_path, GRADE)
     t0 = time.time()
-    rows = grade_folder(tmp_path / "grade", jobs=2, timeout=300, only=PART_ONE)
-    print(grade_table(rows))
-    n_nbs = len(GRADE_WRONG) + len(GRADE_BLANK)
-    print(f"graded {n_nbs} notebooks in {time.time() - t0:.0f} s")
-    by_dir = {"wrong": [], "blank": []}
-    for r in rows:
-        by_dir[r["notebook"].split("/")[0]].append(r)
-    for r in by_dir["blank"]:
-        assert r["status"] == "not answered", r
-        assert "Traceback" not in r["message"] and "not answered yet" in r["message"]
-    for r in by_dir["wrong"]:
-        n_wrong = WRONG[Path(r["notebook"]).stem][0]
-        want = "failed" if r["exercise"] == n_wrong else "passed"
-        assert r["status"] == want, r
-        if want == "failed":
-            assert "not right yet" in r["message"], r
-    # every exercise of every graded notebook has its row
-    assert len(by_dir["wrong"]) == sum(n_checks[n] for n in GRADE_WRONG)
-    assert len(by_dir["blank"]) == sum(n_checks[n] for n in GRADE_BLANK)
-    assert len(rows) >= (30 if FULL_GRADE else 11)
+    result = grade_class(folder, NBS, only=GRADE, jobs=2, timeout=300, progress=False)
+    print(grade_table(result["rows"], result["totals"]), f"\ngraded in {time.time() - t0:.0f} s")
+    assert result["notes"] == []  # no check broken, none that cannot run twice
+    for r in result["rows"]:
+        if r["student"] == "blank":
+            assert r["status"] == "not answered", r
+            assert "not answered yet" in r["message"] and "Traceback" not in r["message"]
+        else:
+            wrong = r["student"] == "one_wrong" and r["exercise"] == WRONG[r["notebook"]][0]
+            assert r["status"] == ("wrong" if wrong else "passed"), r
+            assert not wrong or r["message"].startswith(f"exercise {r['exercise']}: not right yet")
+    assert len(result["rows"]) == 3 * sum(len(KEYS[n].exercises) for n in GRADE)
+
+
+# notebooks whose lesson has cells tagged skip-when-grading (checked on all with FULL_GRADE)
+SKIPPING = [n for n in PART_ONE if any(SKIP_TAG in c.metadata.get("tags", []) for c in KEYS[n].nb.cells)]
+
+
+@pytest.mark.skipif(not SKIPPING, reason="no notebook has cells tagged skip-when-grading")
+def test_skipped_cells_change_no_verdict(tmp_path):
+    "The solutions and a wrong answer get the same verdicts with and without the tagged cells."
+    names = SKIPPING if FULL_GRADE else SKIPPING[-1:]
+    folder = _class(tmp_path, names, blank=False)
+    verdicts = {}
+    for skip in (True, False):
+        t0 = time.time()
+        result = grade_class(folder, NBS, only=names, jobs=2, timeout=600, skip=skip, progress=False)
+        verdicts[skip] = [(r["student"], r["notebook"], r["exercise"], r["status"]) for r in result["rows"]]
+        print(f"skip={skip}: {time.time() - t0:.0f} s")
+    assert verdicts[True] == verdicts[False]
+    assert {s for _, _, _, s in verdicts[True]} == {"passed", "wrong"}

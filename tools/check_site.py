@@ -33,7 +33,8 @@ from urllib.parse import urlparse
 
 from build_book import part_of
 from check_outputs import image_outputs
-from make_student import is_solution
+
+from hingeabl_nb.student import is_solution
 
 ROOT = Path(__file__).resolve().parents[1]
 # checked by default: the landing page, every Part I lesson (found in --nbs), and these

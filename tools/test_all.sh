@@ -100,7 +100,7 @@ step "notebooks committed with their outputs (figures, printed checks, no errors
 python tools/check_outputs.py
 
 step "student edition: solution cells removed, check cells kept"
-python tools/make_student.py --src nbs --dest _student --check
+hingeabl-student --src nbs --dest _student --check
 
 step "course site: Jupyter Book, offline MathJax, warnings are errors"
 python tools/build_book.py --src nbs --dest _site
