@@ -1,6 +1,6 @@
 """How long grading a class takes, and where the time goes (CPU).
 
-    python bench/bench_grade.py [--students 3] [--jobs 2] [--notebooks 01_atl 05b_toy ...]
+    python bench/bench_grade.py [--students 3] [--jobs 2] [--notebooks 01_atl ...]
 
 Builds the student edition, hands in each notebook once per student answered with the
 instructor's solutions, and grades the class with `hingeabl-grade`'s code (its sandbox,
@@ -29,7 +29,15 @@ from hingeabl_nb import student
 from hingeabl_nb.grade import grade_class, load_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-PART_ONE = ["01_atl", "02_sat", "03_hinge", "04_convexity", "05_losses", "05a_threshold", "05b_toy"]
+PART_ONE = [
+    "01_atl",
+    "02_sat",
+    "03_hinge",
+    "04_convexity",
+    "05_losses",
+    "05a_threshold",
+    "05b_toy",
+]
 
 
 def baseline_seconds(path: Path, timeout: int = 600) -> float:
@@ -38,7 +46,12 @@ def baseline_seconds(path: Path, timeout: int = 600) -> float:
 
     nb = nbformat.read(path, as_version=4)
     t0 = time.monotonic()
-    NotebookClient(nb, timeout=timeout, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=timeout,
+        allow_errors=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    ).execute()
     return time.monotonic() - t0
 
 
@@ -50,7 +63,9 @@ def hand_in(tmp: Path, names: list, students: int) -> Path:
         d.mkdir(parents=True)
         for name in names:
             full = nbformat.read(ROOT / "nbs" / f"{name}.ipynb", as_version=4)
-            nb = student.fill_answers(full, nbformat.read(ed / f"{name}.ipynb", as_version=4))
+            nb = student.fill_answers(
+                full, nbformat.read(ed / f"{name}.ipynb", as_version=4)
+            )
             nbformat.write(nb, d / f"{name}.ipynb")
         for p in ed.iterdir():  # what the lessons read beside the notebook (results/)
             if p.is_dir() and not p.name.startswith("."):
@@ -69,18 +84,37 @@ def table(result: dict, names: list, base: dict, class_size: int, jobs: int) -> 
         judge_fixed = j["total"] - j["checks"]
         klass = class_size * mean("total") / jobs + judge_fixed + class_size * per_check
         overhead = mean("kernel") + mean("lesson")
-        rows.append(dict(notebook=name, kernel=mean("kernel"), lesson=mean("lesson"), student=mean("student"),
-                         check=mean("check"), run=mean("total"), judge_once=judge_fixed, judge_each=per_check,
-                         overhead_share=overhead / mean("total"), baseline=base[name], ratio=mean("total") / base[name],
-                         klass=klass))
+        rows.append(
+            dict(
+                notebook=name,
+                kernel=mean("kernel"),
+                lesson=mean("lesson"),
+                student=mean("student"),
+                check=mean("check"),
+                run=mean("total"),
+                judge_once=judge_fixed,
+                judge_each=per_check,
+                overhead_share=overhead / mean("total"),
+                baseline=base[name],
+                ratio=mean("total") / base[name],
+                klass=klass,
+            )
+        )
     return rows
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notebooks", nargs="+", default=PART_ONE)
-    ap.add_argument("--students", type=int, default=3, help="students graded (each hands in every notebook)")
-    ap.add_argument("--class-size", type=int, default=30, help="the class the estimate is for")
+    ap.add_argument(
+        "--students",
+        type=int,
+        default=3,
+        help="students graded (each hands in every notebook)",
+    )
+    ap.add_argument(
+        "--class-size", type=int, default=30, help="the class the estimate is for"
+    )
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--sandbox", default="auto")
     a = ap.parse_args(argv)
@@ -89,25 +123,55 @@ def main(argv=None):
         folder = hand_in(Path(t), a.notebooks, a.students)
         base = {n: baseline_seconds(folder / "s1" / f"{n}.ipynb") for n in a.notebooks}
         t0 = time.monotonic()
-        result = grade_class(folder, ROOT / "nbs", only=a.notebooks, jobs=a.jobs, timeout=600,
-                             mode=a.sandbox, progress=False)
+        result = grade_class(
+            folder,
+            ROOT / "nbs",
+            only=a.notebooks,
+            jobs=a.jobs,
+            timeout=600,
+            mode=a.sandbox,
+            progress=False,
+        )
         wall = time.monotonic() - t0
-    assert all(r["status"] == "passed" for r in result["rows"]), [r for r in result["rows"] if r["status"] != "passed"]
+    assert all(r["status"] == "passed" for r in result["rows"]), [
+        r for r in result["rows"] if r["status"] != "passed"
+    ]
     rows = table(result, a.notebooks, base, a.class_size, a.jobs)
-    cols = ["notebook", "kernel", "lesson", "student", "check", "run", "judge_once", "judge_each",
-            "overhead_share", "baseline", "ratio", "klass"]
-    print(f"sandbox {result['sandbox']}, {a.students} students x {len(a.notebooks)} notebooks, "
-          f"{a.jobs} kernels at a time; seconds per submission unless said")
+    cols = [
+        "notebook",
+        "kernel",
+        "lesson",
+        "student",
+        "check",
+        "run",
+        "judge_once",
+        "judge_each",
+        "overhead_share",
+        "baseline",
+        "ratio",
+        "klass",
+    ]
+    print(
+        f"sandbox {result['sandbox']}, {a.students} students x {len(a.notebooks)} "
+        f"notebooks, {a.jobs} kernels at a time; seconds per submission unless said"
+    )
     print(" | ".join(cols))
     for r in rows:
-        print(" | ".join(r["notebook"] if c == "notebook" else f"{r[c]:.2f}" for c in cols))
+        print(
+            " | ".join(
+                r["notebook"] if c == "notebook" else f"{r[c]:.2f}" for c in cols
+            )
+        )
     total = sum(r["klass"] for r in rows)
     print(f"measured: {len(result['rows'])} exercises graded in {wall:.0f} s wall")
-    print(f"estimate for {a.class_size} students x {len(rows)} notebooks: {total / 60:.1f} min "
-          f"({a.jobs} kernels at a time; runs {sum(r['run'] for r in rows):.1f} s per student, "
-          f"judges {sum(r['judge_once'] for r in rows):.0f} s once + "
-          f"{sum(r['judge_each'] for r in rows):.2f} s per student)")
-    print("ratio: a graded submission's run / a plain nbclient run of the whole notebook (baseline)")
+    runs = sum(r["run"] for r in rows)
+    once, each = sum(r["judge_once"] for r in rows), sum(r["judge_each"] for r in rows)
+    print(
+        f"estimate for {a.class_size} students x {len(rows)} notebooks: "
+        f"{total / 60:.1f} min ({a.jobs} kernels at a time; runs {runs:.1f} s per "
+        f"student, judges {once:.0f} s once + {each:.2f} s per student)"
+    )
+    print("ratio: a graded run / a plain nbclient run of the whole notebook (baseline)")
     return dict(rows=rows, wall=wall, estimate_min=total / 60)
 
 

@@ -22,7 +22,14 @@ import pytest
 
 from hingeabl_nb import student
 from hingeabl_nb.exercises import NotAnswered, exercise
-from hingeabl_nb.grade import SKIP_TAG, grade_class, grade_table, load_key, load_keys
+from hingeabl_nb.grade import (
+    SKIP_TAG,
+    grade_class,
+    grade_table,
+    load_key,
+    load_keys,
+    split_check,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
@@ -53,7 +60,9 @@ def test_every_exercise_has_a_tagged_solution_then_a_check(name):
     assert [e.n for e in key.exercises] == list(range(1, len(key.exercises) + 1))
     for e in key.exercises:
         assert e.names, f"{name}: exercise {e.n}'s check names no answer"
-        assert _is_solution(key.nb.cells[e.slot]), f"{name}: exercise {e.n}: no solution"
+        assert _is_solution(key.nb.cells[e.slot]), (
+            f"{name}: exercise {e.n}: no solution"
+        )
         assert all(_is_solution(c) for c in key.nb.cells[e.slot : e.check])
 
 
@@ -64,12 +73,15 @@ def test_unanswered_checks_say_what_to_write(tmp_path):
         key = load_key(dest / f"{name}.ipynb")
         assert not any(map(_is_solution, key.nb.cells))
         for e in key.exercises:
-            src = key.nb.cells[e.check].source
-            block = src[src.index("with exercise(") :]
+            block = split_check(key.nb.cells[e.check].source, e.n)[1]
             with pytest.raises(NotAnswered) as err:
                 exec(block, {"exercise": exercise})
-            assert f"exercise {e.n}: not answered yet: write `{e.names[0]}`" in str(err.value)
-            assert key.nb.cells[e.check].outputs == []  # the instructor's "passed" is gone
+            assert f"exercise {e.n}: not answered yet: write `{e.names[0]}`" in str(
+                err.value
+            )
+            assert (
+                key.nb.cells[e.check].outputs == []
+            )  # the instructor's "passed" is gone
             above = key.nb.cells[e.slot]
             assert "answer" in above.metadata.get("tags", []), (name, e.n)
             assert re.search(rf"exercise {e.n}: write .*{e.names[0]}", above.source)
@@ -84,10 +96,16 @@ def _class(tmp: Path, names: list, blank: bool = True) -> Path:
         for who, answers in (("solutions", {}), ("one_wrong", {n: src})):
             nb = nbformat.read(ed / f"{name}.ipynb", as_version=4)
             (tmp / "class" / who).mkdir(parents=True, exist_ok=True)
-            nbformat.write(student.fill_answers(full, nb, answers), tmp / "class" / who / f"{name}.ipynb")
+            nbformat.write(
+                student.fill_answers(full, nb, answers),
+                tmp / "class" / who / f"{name}.ipynb",
+            )
         if blank:
             (tmp / "class" / "blank").mkdir(parents=True, exist_ok=True)
-            nbformat.write(nbformat.read(ed / f"{name}.ipynb", as_version=4), tmp / "class" / "blank" / f"{name}.ipynb")
+            nbformat.write(
+                nbformat.read(ed / f"{name}.ipynb", as_version=4),
+                tmp / "class" / "blank" / f"{name}.ipynb",
+            )
     return tmp / "class"
 
 
@@ -95,33 +113,53 @@ def test_grading_part_one(tmp_path):
     folder = _class(tmp_path, GRADE)
     t0 = time.time()
     result = grade_class(folder, NBS, only=GRADE, jobs=2, timeout=300, progress=False)
-    print(grade_table(result["rows"], result["totals"]), f"\ngraded in {time.time() - t0:.0f} s")
+    print(
+        grade_table(result["rows"], result["totals"]),
+        f"\ngraded in {time.time() - t0:.0f} s",
+    )
     assert result["notes"] == []  # no check broken, none that cannot run twice
     for r in result["rows"]:
         if r["student"] == "blank":
             assert r["status"] == "not answered", r
-            assert "not answered yet" in r["message"] and "Traceback" not in r["message"]
+            assert (
+                "not answered yet" in r["message"] and "Traceback" not in r["message"]
+            )
         else:
-            wrong = r["student"] == "one_wrong" and r["exercise"] == WRONG[r["notebook"]][0]
+            wrong = (
+                r["student"] == "one_wrong" and r["exercise"] == WRONG[r["notebook"]][0]
+            )
             assert r["status"] == ("wrong" if wrong else "passed"), r
-            assert not wrong or r["message"].startswith(f"exercise {r['exercise']}: not right yet")
+            assert not wrong or r["message"].startswith(
+                f"exercise {r['exercise']}: not right yet"
+            )
     assert len(result["rows"]) == 3 * sum(len(KEYS[n].exercises) for n in GRADE)
 
 
-# notebooks whose lesson has cells tagged skip-when-grading (checked on all with FULL_GRADE)
-SKIPPING = [n for n in PART_ONE if any(SKIP_TAG in c.metadata.get("tags", []) for c in KEYS[n].nb.cells)]
+# notebooks with cells tagged skip-when-grading (all of them checked with FULL_GRADE)
+SKIPPING = [
+    n
+    for n in PART_ONE
+    if any(SKIP_TAG in c.metadata.get("tags", []) for c in KEYS[n].nb.cells)
+]
 
 
-@pytest.mark.skipif(not SKIPPING, reason="no notebook has cells tagged skip-when-grading")
+@pytest.mark.skipif(
+    not SKIPPING, reason="no notebook has cells tagged skip-when-grading"
+)
 def test_skipped_cells_change_no_verdict(tmp_path):
-    "The solutions and a wrong answer get the same verdicts with and without the tagged cells."
+    "Solutions and a wrong answer get the same verdicts with and without tagged cells."
     names = SKIPPING if FULL_GRADE else SKIPPING[-1:]
     folder = _class(tmp_path, names, blank=False)
     verdicts = {}
     for skip in (True, False):
         t0 = time.time()
-        result = grade_class(folder, NBS, only=names, jobs=2, timeout=600, skip=skip, progress=False)
-        verdicts[skip] = [(r["student"], r["notebook"], r["exercise"], r["status"]) for r in result["rows"]]
+        result = grade_class(
+            folder, NBS, only=names, jobs=2, timeout=600, skip=skip, progress=False
+        )
+        verdicts[skip] = [
+            (r["student"], r["notebook"], r["exercise"], r["status"])
+            for r in result["rows"]
+        ]
         print(f"skip={skip}: {time.time() - t0:.0f} s")
     assert verdicts[True] == verdicts[False]
     assert {s for _, _, _, s in verdicts[True]} == {"passed", "wrong"}

@@ -224,7 +224,12 @@ def build(src="nbs", dest="_site"):
             "--keep-going",
             "--all",
         ]
-        r = subprocess.run(cmd)
+        # jupyter-book ends by pointing at the temporary build folder, deleted below:
+        # its output is shown without that note; the real place is printed at the end
+        r = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        print(r.stdout.split("Your book's HTML pages are here")[0].rstrip())
         if r.returncode:
             sys.exit(
                 f"build_book: jupyter-book failed (exit {r.returncode}); "
@@ -248,7 +253,8 @@ def build(src="nbs", dest="_site"):
     print(
         f"book: {len(pages)} pages in {shown}/ "
         f"({dir_size(dest) / 2**20:.1f} MiB, MathJax {mathjax_mib:.1f} MiB), "
-        f"{sum(folded.values())} solutions folded, built in {time.time() - t0:.0f} s"
+        f"{sum(folded.values())} solutions folded, built in {time.time() - t0:.0f} s; "
+        f"open {(dest / 'index.html').resolve().as_uri()}"
     )
     return dest
 

@@ -102,6 +102,18 @@ python tools/check_outputs.py
 step "student edition: solution cells removed, check cells kept"
 hingeabl-student --src nbs --dest _student --check
 
+step "grading end to end: the solutions of 00_core and 01_atl handed in by one student, hingeabl-grade --strict (_grades/grades.xml: CI's test report)"
+rm -rf _grades _class && mkdir -p _class/solutions
+python - <<'PY'
+import nbformat
+from hingeabl_nb.student import fill_answers
+for name in ("00_core", "01_atl"):
+    full = nbformat.read(f"nbs/{name}.ipynb", as_version=4)
+    nb = fill_answers(full, nbformat.read(f"_student/{name}.ipynb", as_version=4))
+    nbformat.write(nb, f"_class/solutions/{name}.ipynb")
+PY
+hingeabl-grade _class --key nbs --only 00_core 01_atl --strict --no-progress --out _grades
+
 step "course site: Jupyter Book, offline MathJax, warnings are errors"
 python tools/build_book.py --src nbs --dest _site
 
