@@ -110,6 +110,7 @@ OPTION_RULES = {  # option -> (what its value must be, test)
     "focal_form": ("'official' or 'paper'", lambda v: v in ("official", "paper")),
     "normalize": (" or ".join(map(repr, NORMALIZE)), lambda v: v in NORMALIZE),
     "detach_weights": ("true or false", lambda v: isinstance(v, bool)),
+    "negatives": ("'rel' or 'official'", lambda v: v in ("rel", "official")),
 }
 
 # %% ../nbs/05_losses.ipynb #fa215020
@@ -180,7 +181,7 @@ LOSSES = {
         LossSpec("AFL", afl_loss, dict(gamma=1.0, focal_form="official")),
         LossSpec("AML", aml_loss, dict(margin=1.0)),
         LossSpec("SAT", sat_loss, dict(prob_eps=1e-30)),
-        LossSpec("MeanSAT", mean_sat_loss, dict(prob_eps=1e-30)),
+        LossSpec("MeanSAT", mean_sat_loss, dict(prob_eps=1e-30, negatives="rel")),
         LossSpec(
             "HingeABL",
             hinge_abl_loss,

@@ -14,8 +14,8 @@ from torch import Tensor
 from .atl import as_float, check_pairs
 
 # %% auto #0
-__all__ = ['distances', 'neg_log_sigmoid', 'sat_loss', 'd_ref', 'neg_log_sigmoid_ref', 'sat_ref', 'sat_grad', 'mean_sat_loss',
-           'mean_sat_ref']
+__all__ = ['NEGATIVES', 'distances', 'neg_log_sigmoid', 'sat_loss', 'd_ref', 'neg_log_sigmoid_ref', 'sat_ref', 'sat_grad',
+           'n_negatives', 'mean_sat_loss', 'mean_sat_ref']
 
 # %% ../nbs/02_sat.ipynb #2621cfef
 def distances(
@@ -99,19 +99,36 @@ def sat_grad(
     ) / s.shape[0]
     return torch.cat([-g.sum(1, keepdim=True), g], dim=1)
 
+# %% ../nbs/02_sat.ipynb #7ec3dd71
+NEGATIVES = ("rel", "official")  # N_n of eq. (11): n_rel - N_p, or the code's 96 - N_p
+
+
+def n_negatives(
+    n_p: Tensor,  # (n_pairs,) gold relations of each pair, N_p
+    n_rel: int,  # relation columns of the batch
+    negatives: str = "rel",  # "rel": n_rel - N_p (eq. 11); "official": 96 - N_p
+) -> Tensor:  # (n_pairs,) N_n, at least 1 (an empty group's sum is 0 either way)
+    "N_n of eq. (11): a pair's negatives n_rel - N_p, or the official code's 96 - N_p."
+    if negatives not in NEGATIVES:
+        raise ValueError(
+            f"mean_sat_loss: negatives must be one of {NEGATIVES}, got {negatives!r}"
+        )
+    return ((n_rel if negatives == "rel" else 96) - n_p).clamp_min(1)
+
 # %% ../nbs/02_sat.ipynb #7aa4214d
 def mean_sat_loss(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
     prob_eps: float = 1e-30,  # official code's epsilon in the log; 0 = exact eq. (11)
+    negatives: str = "rel",  # N_n: "rel" n_rel - N_p (eq. 11), "official" 96 - N_p
 ) -> Tensor:  # scalar (float32, float64 for float64 logits), mean over pairs
-    """Eq. (11): mean SAT term over the positives plus mean over the negatives,
+    """Eq. (11): mean SAT term over the positives plus the negatives' terms over N_n,
     averaged over pairs."""
     l = neg_log_sigmoid(distances(logits, labels), prob_eps)
     pos = (labels[:, 1:] > 0.5).to(l.dtype)
-    n_p, n_n = pos.sum(1), (1 - pos).sum(1)
+    n_n = n_negatives(pos.sum(1), pos.shape[1], negatives)
     return (
-        (l * pos).sum(1) / n_p.clamp_min(1) + (l * (1 - pos)).sum(1) / n_n.clamp_min(1)
+        (l * pos).sum(1) / pos.sum(1).clamp_min(1) + (l * (1 - pos)).sum(1) / n_n
     ).mean()
 
 # %% ../nbs/02_sat.ipynb #e07cb317
@@ -119,9 +136,14 @@ def mean_sat_ref(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is the threshold class TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot; labels[:, 0] == 1 marks an NA pair
     prob_eps: float = 1e-30,  # official epsilon inside the log; 0 = exact eq. (11)
+    negatives: str = "rel",  # N_n: "rel" n_rel - N_p (eq. 11), "official" 96 - N_p
 ) -> float:  # mean MeanSAT over pairs, computed in float64
     """Eq. (11) with Python loops and `math` in float64:
     the reference `mean_sat_loss` is tested against."""
+    if negatives not in ("rel", "official"):
+        raise ValueError(
+            f"mean_sat_ref: negatives must be 'rel' or 'official', got {negatives!r}"
+        )
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         P = [
@@ -134,5 +156,6 @@ def mean_sat_ref(
             for r in range(1, len(s))
             if y[r] <= 0.5
         ]
-        total += (sum(P) / len(P) if P else 0.0) + (sum(N) / len(N) if N else 0.0)
+        n_n = len(N) if negatives == "rel" else max(96 - len(P), 1)
+        total += (sum(P) / len(P) if P else 0.0) + (sum(N) / n_n if N else 0.0)
     return total / len(logits)

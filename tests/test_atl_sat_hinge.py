@@ -118,8 +118,8 @@ def test_atl_matches_reference(b):
 
 
 @FAST
-@given(batches, st.sampled_from([1e-30, 0.0]))
-def test_sat_and_mean_sat_match_reference(b, eps):
+@given(batches, st.sampled_from([1e-30, 0.0]), st.sampled_from(["rel", "official"]))
+def test_sat_and_mean_sat_match_reference(b, eps, negatives):
     logits, labels = make_batch(*b)
     torch.testing.assert_close(
         sat_loss(logits, labels, prob_eps=eps).item(),
@@ -128,8 +128,8 @@ def test_sat_and_mean_sat_match_reference(b, eps):
         atol=1e-10,
     )
     torch.testing.assert_close(
-        mean_sat_loss(logits, labels, prob_eps=eps).item(),
-        mean_sat_ref(logits, labels, prob_eps=eps),
+        mean_sat_loss(logits, labels, prob_eps=eps, negatives=negatives).item(),
+        mean_sat_ref(logits, labels, prob_eps=eps, negatives=negatives),
         rtol=1e-10,
         atol=1e-10,
     )

@@ -36,7 +36,7 @@ STATED = {
     "AFL": dict(gamma=1.0, focal_form="official"),  # paper: no value; code: 1
     "AML": dict(margin=1.0),  # eq. (12) names m, no value; code: 1
     "SAT": dict(prob_eps=1e-30),
-    "MeanSAT": dict(prob_eps=1e-30),
+    "MeanSAT": dict(prob_eps=1e-30, negatives="rel"),  # eq. (11); code: 96 - N_p
     "HingeABL": dict(
         margin=5.0,  # Appendix B: "We select the margin of HingeABL as m = 5"
         normalize="separate",  # eq. (10) normalises jointly; the code separately

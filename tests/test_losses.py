@@ -81,6 +81,8 @@ def test_loss_float32_matches_reference(name, seed):
         ("AML", dict(margin=2.5)),
         ("SAT", dict(prob_eps=0.0)),
         ("MeanSAT", dict(prob_eps=0.0)),
+        ("MeanSAT", dict(negatives="official")),
+        ("MeanSAT", dict(negatives="official", prob_eps=0.0)),
         ("HingeABL", dict(normalize="joint")),
         ("HingeABL", dict(margin=2.0)),
         ("HingeABL", dict(margin=2.0, normalize="joint", prob_eps=0.0)),
@@ -114,6 +116,42 @@ def test_unknown_option_and_bad_shapes():
         LOSSES["AFL"](logits, labels[:, :-1])
     with pytest.raises(ValueError, match="official"):
         LOSSES["AFL"](logits, labels, focal_form="focal")
+
+
+def official_mean_sat_float64(logits, labels):
+    """MeanSAT with the official code's arithmetic (Jize-W/HingeABL): sigmoid
+    probabilities from exp, 1e-30 in the log and in both divisors, N_n = 96 - N_p
+    whatever the number of relations. Python floats, float64."""
+    total = 0.0
+    for s, y in zip(logits.double().tolist(), labels.double().tolist()):
+        gold = [r for r in range(1, len(s)) if y[r] > 0.5]
+        absent = [r for r in range(1, len(s)) if y[r] <= 0.5]
+        e = [math.exp(v) for v in s]
+        pos = sum(-math.log(e[r] / (e[r] + e[0]) + 1e-30) for r in gold)
+        neg = sum(-math.log(e[0] / (e[0] + e[r]) + 1e-30) for r in absent)
+        total += pos / (len(gold) + 1e-30) + neg / (96 - len(gold) + 1e-30)
+    return total / len(logits)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mean_sat_official_is_the_official_function_at_5_relations(seed):
+    logits, labels = make_batch(seed, n=9, c=6, scale=2.0)  # 5 relations
+    got = LOSSES["MeanSAT"](logits.double(), labels.double(), negatives="official")
+    want = official_mean_sat_float64(logits, labels)
+    torch.testing.assert_close(got.item(), want, rtol=1e-12, atol=1e-12)
+    paper = LOSSES["MeanSAT"](logits.double(), labels.double()).item()
+    assert paper > 1.5 * want  # eq. (11) divides the negatives by 5 - N_p, not 96 - N_p
+
+
+def test_mean_sat_forms_agree_at_96_relations_only():
+    logits, labels = make_batch(3, n=9, c=97)
+    a, b = (LOSSES["MeanSAT"](logits, labels, negatives=n) for n in ("rel", "official"))
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        b.item(), official_mean_sat_float64(logits, labels), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="negatives='96' must be 'rel' or 'official'"):
+        LOSSES["MeanSAT"](logits, labels, negatives="96")
 
 
 # ---------------------------------------------------------------- hypothesis properties
