@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from transformers import get_linear_schedule_with_warmup
 
-from . import data, metrics, records, threshold, train
+from . import data, metrics, records, train
 from . import model as atlop_model
 from .core import set_seed
 from hingeabl_nb.labcache import (
@@ -29,6 +29,7 @@ from hingeabl_nb.labcache import (
     save_tiny_encoder,
 )
 from .losses import LOSSES
+from .threshold import f1_at_offset, f1_optimal_offset
 
 # %% auto #0
 __all__ = ['LAB_SEEDS', 'head_logits', 'dev_f1', 'train_head', 'offset_scan', 'run_one', 'run_lab', 'lab_record']
@@ -53,11 +54,11 @@ def head_logits(
 def dev_f1(
     logits: Tensor,  # (N, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (N, 1+n_rel) multi-hot gold
-    loss: str = "ATL",  # loss the scores were trained with: its threshold rule predicts
+    threshold: str = "TH",  # the rule that predicts: the loss's own (`LossSpec.threshold`)
     top_k: int = 4,  # as `predict`
 ) -> float:  # micro F1 in percent over relation columns 1..
-    "Micro F1 (percent) of `LOSSES[loss].predict` against the pair labels."
-    return 100 * metrics.pair_prf(logits, labels, loss, top_k)["F1"]
+    "Micro F1 (percent) of `predict` under `threshold` against the pair labels."
+    return 100 * metrics.pair_prf(logits, labels, threshold, top_k)["F1"]
 
 # %% ../nbs/10_lab.ipynb #a2014b95
 def train_head(
@@ -89,10 +90,11 @@ def train_head(
         opt, train.warmup_steps(steps, config.warmup_ratio), steps
     )
     g, best, history = torch.Generator().manual_seed(config.seed), {}, []
+    rule = LOSSES[config.loss].threshold
 
     def end(epoch, loss, n, seconds):
         t = time.time()
-        f1 = dev_f1(head_logits(head, dev), dev["labels"], config.loss, config.top_k)
+        f1 = dev_f1(head_logits(head, dev), dev["labels"], rule, config.top_k)
         history.append(
             dict(
                 epoch=epoch + 1,
@@ -124,11 +126,11 @@ def train_head(
 def offset_scan(
     logits: Tensor,  # (N, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (N, 1+n_rel) multi-hot gold
-    loss: str = "ATL",  # the loss the scores were trained with: its threshold rule
+    threshold: str = "TH",  # the rule that predicts: the loss's own
 ) -> dict:  # b_f1 (the best move), F1_at_b_f1 and F1_at_0 in percent (no top-k cap)
     "Where on these pairs the F1-best threshold lies, relative to the learned one."
-    b, f1 = threshold.f1_optimal_offset(loss, logits, labels)  # exact: every cut
-    at_0 = threshold.f1_at_offset(loss, logits, labels, 0.0)
+    b, f1 = f1_optimal_offset(logits, labels, threshold)  # exact: every cut
+    at_0 = f1_at_offset(logits, labels, 0.0, threshold)
     return dict(b_f1=b, F1_at_b_f1=100 * f1, F1_at_0=100 * at_0)
 
 # %% ../nbs/10_lab.ipynb #4b3fb5e3
@@ -152,6 +154,7 @@ def run_one(
     """Train one head and score it on dev and test; summarise its test threshold
     (Figure 1) and where the F1-best threshold would be on dev."""
     t0, c0, P = time.time(), time.process_time(), lab["pairs"]
+    rule = LOSSES[config.loss].threshold
     head, history = train_head(P["train"], P["dev"], config)
     lg = {k: head_logits(head, P[k]) for k in ("dev", "test")}
     out = {k: _score_split(lab, config, k, lg[k]) for k in ("dev", "test")}
@@ -165,9 +168,9 @@ def run_one(
         best_epoch=max(history, key=lambda x: x["dev_F1"])["epoch"],
         history=history,
         thresholds=metrics.threshold_summary(
-            lg["test"], P["test"]["labels"].float(), LOSSES[config.loss].threshold
+            lg["test"], P["test"]["labels"].float(), rule
         ),
-        dev_offset=offset_scan(lg["dev"], P["dev"]["labels"], config.loss),
+        dev_offset=offset_scan(lg["dev"], P["dev"]["labels"], rule),
     )
 
 # %% ../nbs/10_lab.ipynb #78fc3b98

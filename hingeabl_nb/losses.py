@@ -5,6 +5,7 @@
 # %% ../nbs/05_losses.ipynb #5c148faa
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,8 +27,8 @@ from hingeabl_nb.sat import (
 )
 
 # %% auto #0
-__all__ = ['OPTION_RULES', 'LOSSES', 'REFERENCE', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss', 'LossSpec',
-           'check_loss_names', 'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'predict']
+__all__ = ['THRESHOLDS', 'OPTION_RULES', 'LOSSES', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss',
+           'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'threshold_scores', 'predict', 'LossSpec', 'check_loss_names']
 
 # %% ../nbs/05_losses.ipynb #0e63f235
 def loss_inputs(
@@ -95,120 +96,6 @@ def aml_loss(
     s, y = loss_inputs(logits, labels, "aml_loss")
     return F.relu(margin - distances(s, y)).sum(1).mean()
 
-# %% ../nbs/05_losses.ipynb #e5796cf3
-def _finite_at_least(lo: float, strict: bool = False) -> Callable:
-    "A test `v -> bool`: v is a real number (not bool), finite, >= lo (> lo if strict)."
-    ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    return lambda v: ok(v) and math.isfinite(v) and (v > lo if strict else v >= lo)
-
-
-OPTION_RULES = {  # option -> (what its value must be, test)
-    "margin": ("a finite number >= 0", _finite_at_least(0)),
-    "gamma": ("a finite number >= 0", _finite_at_least(0)),
-    "prob_eps": ("a finite number >= 0", _finite_at_least(0)),
-    "norm_eps": ("a finite number > 0", _finite_at_least(0, strict=True)),
-    "focal_form": ("'official' or 'paper'", lambda v: v in ("official", "paper")),
-    "normalize": (" or ".join(map(repr, NORMALIZE)), lambda v: v in NORMALIZE),
-    "detach_weights": ("true or false", lambda v: isinstance(v, bool)),
-}
-
-# %% ../nbs/05_losses.ipynb #fa215020
-@dataclass(frozen=True)
-class LossSpec:
-    "One row of Table 3: a loss, its default options, the threshold its model uses."
-
-    name: str  # the row's name in Table 3
-    fn: Callable  # (logits, labels, **options) -> scalar
-    defaults: dict = field(
-        default_factory=dict
-    )  # the official code's options; the only ones accepted
-    threshold: str = (
-        "TH"  # "TH": predict r when s_r > s_TH; "zero": when s_r > 0 (Balanced Softmax)
-    )
-
-    @property
-    def options(self) -> tuple:
-        return tuple(self.defaults)
-
-    def check_options(self, options: dict) -> dict:
-        "The defaults updated with `options`; ValueError naming a bad name or value."
-        bad = sorted(set(options) - set(self.defaults))
-        if bad:
-            raise ValueError(
-                f"LOSSES[{self.name!r}]: unknown option(s) {bad}; "
-                f"allowed: {list(self.defaults)}"
-            )
-        for k, v in options.items():
-            what, ok = OPTION_RULES[k]
-            if not ok(v):
-                raise ValueError(
-                    f"LOSSES[{self.name!r}]: option {k}={v!r} must be {what} "
-                    f"(default {self.defaults[k]!r})"
-                )
-        return self.defaults | options
-
-    def __call__(self, logits: Tensor, labels: Tensor, **options) -> Tensor:
-        """Check options, compute the loss (its function validates and casts);
-        0 pairs give a zero loss with zero gradient."""
-        opts, where = self.check_options(options), f"LOSSES[{self.name!r}]"
-        if isinstance(logits, Tensor) and logits.ndim == 2 and len(logits) == 0:
-            return loss_inputs(logits, labels, where, allow_empty=True)[0].sum()
-        try:
-            return self.fn(logits, labels, **opts)
-        except (TypeError, ValueError) as e:  # input checks: say which entry
-            raise type(e)(f"{where}: {e}") from None
-
-# %% ../nbs/05_losses.ipynb #e34f7b8f
-def _thresholds(self, logits: Tensor) -> Tensor:
-    "(n_pairs,) the score each pair's relations must beat: s_TH (column 0), or 0."
-    return torch.zeros_like(logits[:, 0]) if self.threshold == "zero" else logits[:, 0]
-
-
-def _predict(self, logits: Tensor, top_k: int | None = 4) -> Tensor:
-    "Multi-hot predictions with this loss's threshold rule (see `predict`)."
-    return predict(logits, top_k, zero_threshold=self.threshold == "zero")
-
-
-LossSpec.thresholds, LossSpec.predict = _thresholds, _predict
-
-# %% ../nbs/05_losses.ipynb #3c9ce784
-LOSSES = {
-    s.name: s
-    for s in [
-        LossSpec("ATL", atl_loss),
-        LossSpec("BalancedSoftmax", balanced_softmax_loss, threshold="zero"),
-        LossSpec("AFL", afl_loss, dict(gamma=1.0, focal_form="official")),
-        LossSpec("AML", aml_loss, dict(margin=1.0)),
-        LossSpec("SAT", sat_loss, dict(prob_eps=1e-30)),
-        LossSpec("MeanSAT", mean_sat_loss, dict(prob_eps=1e-30)),
-        LossSpec(
-            "HingeABL",
-            hinge_abl_loss,
-            dict(
-                margin=5.0,
-                normalize="separate",
-                detach_weights=False,
-                norm_eps=1e-30,
-                prob_eps=1e-30,
-            ),
-        ),
-    ]
-}
-
-# %% ../nbs/05_losses.ipynb #2b8b0cf5
-def check_loss_names(
-    names: list,  # loss names, spelt as the keys of LOSSES
-    error: type = ValueError,  # the exception to raise (a caller may have its own)
-) -> list:  # the names, unchanged
-    """The names if every one is a key of `LOSSES`;
-    otherwise `error` naming the unknown ones and the allowed ones."""
-    bad = [n for n in names if n not in LOSSES]
-    if bad:
-        raise error(
-            f"unknown loss {', '.join(map(repr, bad))}; allowed: {', '.join(LOSSES)}"
-        )
-    return list(names)
-
 # %% ../nbs/05_losses.ipynb #12a75b9a
 def balanced_softmax_ref(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is NA, an ordinary class here
@@ -266,25 +153,25 @@ def aml_ref(
         )  # eqs. (8), (12)
     return total / len(logits)
 
-# %% ../nbs/05_losses.ipynb #bc289471
-REFERENCE = {
-    "ATL": atl_ref,
-    "BalancedSoftmax": balanced_softmax_ref,
-    "AFL": afl_ref,
-    "AML": aml_ref,
-    "SAT": sat_ref,
-    "MeanSAT": mean_sat_ref,
-    "HingeABL": hinge_abl_ref,
-}
-
 # %% ../nbs/05_losses.ipynb #62d19eea
+THRESHOLDS = ("TH", "zero")  # s_r > s_TH (column 0); s_r > 0 (Balanced Softmax)
+
+
+def threshold_scores(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
+    threshold: str = "TH",  # the rule: "TH" or "zero"
+) -> Tensor:  # (n_pairs,) the score each pair's relations must beat
+    "s_TH (column 0) under the TH rule, 0 under the zero rule."
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"threshold={threshold!r}; allowed: {', '.join(THRESHOLDS)}")
+    return torch.zeros_like(logits[:, 0]) if threshold == "zero" else logits[:, 0]
+
+# %% ../nbs/05_losses.ipynb #7e159242
 def predict(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     top_k: int | None = 4,  # max relations kept per pair (None or 0: no limit)
-    zero_threshold: bool = False,  # threshold at 0, not the TH score (Balanced Softmax)
-) -> (
-    Tensor
-):  # (n_pairs, 1+n_rel) multi-hot float; column 0 set when no relation is predicted
+    threshold: str = "TH",  # the rule: "TH", or "zero" (Balanced Softmax)
+) -> Tensor:  # (n_pairs, 1+n_rel) multi-hot float; column 0 set when none predicted
     """Multi-hot predictions: relations scoring above the threshold,
     at most `top_k` (ties kept), NA when none."""
     if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[1] < 2:
@@ -301,10 +188,142 @@ def predict(
             f"({int(nan.sum())} of {len(logits)} rows); NaN is above no threshold "
             "and below none: check the model (diverged?) or its input"
         )
-    th = torch.zeros_like(logits[:, :1]) if zero_threshold else logits[:, :1]
-    rel = logits[:, 1:] > th
+    rel = logits[:, 1:] > threshold_scores(logits, threshold)[:, None]
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.shape[1]), dim=1).values[:, -1:]
         rel = rel & (logits[:, 1:] >= kth)
     out = torch.cat([~rel.any(1, keepdim=True), rel], 1)
     return out.to(logits.dtype if logits.is_floating_point() else torch.float32)
+
+# %% ../nbs/05_losses.ipynb #e5796cf3
+def _finite_at_least(lo: float, strict: bool = False) -> Callable:
+    "A test `v -> bool`: v is a real number (not bool), finite, >= lo (> lo if strict)."
+    ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    return lambda v: ok(v) and math.isfinite(v) and (v > lo if strict else v >= lo)
+
+
+OPTION_RULES = {  # option -> (what its value must be, test)
+    "margin": ("a finite number >= 0", _finite_at_least(0)),
+    "gamma": ("a finite number >= 0", _finite_at_least(0)),
+    "prob_eps": ("a finite number >= 0", _finite_at_least(0)),
+    "norm_eps": ("a finite number > 0", _finite_at_least(0, strict=True)),
+    "focal_form": ("'official' or 'paper'", lambda v: v in ("official", "paper")),
+    "normalize": (" or ".join(map(repr, NORMALIZE)), lambda v: v in NORMALIZE),
+    "detach_weights": ("true or false", lambda v: isinstance(v, bool)),
+}
+
+# %% ../nbs/05_losses.ipynb #fa215020
+@dataclass(frozen=True)
+class LossSpec:
+    "One loss: its function, float64 reference, default options, rules, threshold."
+
+    name: str  # the name a user types (Table 3's row for the seven of the paper)
+    fn: Callable  # (logits, labels, **options) -> scalar tensor
+    ref: Callable  # its float64 loop version: (logits, labels, **options) -> float
+    defaults: dict = field(default_factory=dict)  # the options; the only ones accepted
+    threshold: str = "TH"  # the prediction rule, one of THRESHOLDS
+    rules: dict = field(default_factory=dict)  # option -> (what, test); OPTION_RULES
+
+    def __post_init__(self):
+        "Check the entry as the registry is built: rules, threshold, options of fn."
+        rules = {k: self.rules.get(k) or OPTION_RULES.get(k) for k in self.defaults}
+        where = f"LossSpec({self.name!r})"
+        missing = [k for k, r in rules.items() if r is None]
+        if missing:
+            raise ValueError(
+                f"{where}: option(s) {missing} have no rule; add "
+                "(what a value must be, test) to OPTION_RULES or pass rules="
+            )
+        if self.threshold not in THRESHOLDS:
+            raise ValueError(f"{where}: threshold must be one of {THRESHOLDS}")
+        for k, v in self.defaults.items():
+            if not rules[k][1](v):
+                raise ValueError(f"{where}: default {k}={v!r} must be {rules[k][0]}")
+        lost = set(self.defaults) - set(inspect.signature(self.fn).parameters)
+        if lost:
+            raise ValueError(f"{where}: {self.fn.__name__} takes no {sorted(lost)}")
+        object.__setattr__(self, "rules", rules)
+
+    @property
+    def options(self) -> tuple:
+        return tuple(self.defaults)
+
+    def check_options(self, options: dict) -> dict:
+        "The defaults updated with `options`; ValueError naming a bad name or value."
+        bad = sorted(set(options) - set(self.defaults))
+        if bad:
+            raise ValueError(
+                f"LOSSES[{self.name!r}]: unknown option(s) {bad}; "
+                f"allowed: {list(self.defaults)}"
+            )
+        for k, v in options.items():
+            what, ok = self.rules[k]
+            if not ok(v):
+                raise ValueError(
+                    f"LOSSES[{self.name!r}]: option {k}={v!r} must be {what} "
+                    f"(default {self.defaults[k]!r})"
+                )
+        return self.defaults | options
+
+    def __call__(self, logits: Tensor, labels: Tensor, **options) -> Tensor:
+        """Check options, compute the loss (its function validates and casts);
+        0 pairs give a zero loss with zero gradient."""
+        opts, where = self.check_options(options), f"LOSSES[{self.name!r}]"
+        if isinstance(logits, Tensor) and logits.ndim == 2 and len(logits) == 0:
+            return loss_inputs(logits, labels, where, allow_empty=True)[0].sum()
+        try:
+            return self.fn(logits, labels, **opts)
+        except (TypeError, ValueError) as e:  # input checks: say which entry
+            raise type(e)(f"{where}: {e}") from None
+
+    def thresholds(self, logits: Tensor) -> Tensor:
+        "(n_pairs,) the score each pair's relations must beat under this loss's rule."
+        return threshold_scores(logits, self.threshold)
+
+    def predict(self, logits: Tensor, top_k: int | None = 4) -> Tensor:
+        "Multi-hot predictions with this loss's threshold rule (see `predict`)."
+        return predict(logits, top_k, self.threshold)
+
+# %% ../nbs/05_losses.ipynb #3c9ce784
+LOSSES = {
+    s.name: s
+    for s in [
+        LossSpec("ATL", atl_loss, atl_ref),
+        LossSpec(
+            "BalancedSoftmax",
+            balanced_softmax_loss,
+            balanced_softmax_ref,
+            threshold="zero",
+        ),
+        LossSpec("AFL", afl_loss, afl_ref, dict(gamma=1.0, focal_form="official")),
+        LossSpec("AML", aml_loss, aml_ref, dict(margin=1.0)),
+        LossSpec("SAT", sat_loss, sat_ref, dict(prob_eps=1e-30)),
+        LossSpec("MeanSAT", mean_sat_loss, mean_sat_ref, dict(prob_eps=1e-30)),
+        LossSpec(
+            "HingeABL",
+            hinge_abl_loss,
+            hinge_abl_ref,
+            dict(
+                margin=5.0,
+                normalize="separate",
+                detach_weights=False,
+                norm_eps=1e-30,
+                prob_eps=1e-30,
+            ),
+        ),
+    ]
+}
+
+# %% ../nbs/05_losses.ipynb #2b8b0cf5
+def check_loss_names(
+    names: list,  # loss names, spelt as the keys of LOSSES
+    error: type = ValueError,  # the exception to raise (a caller may have its own)
+) -> list:  # the names, unchanged
+    """The names if every one is a key of `LOSSES`;
+    otherwise `error` naming the unknown ones and the allowed ones."""
+    bad = [n for n in names if n not in LOSSES]
+    if bad:
+        raise error(
+            f"unknown loss {', '.join(map(repr, bad))}; allowed: {', '.join(LOSSES)}"
+        )
+    return list(names)

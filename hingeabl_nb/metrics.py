@@ -114,12 +114,12 @@ def prf_from_counts(
 def pair_prf(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold
-    loss: str = "ATL",  # a key of LOSSES: its threshold rule predicts
-    top_k: int
-    | None = None,  # at most this many relations per pair, as `predict` (None: no cap)
+    threshold: str = "TH",  # the rule `predict` applies: "TH" or "zero"
+    top_k: int | None = None,  # at most this many relations per pair (None: no cap)
 ) -> dict:  # P, R, F1 as fractions, over (pair, relation) cells
-    "Micro P/R/F1 of `LOSSES[loss].predict` vs the pair labels (relation columns only)."
-    p, g = LOSSES[loss].predict(logits, top_k=top_k)[:, 1:] > 0.5, labels[:, 1:] > 0.5
+    "Micro P/R/F1 of `predict` under `threshold` vs the pair labels (relation columns)."
+    p = predict(logits, top_k=top_k, threshold=threshold)[:, 1:] > 0.5
+    g = labels[:, 1:] > 0.5
     return micro_prf(int(p.sum()), int(g.sum()), int((p & g).sum()))
 
 # %% ../nbs/07_metrics.ipynb #59c9cd92
@@ -243,18 +243,18 @@ def pair_patterns(
     rule: str = "official",  # "official": Tables 1 and 4; "general": the course's own
     top_k: int
     | None = None,  # general rule only: max relations/pair, as `predict` (None: no cap)
-    zero_threshold: bool = False,  # general rule only: threshold 0 instead of column 0
+    threshold: str = "TH",  # general rule only: the rule, "TH" or "zero" (as `predict`)
 ) -> Tensor:  # (n_pairs,) long index into PATTERNS
     "Figure 2: classify each entity pair as TP, TN, FP, FN_CRK or FN_IRK."
     if rule not in ("general", "official"):
         raise ValueError(
             f"pattern_stats: rule must be 'general' or 'official', got {rule!r}"
         )
-    if rule == "official" and (top_k or zero_threshold):
+    if rule == "official" and (top_k or threshold != "TH"):
         raise ValueError(
             "pattern_stats: rule='official' predicts s_r > s_TH "
-            "with no top-k cap and no zero threshold "
-            f"(got top_k={top_k!r}, zero_threshold={zero_threshold}); "
+            "with no top-k cap and the TH threshold "
+            f"(got top_k={top_k!r}, threshold={threshold!r}); "
             "use rule='general' for another prediction rule"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
@@ -262,7 +262,7 @@ def pair_patterns(
     p = (
         s[:, 1:] > s[:, :1]
         if rule == "official"
-        else predict(s, top_k, zero_threshold)[:, 1:] > 0.5
+        else predict(s, top_k, threshold)[:, 1:] > 0.5
     )
     has_g, has_p = g.any(1), p.any(1)
     out = torch.full((s.shape[0],), PATTERNS.index("FP"), dtype=torch.long)
@@ -303,12 +303,12 @@ def pattern_stats(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold
     rule: str = "official",  # "official" (Tables 1 and 4) or "general" (course's own)
     top_k: int | None = None,  # general rule only: cap as `predict` (None: no cap)
-    zero_threshold: bool = False,  # general rule only: threshold 0
+    threshold: str = "TH",  # general rule only: "TH" or "zero", as `predict`
 ) -> dict:  # counts of PATTERNS, T, F, FN, n_pairs and the Table 4 ratios
     """Figure 2 / Table 4: counts of the five prediction patterns.
 
     Also the ratios F/(T+F), FN/F, FN_CRK/FN."""
-    idx = pair_patterns(logits, labels, rule, top_k, zero_threshold)
+    idx = pair_patterns(logits, labels, rule, top_k, threshold)
     c = dict(zip(PATTERNS, torch.bincount(idx, minlength=len(PATTERNS)).tolist()))
     return {**c, **_pattern_totals(c), "n_pairs": int(idx.numel()), **pattern_ratios(c)}
 

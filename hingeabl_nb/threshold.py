@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor
 
-from .losses import LOSSES, check_loss_names
+from .losses import LOSSES, check_loss_names, threshold_scores
 from .metrics import pair_prf, threshold_summary
 
 # %% auto #0
@@ -114,23 +114,22 @@ def loss_optimal_offset(
 
 # %% ../nbs/05a_threshold.ipynb #5509d3bb
 def f1_at_offset(
-    name: str,  # a key of LOSSES (its threshold rule is used)
     logits: Tensor,
     labels: Tensor,  # population
     b: float,  # threshold offset
+    threshold: str = "TH",  # the rule that predicts: "TH" or "zero"
 ) -> float:  # micro F1 over (pair, relation), no top-k cap
     "Micro F1 of the relations predicted with the threshold moved by b."
-    return pair_prf(shift_threshold(logits, b), labels, name)["F1"]
+    return pair_prf(shift_threshold(logits, b), labels, threshold)["F1"]
 
 # %% ../nbs/05a_threshold.ipynb #3b968344
 def f1_optimal_offset(
-    name: str,  # a key of LOSSES (its threshold rule is used)
     logits: Tensor,
     labels: Tensor,  # population
+    threshold: str = "TH",  # the rule that predicts: "TH" or "zero"
 ) -> tuple[float, float]:  # (b_F1, micro F1 there)
     "The offset that maximises micro F1, exactly: every cut between sorted margins."
-    check_loss_names([name])
-    margin = logits[:, 1:] - LOSSES[name].thresholds(logits)[:, None]
+    margin = logits[:, 1:] - threshold_scores(logits, threshold)[:, None]
     margin, order = margin.flatten().sort(descending=True)
     gold = (labels[:, 1:] > 0.5).flatten()[order]
     tp = gold.cumsum(0, dtype=torch.float64)
@@ -152,15 +151,15 @@ def threshold_table(
     rows = []
     for name in names or list(LOSSES):
         b = loss_optimal_offset(name, logits, labels, lo, hi, step)
-        b_f1, best_f1 = f1_optimal_offset(name, logits, labels)
-        shifted = shift_threshold(logits, b)
-        below = threshold_summary(shifted, labels, LOSSES[name].threshold)
+        rule = LOSSES[name].threshold
+        b_f1, best_f1 = f1_optimal_offset(logits, labels, rule)
+        below = threshold_summary(shift_threshold(logits, b), labels, rule)
         rows.append(
             dict(
                 loss=name,
                 b_star=b,
                 gold_below=below["gold_below"],
-                f1_at_b_star=f1_at_offset(name, logits, labels, b),
+                f1_at_b_star=f1_at_offset(logits, labels, b, rule),
                 b_f1=b_f1,
                 best_f1=best_f1,
             )
@@ -177,7 +176,7 @@ def offset_sweep(
     rows = []
     for label, kw in populations.items():
         logits, labels = (t.float() for t in threshold_population(**kw))
-        b_f1, _ = f1_optimal_offset("ATL", logits, labels)  # TH = 0: any rule
+        b_f1, _ = f1_optimal_offset(logits, labels)  # TH = 0: both rules agree
         lo, hi = b_f1 + span[0], b_f1 + span[1]
         for r in threshold_table(logits, labels, names, lo, hi, 1.0):
             rows.append(dict(population=label, offset=r["b_star"] - r["b_f1"], **r))

@@ -395,13 +395,11 @@ def test_patterns_match_loop_reference_on_random_integer_scores(rule, top_k):
 
 
 def test_zero_threshold_changes_fn_to_tp():
-    # TH column 5 is above every relation, but with zero_threshold the positive scores
+    # TH column 5 is above every relation, but with threshold="zero" the positive scores
     # count as predictions
     lg, lb = rows([([5.0, 1, -1, -2], [1])])
     assert PATTERNS[pair_patterns(lg, lb)[0]] == "FN_CRK"
-    assert (
-        PATTERNS[pair_patterns(lg, lb, rule="general", zero_threshold=True)[0]] == "TP"
-    )
+    assert PATTERNS[pair_patterns(lg, lb, rule="general", threshold="zero")[0]] == "TP"
 
 
 def test_official_rule_has_no_cap_and_no_zero_threshold():
@@ -419,7 +417,7 @@ def test_official_rule_has_no_cap_and_no_zero_threshold():
         "FP",
         "FN_CRK",
     ]
-    for kw in (dict(top_k=4), dict(zero_threshold=True)):
+    for kw in (dict(top_k=4), dict(threshold="zero")):
         with pytest.raises(ValueError, match="rule='official' predicts s_r > s_TH"):
             pattern_stats(lg, lb, **kw)
 

@@ -77,19 +77,17 @@ def test_f1_at_offset_hand_counted():
     )
     # b = 0: predicted (0,1), (0,2), (1,2); pair 2 predicts nothing (all below its
     # TH 1). 2 correct, 3 predicted, 2 gold
-    assert f1_at_offset("ATL", lg, lb, 0.0) == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
+    assert f1_at_offset(lg, lb, 0.0) == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
     # b = -1.2 (every relation score + 1.2): pair 0 predicts 2, pair 1 predicts 2
     # (0.2 > 0 joins), pair 2 all 3
     # (1.2, 1.7, 1.2 > 1): 2 correct of 7 predicted -> P = 2/7, R = 1
-    assert f1_at_offset("ATL", lg, lb, -1.2) == pytest.approx(2 * (2 / 7) / (2 / 7 + 1))
-    assert f1_at_offset("ATL", lg, lb, 2.5) == pytest.approx(
+    assert f1_at_offset(lg, lb, -1.2) == pytest.approx(2 * (2 / 7) / (2 / 7 + 1))
+    assert f1_at_offset(lg, lb, 2.5) == pytest.approx(
         2 * 1 * 0.5 / 1.5
     )  # only 3 - 2.5 > 0 survives
     # Balanced Softmax thresholds at 0, not at column 0: at b = 0 pairs 0, 1, 2
     # predict 3 and 1, 2, 0.5: 2 correct of 4
-    assert f1_at_offset("BalancedSoftmax", lg, lb, 0.0) == pytest.approx(
-        2 * 0.5 * 1 / 1.5
-    )
+    assert f1_at_offset(lg, lb, 0.0, "zero") == pytest.approx(2 * 0.5 * 1 / 1.5)
 
 
 def test_threshold_table_rows_in_order_and_consistent():
@@ -128,17 +126,17 @@ def test_population_rejects_bad_share():
         threshold_population(na_share=1.2)
 
 
-@pytest.mark.parametrize("name", ["ATL", "BalancedSoftmax"])
-def test_f1_optimal_offset_beats_every_cut(name):
+@pytest.mark.parametrize("rule", ["TH", "zero"])
+def test_f1_optimal_offset_beats_every_cut(rule):
     lg, lb = threshold_population(n_pairs=120, n_rel=6, na_share=0.6, seed=4)
     lg[:, 0] = torch.randn(120, generator=torch.Generator().manual_seed(5))  # TH varies
-    b, f1 = f1_optimal_offset(name, lg, lb)
-    assert f1_at_offset(name, lg, lb, b) == pytest.approx(f1, abs=1e-12)
+    b, f1 = f1_optimal_offset(lg, lb, rule)
+    assert f1_at_offset(lg, lb, b, rule) == pytest.approx(f1, abs=1e-12)
     # brute force: every cut between two sorted margins, scored by pair_prf
-    th = torch.zeros(120) if name == "BalancedSoftmax" else lg[:, 0]
+    th = torch.zeros(120) if rule == "zero" else lg[:, 0]
     m = (lg[:, 1:] - th[:, None]).flatten().sort().values
     cuts = ((m[1:] + m[:-1]) / 2).tolist() + [m[0].item() - 1, m[-1].item() + 1]
-    assert f1 == pytest.approx(max(f1_at_offset(name, lg, lb, c) for c in cuts))
+    assert f1 == pytest.approx(max(f1_at_offset(lg, lb, c, rule) for c in cuts))
 
 
 def test_offset_sweep_rows_are_threshold_table_rows():
