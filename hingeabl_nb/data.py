@@ -28,6 +28,8 @@ from hingeabl_nb.datafiles import (
     atomic_write,
     atomic_write_text,
     bucket_batches,
+    cache_key,
+    cached,
     collate,
     default_cache_dir,
     doc_pair_labels,
@@ -50,7 +52,7 @@ _all_ = ["collate", "bucket_batches"]
 
 # %% auto #0
 __all__ = ['sample_dir', 'locate_redocred', 'load_rel2id', 'load_rel_info', 'id2rel', 'doc_problems', 'load_docs', 'split_docs',
-           'featurize_doc', 'featurize', 'load_features', 'doc_stats', 'collate', 'bucket_batches']
+           'featurize_doc', 'featurize', 'cached_features', 'load_features', 'doc_stats', 'collate', 'bucket_batches']
 
 # %% ../nbs/06_data.ipynb #62b1e3be
 def sample_dir() -> (
@@ -346,35 +348,35 @@ def featurize(
     return feats
 
 # %% ../nbs/06_data.ipynb #4523833f
+def cached_features(
+    docs: list,  # validated DocRED documents
+    tokenizer,  # any Hugging Face tokenizer
+    rel2id: dict[str, int],  # relation -> column
+    cache_dir: str
+    | Path
+    | None = None,  # cache folder (None: the default); False: none
+    name: str = "features",  # prefix of the cache file's name
+    **kw,  # max_len, neg_sample_rate, seed, progress: passed to `featurize`
+) -> list[dict]:  # features, as `featurize` returns them
+    "`featurize`, cached on disk under `features_cache_key` (`cached`: one builder)."
+    if cache_dir is False:
+        return featurize(docs, tokenizer, rel2id, **kw)
+    args = {k: v for k, v in kw.items() if k != "progress"}
+    key = features_cache_key(docs, tokenizer, rel2id, **args)
+    file = default_cache_dir("features", cache_dir) / f"{name}-{key[:24]}.pt"
+    return cached(file, lambda: featurize(docs, tokenizer, rel2id, **kw))[0]
+
+
 def load_features(
     path: str | Path,  # a DocRED JSON file
     tokenizer,  # any Hugging Face tokenizer
     rel2id: dict[str, int],  # relation -> column
-    cache_dir: str | Path | None = None,  # None: default_cache_dir(); False: no cache
+    cache_dir: str | Path | None = None,  # as `cached_features`
     **kw,  # max_len, neg_sample_rate, seed, progress: passed to `featurize`
 ) -> list[dict]:  # features, as `featurize` returns them
-    """Featurise a DocRED file, cached on disk.
-
-    The cache key covers the file's SHA-256, the tokenizer and the arguments."""
-    progress = kw.pop("progress", True)
-    if cache_dir is False:
-        return featurize(
-            load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
-        )
-    cache = Path(cache_dir if cache_dir is not None else default_cache_dir())
-    cache_key = features_cache_key(path, tokenizer, rel2id, **kw)[:20]
-    file = cache / f"{Path(path).stem}-{cache_key}.pt"
-    if file.exists():
-        try:
-            return torch.load(file, weights_only=True)
-        except Exception as e:
-            warnings.warn(f"{file}: unreadable cache ({e}); rebuilding it")
-    feats = featurize(
-        load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
-    )
-    cache.mkdir(parents=True, exist_ok=True)
-    atomic_write(file, lambda tmp: torch.save(feats, tmp))
-    return feats
+    "The features of a DocRED file, cached on disk (see `cached_features`)."
+    docs = load_docs(path, rel2id=rel2id)
+    return cached_features(docs, tokenizer, rel2id, cache_dir, Path(path).stem, **kw)
 
 # %% ../nbs/06_data.ipynb #134fbacf
 def doc_stats(

@@ -283,15 +283,16 @@ def prepare_run(
     config,  # resolved config
 ) -> dict:  # tokenizer, pad_id, rel2id, id2rel, docs and features of each split
     """Load everything a run reads from disk (documents, tokenizer and its pad id,
-    features)."""
+    features, through the feature cache: the cells of a grid featurise once)."""
     rel2id = data.load_rel2id()
     docs = load_splits(config, rel2id)
     tokenizer = load_tokenizer(config)
     feats = {
-        k: data.featurize(
+        k: data.cached_features(
             v,
             tokenizer,
             rel2id,
+            name=k,
             max_len=config.max_seq_length,
             neg_sample_rate=config.neg_sample_rate if k == "train" else 1.0,
             seed=config.seed,
