@@ -16,8 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from torch import Tensor
 from filelock import FileLock
+from torch import Tensor
 from tqdm.auto import tqdm
 
 # %% auto #0
@@ -521,7 +521,7 @@ def cached(
     file: str | Path,  # the cache file (.pt)
     build,  # () -> the object, called only on a miss
 ) -> tuple:  # (the object, True when it was read from the cache)
-    "`torch.load(file)`, or `build()` saved atomically; one builder per file at a time."
+    "`torch.load(file)`, or `build()` saved atomically when it can be; one builder."
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{file}.lock"):
@@ -531,7 +531,10 @@ def cached(
             except Exception as e:
                 warnings.warn(f"{file}: unreadable cache ({e}); rebuilding it")
         obj = build()
-        atomic_write(file, lambda tmp: torch.save(obj, tmp))
+        try:
+            atomic_write(file, lambda tmp: torch.save(obj, tmp))
+        except (OSError, RuntimeError) as e:  # a full disk: the work is still done
+            warnings.warn(f"{file}: not cached ({e})")
     return obj, False
 
 # %% ../nbs/06a_data_internals.ipynb #3d1c1a2f

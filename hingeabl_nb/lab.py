@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,11 +28,79 @@ from hingeabl_nb.labcache import (
     peak_rss_mb,
     save_tiny_encoder,
 )
-from .losses import LOSSES
+from .losses import LOSSES, check_loss_names
+from .runs import TrainSetupError, resolve_encoder
 from .threshold import f1_at_offset, f1_optimal_offset
 
 # %% auto #0
-__all__ = ['LAB_SEEDS', 'head_logits', 'dev_f1', 'train_head', 'offset_scan', 'run_one', 'run_lab', 'lab_record']
+__all__ = ['LAB_SEEDS', 'LabConfig', 'check_lab_config', 'lab_config', 'head_logits', 'dev_f1', 'train_head', 'offset_scan',
+           'run_one', 'train_cell', 'run_lab', 'lab_record']
+
+# %% ../nbs/10_lab.ipynb #3a48b960
+@dataclass
+class LabConfig:
+    "Every setting of a frozen-encoder lab run (all fields JSON-serialisable)."
+
+    encoder: str = (
+        "minilm-l6-h384-uncased"  # encoder folder, or a name in shared/models
+    )
+    data_dir: str = ""  # Re-DocRED folder ("": $HINGEABL_DATA or shared/data/redocred)
+    n_holdout: int = 100  # dev documents held out for selection when no train file
+    max_seq_length: int = 1024  # tokens per document after truncation
+    encoder_layers: int = 3  # keep the encoder's first k layers (0 = all, as ATLOP)
+    encode_batch: int = 4  # documents per call of the frozen encoder
+    epochs: int = 8  # passes over the training pairs
+    batch_pairs: int = 512  # entity pairs per optimiser step
+    lr: float = 3e-3  # AdamW learning rate of the head, the only part trained
+    adam_eps: float = 1e-6  # AdamW epsilon
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_ratio: float = 0.06  # fraction of steps with a linear warm-up
+    max_grad_norm: float = 1.0  # gradient clipping norm (0 = no clipping)
+    loss: str = "HingeABL"  # a key of `losses.LOSSES`
+    loss_options: dict = field(default_factory=dict)  # its options ({}: its defaults)
+    top_k: int = 4  # at most this many relations predicted per pair
+    emb_size: int = 64  # head: size of the pair embeddings (ATLOP: 768)
+    block_size: int = 8  # head: block size of the grouped bilinear (ATLOP: 64)
+    seed: int = 0  # seed of the head: initial weights, order of the pairs
+    progress: bool = True  # show tqdm progress bars
+    num_threads: int = 0  # CPU threads for PyTorch (0 = every core it may use)
+
+
+def check_lab_config(
+    config: LabConfig,
+) -> LabConfig:  # the config, unchanged
+    "TrainSetupError naming the first setting a lab run cannot use."
+    check_loss_names([config.loss], TrainSetupError)
+    try:
+        LOSSES[config.loss].check_options(config.loss_options)
+    except ValueError as e:
+        raise TrainSetupError(f"loss_options: {e}") from None
+    small = [
+        k for k in ("epochs", "batch_pairs", "encode_batch") if getattr(config, k) < 1
+    ]
+    if small or config.encoder_layers < 0:
+        raise TrainSetupError(
+            f"{small or ['encoder_layers']} must be >= 1 (layers >= 0)"
+        )
+    return config
+
+
+def lab_config(
+    **overrides,  # LabConfig fields (None = keep the default)
+) -> LabConfig:  # checked, with the encoder and the data folder located
+    "The lab's settings with `overrides`; encoder and data found as the trainer does."
+    names = {f.name for f in dataclasses.fields(LabConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TrainSetupError(
+            f"unknown lab setting(s) {unknown}; allowed: {sorted(names)}"
+        )
+    cfg = LabConfig(**{k: v for k, v in overrides.items() if v is not None})
+    found = cfg.data_dir or data.locate_redocred() or ""
+    cfg = dataclasses.replace(
+        cfg, encoder=resolve_encoder(cfg.encoder), data_dir=str(found)
+    )
+    return check_lab_config(cfg)
 
 # %% ../nbs/10_lab.ipynb #94d142cf
 @torch.no_grad()
@@ -54,7 +122,7 @@ def head_logits(
 def dev_f1(
     logits: Tensor,  # (N, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (N, 1+n_rel) multi-hot gold
-    threshold: str = "TH",  # the rule that predicts: the loss's own (`LossSpec.threshold`)
+    threshold: str = "TH",  # the rule that predicts: the loss's own (`.threshold`)
     top_k: int = 4,  # as `predict`
 ) -> float:  # micro F1 in percent over relation columns 1..
     "Micro F1 (percent) of `predict` under `threshold` against the pair labels."
@@ -64,13 +132,13 @@ def dev_f1(
 def train_head(
     tr: dict,  # training pair set
     dev: dict,  # validation pair set (model selection)
-    config: train.TrainConfig,  # loss, options, seed, epochs, lr, batch (pairs), sizes
+    config: LabConfig,  # loss, options, seed, epochs, lr, batch_pairs, head sizes
 ) -> tuple:  # (head with the best dev epoch's weights, list of per-epoch dicts)
     """Train a fresh ATLOP head on cached pair features with `train.fit`; keep the
     epoch with the best dev F1."""
-    train.check_config(config)
+    check_lab_config(config)
     set_seed(config.seed)
-    (N, H), bs = tr["hs"].shape, config.train_batch_size
+    (N, H), bs = tr["hs"].shape, config.batch_pairs
     head = atlop_model.ATLOPHead(
         H,
         n_classes=tr["labels"].shape[1],
@@ -149,7 +217,7 @@ def _score_split(lab: dict, config, split: str, logits: Tensor) -> dict:
 # %% ../nbs/10_lab.ipynb #214e19bb
 def run_one(
     lab: dict,  # from `labcache.load_lab_data`
-    config: train.TrainConfig,  # the `lab` preset with loss and seed set
+    config: LabConfig,  # the lab's settings with loss and seed set
 ) -> dict:  # record run: loss, seed, dev, test, seconds, history, thresholds, ...
     """Train one head and score it on dev and test; summarise its test threshold
     (Figure 1) and where the F1-best threshold would be on dev."""
@@ -177,57 +245,73 @@ def run_one(
 LAB_SEEDS = (0, 1, 2)  # head seeds of a lab run: three, so a difference has a spread
 
 
+def train_cell(
+    lab: dict,  # from `labcache.load_lab_data`
+    config: LabConfig,  # one cell's settings
+    folder: Path,  # the cell's folder in the grid
+) -> dict:  # the run, as `run_one` returns it
+    "One cell of the lab's grid: `run_one`, written to folder/metrics.json."
+    run = run_one(lab, config)
+    data.atomic_write_text(folder / "metrics.json", json.dumps(run, indent=1))
+    return run
+
+
 def run_lab(
     model: str | Path,  # encoder folder, e.g. shared/models/minilm-l6-h384-uncased
     data_dir: str | Path,  # dev/test_revised.json (+ train_revised.json), or the sample
-    out: str | Path,  # output folder; the record goes to out/grid.json
-    losses: list | None = None,  # keys of `LOSSES` (default: all seven)
+    out: str | Path,  # grid folder: a cell per loss and seed, the record in grid.json
+    losses: list
+    | None = None,  # keys of `LOSSES` (default: every loss in the registry)
     seeds: list | tuple = LAB_SEEDS,  # head seeds
     cache_dir: str
     | Path
-    | None = None,  # pair-feature cache (default: `labcache.default_lab_cache()`)
-    threads: int
-    | None = None,  # torch threads (default: the cores this process may use)
+    | None = None,  # cache folder (None: `data.default_cache_dir`)
     command: str | None = None,  # how the run was started, for the record
-    **overrides,  # `TrainConfig` fields replacing the `lab` preset's (epochs, lr, ...)
+    deadline: float | None = None,  # seconds: see `records.run_cells`
+    **overrides,  # `LabConfig` fields replacing its defaults (epochs, lr, ...)
 ) -> dict:  # the grid record (also in out/grid.json)
-    """Encode once (cached), train the ATLOP head with each loss and seed, score
-    dev/test, write a grid record."""
-    clock, names = _clock(), list(losses or LOSSES)
-    cfg = train.resolve_config(
-        "lab", encoder=str(model), data_dir=str(data_dir), **overrides
+    """Encode once (cached), train the ATLOP head with each loss and seed through the
+    course's one grid runner (resumable), score dev/test, write a grid record."""
+    clock, out = _clock(), Path(out)
+    cfg = lab_config(encoder=str(model), data_dir=str(data_dir), **overrides)
+    names, seeds = records.check_grid("lab", list(losses or LOSSES), seeds, ["lab"])
+    cells = {
+        (n, s): dataclasses.replace(cfg, loss=n, seed=s) for s in seeds for n in names
+    }
+    for c in cells.values():
+        check_lab_config(c)
+    command = command or (
+        f"run_lab({str(model)!r}, {str(data_dir)!r}, {str(out)!r}, "
+        f"losses={names}, seeds={list(seeds)})"
     )
-    for n in names:
-        train.check_config(dataclasses.replace(cfg, loss=n))
-    threads = threads or len(os.sched_getaffinity(0))
+    same = {
+        k: v for k, v in asdict(cfg).items() if k not in ("progress", "num_threads")
+    }
+    records.write_spec(out, "lab", names, seeds, same, lambda *_: command)
+    threads = cfg.num_threads or len(os.sched_getaffinity(0))
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         lab = load_lab_data(
-            model,
-            data_dir,
+            cfg.encoder,
+            cfg.data_dir,
             cache_dir,
             cfg.n_holdout,
             cfg.max_seq_length,
-            cfg.test_batch_size,
+            cfg.encode_batch,
             cfg.progress,
             cfg.encoder_layers,
         )
-        runs = [
-            run_one(lab, dataclasses.replace(cfg, loss=n, seed=s))
-            for s in seeds
-            for n in names
-        ]
+        st = records.run_cells(
+            cells, out, partial(train_cell, lab), deadline=deadline, processes=False
+        )
     finally:
         torch.set_num_threads(old)
-    command = (
-        command
-        or f"run_lab({str(model)!r}, {str(data_dir)!r}, {str(out)!r}, "
-        f"losses={names}, seeds={list(seeds)})"
-    )
-    rec = lab_record(lab, runs, cfg, threads, command, _clock(clock))
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "grid.json").write_text(json.dumps(rec, indent=1))
+    finished = [c for c in cells if c in st.skipped or c in st.done]
+    runs = [records.cell_result(records.cell_dir(out, *c)) for c in finished]
+    rest = [records.cell_dir(out, *c).name for c in cells if c not in finished]
+    rec = lab_record(lab, runs, cfg, threads, command, _clock(clock), rest)
+    data.atomic_write_text(out / "grid.json", json.dumps(rec, indent=1))
     return rec
 
 # %% ../nbs/10_lab.ipynb #35ce22ad
@@ -248,10 +332,11 @@ def _clock(start: dict | None = None) -> dict:
 def lab_record(
     lab: dict,
     runs: list,
-    cfg: train.TrainConfig,
+    cfg: LabConfig,
     threads: int,
     command: str,
     clock: dict,  # `_clock(start)` of the whole run
+    incomplete: list = (),  # cells without a result (cut by a deadline)
 ) -> dict:
     """The grid record of a lab run: the runs, the machine, and in `details` files,
     sizes, encoder, config and timings (wall, CPU, load; cold = nothing cached)."""
@@ -285,5 +370,6 @@ def lab_record(
         lab["protocol"],
         command,
         "lab",
+        incomplete,
         details=details,
     )

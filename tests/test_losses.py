@@ -1,7 +1,8 @@
 """Tests of hingeabl_nb.losses.
 
-Every loss in the registry against its float64 loop reference (`LOSSES[name].ref`, written in
-the notebooks from the formulas), hypothesis properties, and the prediction rule.
+Every loss in the registry against its float64 loop reference (`LOSSES[name].ref`,
+written in the notebooks from the formulas), hypothesis properties, and the prediction
+rule.
 """
 
 import math
