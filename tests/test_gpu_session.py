@@ -221,7 +221,7 @@ def test_carry_builds_manifest_refuses_over_limit_and_locate_finds_damage(tmp_pa
 def test_the_grid_is_the_library_command():
     "The session's grid is `hingeabl-compare` with the size's settings, as it parses."
     a = argparse.Namespace(size="full", **G.SIZES["full"])
-    argv = [str(x) for x in G.grid_argv(a, Path("/work"), 300)]
+    argv = [str(x) for x in G.grid_argv(a, Path("/work"), Path("/out"), 300)]
     got = cli.compare_parser().parse_args(argv)
     assert got.losses is None  # every loss in the registry, whatever it holds
     assert (got.preset, got.seeds, got.epochs, got.jobs) == (
@@ -230,9 +230,11 @@ def test_the_grid_is_the_library_command():
         8,
         11,
     )
-    assert got.deadline == 300 and got.record == "/work/reduced-{device}.json"
+    assert got.deadline == 300 and got.record == "/out/reduced-{device}.json"
+    assert got.out == "/work/grid"
     tiny = argparse.Namespace(size="tiny", **G.SIZES["tiny"])
-    got = cli.compare_parser().parse_args(map(str, G.grid_argv(tiny, Path("/o"), 60)))
+    argv = map(str, G.grid_argv(tiny, Path("/w"), Path("/o"), 60))
+    got = cli.compare_parser().parse_args(argv)
     assert (got.losses, got.max_train_docs, got.device) == (
         ["ATL", "HingeABL"],
         4,

@@ -268,11 +268,11 @@ def step_check(s: Session, work: Path, device: str) -> bool:
     return s.step("check", rc == 0, t, "" if rc == 0 else f"pytest exited {rc}")
 
 
-def grid_argv(a, out: Path, deadline: float) -> list:
+def grid_argv(a, work: Path, out: Path, deadline: float) -> list:
     "The `hingeabl-compare` arguments of the session's grid (`a`: its sizes)."
     argv = ["--preset", "reduced", "--seeds", *a.seeds, "--epochs", a.epochs]
     argv += ["--jobs", a.jobs, "--deadline", int(deadline), "--device", a.device]
-    argv += ["--out", out / "grid", "--record", out / "reduced-{device}.json"]
+    argv += ["--out", work / "grid", "--record", out / "reduced-{device}.json"]
     argv += ["--losses", *a.losses] if a.losses else []
     docs = ["--max-train-docs", a.max_docs, "--max-eval-docs", a.max_docs]
     return argv + (docs if a.max_docs else []) + ["--no-progress"]
@@ -284,7 +284,7 @@ def step_grid(s: Session, work: Path, a, deadline: float) -> bool:
     code = (
         "import sys; from hingeabl_nb.cli import compare_main; sys.exit(compare_main())"
     )
-    cmd = [sys.executable, "-c", code, *grid_argv(a, work, deadline)]
+    cmd = [sys.executable, "-c", code, *grid_argv(a, work, s.out, deadline)]
     rc = s.run(cmd, deadline + 60 * s.slack, work, child_env(work))
     grid = work / "grid"
     if (grid / "tables.md").exists():
