@@ -24,11 +24,11 @@ supported_pythons = py_versions[py_versions.index(min_python) :]
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 # `book`: build the course site and read it in a browser (make book, make check-site);
-# `lab`: JupyterLab (make lab).
+# `jupyter`: JupyterLab (make jupyter).
 extras = {
     "dev": dev_requirements,
     "book": cfg.get("book_requirements", "").split(),
-    "lab": cfg.get("lab_requirements", "").split(),
+    "jupyter": cfg.get("jupyter_requirements", "").split(),
 }
 console_scripts = [
     s.strip() for s in cfg.get("console_scripts", "").splitlines() if s.strip()

@@ -1,7 +1,7 @@
 """Tests of hingeabl_nb.toy (notebook 05b).
 
 Synthetic pairs rebuilt independently, the evaluation on hand-counted scores, the
-training history, the qualitative result and the `hingeabl-toy` CLI (tools/demo.sh,
+training history, the qualitative result and the `hingeabl-toy` CLI (tools/demo.py,
 which runs it: tests/test_demo.py).
 """
 

@@ -1,7 +1,7 @@
 """Execute notebooks in place (fresh kernel each, run from nbs/), keeping their outputs.
 
-Usage: python tools/execute_nbs.py [--only NB ...] [--timeout S] [--path nbs]
-       python tools/execute_nbs.py --strip-widgets-only [--only NB ...]
+Usage: python dev/execute_nbs.py [--only NB ...] [--timeout S] [--path nbs]
+       python dev/execute_nbs.py --strip-widgets-only [--only NB ...]
 Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped, as nbdev_test
 does, and keep no outputs. Saved widget state (progress bars, sliders: the models in the
 notebook's metadata and each output's view of one) is dropped, figures and text stay.
