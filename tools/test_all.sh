@@ -92,7 +92,7 @@ bash book/ensure_chromium.sh
 # the install's output is printed after the rehearsal's, and either failing fails CI.
 step "GPU session rehearsed on the CPU (clean HEAD + carried folder, GPU-image packages only), alongside: pip install . into a fresh virtual environment, without nbdev or Jupyter"
 install_log="$(mktemp)"
-bash tools/check_install.sh >"$install_log" 2>&1 &
+bash dev/check_install.sh >"$install_log" 2>&1 &
 install_pid=$!
 rehearse_rc=0
 { python tools/gpu_session.py carry && python tools/gpu_session.py rehearse; } || rehearse_rc=$?

@@ -9,4 +9,4 @@ python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install -q --no-compile "$root"
 cd "$tmp"
 export PATH="$tmp/venv/bin:$PATH" # the console scripts run are this venv's
-"$tmp/venv/bin/python" "$root/tools/smoke_installed.py"
+"$tmp/venv/bin/python" "$root/dev/smoke_installed.py"
