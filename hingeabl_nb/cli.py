@@ -336,12 +336,8 @@ def lab_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="grid folder: its cells and grid.json")
     p.add_argument("--record", help="also copy the record to this path")
-    p.add_argument(
-        "--losses",
-        nargs="+",
-        metavar="LOSS",
-        help="default: every loss in the registry",
-    )
+    every = f"default: every loss in the registry ({', '.join(LOSSES)})"
+    p.add_argument("--losses", nargs="+", metavar="LOSS", help=every)
     seeds = " ".join(map(str, lab.LAB_SEEDS))
     p.add_argument(
         "--seeds", nargs="+", type=int, default=list(lab.LAB_SEEDS), help=seeds
@@ -414,12 +410,8 @@ def compare_parser() -> argparse.ArgumentParser:
         "print Tables 3, 4 and 7 beside the paper's numbers.",
     )
     p.add_argument("--preset", required=True, help=", ".join(train.PRESETS))
-    p.add_argument(
-        "--losses",
-        nargs="+",
-        metavar="LOSS",
-        help="default: every loss in the registry",
-    )
+    every = f"default: every loss in the registry ({', '.join(LOSSES)})"
+    p.add_argument("--losses", nargs="+", metavar="LOSS", help=every)
     seeds = " ".join(map(str, train.PAPER_SEEDS))
     p.add_argument(
         "--seeds", nargs="+", type=int, required=True, help=f"paper: {seeds}"

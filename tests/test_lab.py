@@ -7,7 +7,9 @@ encoder).
 import dataclasses
 import json
 import os
+import shlex
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +21,7 @@ from hingeabl_nb import labcache as C
 from hingeabl_nb.losses import LOSSES, predict
 
 torch.set_num_threads(1)
+RESULTS = Path(__file__).resolve().parents[1] / "nbs" / "results"
 FAST = dict(
     epochs=2, batch_pairs=256, emb_size=32, block_size=8, progress=False
 )  # LabConfig fields changed from the lab's defaults
@@ -100,11 +103,11 @@ def test_dev_f1_equals_official_scorer(tiny, tmp_path):
     )
     ps = lab["pairs"]["test"]
     torch.manual_seed(0)
-    lg = torch.randn(ps["labels"].shape) + 3 * ps["labels"].float()
+    logits = torch.randn(ps["labels"].shape) + 3 * ps["labels"].float()
     tri = metrics.to_official(
-        predict(lg), L.doc_features(ps), data.id2rel(lab["rel2id"])
+        predict(logits), L.doc_features(ps), data.id2rel(lab["rel2id"])
     )
-    assert L.dev_f1(lg, ps["labels"].float()) == pytest.approx(
+    assert L.dev_f1(logits, ps["labels"].float()) == pytest.approx(
         100 * metrics.official_scores(tri, lab["docs"]["test"])["F1"], abs=1e-9
     )
 
@@ -301,3 +304,38 @@ def test_offset_scan_finds_the_best_move_exactly():
 def test_lab_cli_defaults_to_three_seeds():
     a = cli.lab_parser().parse_args(["--out", "x"])
     assert a.seeds == list(L.LAB_SEEDS) and len(a.seeds) >= 3
+
+
+OLD_NAMES = {"batch_pairs": "train_batch_size", "encode_batch": "test_batch_size"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p.relative_to(RESULTS)
+        for p in RESULTS.rglob("*.json")
+        if p.parent.name != "previous"
+    ),
+    ids=str,
+)
+def test_every_lab_record_reruns_from_its_command(path):
+    """A recorded lab command, parsed by today's hingeabl-lab, asks for the settings,
+    losses and seeds its record holds (records before LabConfig named two of its
+    fields as TrainConfig did; previous/ keeps older records for comparison only)."""
+    rec = records.load_record(RESULTS / path)
+    if rec["preset"] != "lab":
+        pytest.skip("not a lab record")
+    argv = shlex.split(rec["command"])
+    assert argv[0] == "hingeabl-lab"
+    a = cli.lab_parser().parse_args(argv[1:])
+    cfg = L.LabConfig(**cli.config_overrides(a, L.LabConfig, cli.OWN["lab"]))
+    saved = rec["details"]["config"]
+    skip = ("encoder", "data_dir", "progress", "num_threads", "loss", "seed")
+    for f in dataclasses.fields(L.LabConfig):
+        if f.name not in skip:
+            was = saved.get(f.name, saved.get(OLD_NAMES.get(f.name)))
+            assert getattr(cfg, f.name) == was, (path, f.name)
+    assert list(dict.fromkeys(r["loss"] for r in rec["runs"])) == (
+        a.losses or [n for n in LOSSES if n in reproduce.PAPER_TABLE3]  # Table 3
+    )
+    assert sorted({r["seed"] for r in rec["runs"]}) == sorted(a.seeds)

@@ -91,11 +91,11 @@ def test_detached_weights_same_value_different_gradient():
     logits, labels = make_batch(5)
     a = logits.clone().requires_grad_(True)
     b = logits.clone().requires_grad_(True)
-    la = LOSSES["HingeABL"](a, labels)
-    lb = LOSSES["HingeABL"](b, labels, detach_weights=True)
-    torch.testing.assert_close(la, lb)
-    la.backward()
-    lb.backward()
+    loss_a = LOSSES["HingeABL"](a, labels)
+    loss_b = LOSSES["HingeABL"](b, labels, detach_weights=True)
+    torch.testing.assert_close(loss_a, loss_b)
+    loss_a.backward()
+    loss_b.backward()
     assert (a.grad - b.grad).abs().max() > 1e-4
 
 
