@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from . import data, grade, lab, records, reproduce, runs, toy, train
-from .core import find_up
 from .datafiles import REDOCRED_FILES, download_redocred, sha256_file
 from .losses import LOSSES, check_loss_names
 

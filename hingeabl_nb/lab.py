@@ -20,21 +20,19 @@ from transformers import get_linear_schedule_with_warmup
 from . import data, metrics, records, train
 from . import model as atlop_model
 from .core import set_seed
-from hingeabl_nb.labcache import (
-    doc_features,
-    lab_files,
-    load_lab_data,
-    machine_info,
-    peak_rss_mb,
-    save_tiny_encoder,
-)
+from .labcache import doc_features, load_lab_data, machine_info, peak_rss_mb
+from .labcache import lab_files as lab_files
+from .labcache import save_tiny_encoder as save_tiny_encoder
 from .losses import LOSSES, check_loss_names
 from .runs import TrainSetupError, resolve_encoder
 from .threshold import f1_at_offset, f1_optimal_offset
 
+# re-exported (nbdev adds `_all_` to the module's __all__)
+_all_ = ["lab_files", "save_tiny_encoder"]
+
 # %% auto #0
 __all__ = ['LAB_SEEDS', 'LabConfig', 'check_lab_config', 'lab_config', 'head_logits', 'dev_f1', 'train_head', 'offset_scan',
-           'run_one', 'train_cell', 'run_lab', 'lab_record']
+           'run_one', 'train_cell', 'run_lab', 'lab_record', 'lab_files', 'save_tiny_encoder']
 
 # %% ../nbs/10_lab.ipynb #3a48b960
 @dataclass

@@ -14,17 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import sat
 from .atl import atl_loss, atl_ref, check_pairs, logsumexp_ref
 from .hinge import NORMALIZE, hinge_abl_loss, hinge_abl_ref
-from hingeabl_nb.sat import (
-    d_ref,
-    distances,
-    mean_sat_loss,
-    mean_sat_ref,
-    neg_log_sigmoid_ref,
-    sat_loss,
-    sat_ref,
-)
+from .sat import distances, mean_sat_loss, mean_sat_ref, sat_loss, sat_ref
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'OPTION_RULES', 'LOSSES', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss',
@@ -131,11 +124,11 @@ def afl_ref(
         N = [r for r in range(1, len(s)) if y[r] <= 0.5]
         for r in P:
             focal = math.exp(
-                -gamma * neg_log_sigmoid_ref(s[0] - s[r], 0)
+                -gamma * sat.neg_log_sigmoid_ref(s[0] - s[r], 0)
             )  # (1 - P(r))^gamma
             total += (
                 1 + focal if focal_form == "official" else focal
-            ) * neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
+            ) * sat.neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
         total += logsumexp_ref([s[0]] + [s[r] for r in N]) - s[0]  # ATL eq. (4)
     return total / len(logits)
 
@@ -149,7 +142,7 @@ def aml_ref(
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         total += sum(
-            max(0.0, margin - d_ref(s, y, r)) for r in range(1, len(s))
+            max(0.0, margin - sat.d_ref(s, y, r)) for r in range(1, len(s))
         )  # eqs. (8), (12)
     return total / len(logits)
 

@@ -11,23 +11,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .losses import LOSSES, predict
-from hingeabl_nb.scoring import (
-    as_facts,
-    as_numpy,
-    gold_index,
-    gold_mask,
-    judge,
-    need_field,
-    relation_counts,
-    train_facts,
-    unique_keys,
-)
+from . import scoring
+from .losses import predict
+from .scoring import train_facts as train_facts
+
+# re-exported (nbdev adds `_all_` to the module's __all__)
+_all_ = ["train_facts"]
 
 # %% auto #0
 __all__ = ['PATTERNS', 'GAP_EDGES', 'to_official', 'micro_prf', 'prf_from_counts', 'pair_prf', 'official_scores', 'macro_scores',
            'gold_ranks', 'correct_rank', 'pair_patterns', 'pattern_ratios', 'pattern_stats', 'threshold_summary',
-           'plot_threshold_summaries']
+           'plot_threshold_summaries', 'train_facts']
 
 # %% ../nbs/07_metrics.ipynb #46a36949
 def to_official(
@@ -36,7 +30,7 @@ def to_official(
     id2rel: dict,  # column -> P-code, e.g. {1: "P17", ...}; column 0 (NA) is unused
 ) -> list[dict]:  # [{"title", "h_idx", "t_idx", "r"}, ...]
     "Turn multi-hot predictions into the official list of triples, ignoring NA column."
-    P = as_numpy(preds, "to_official: preds")
+    P = scoring.as_numpy(preds, "to_official: preds")
     if P.ndim != 2:
         raise ValueError(
             "to_official: preds must be 2-D (sum n_pairs, 1+n_rel), "
@@ -131,9 +125,9 @@ def official_scores(
     """Micro P/R/F1 and Ign_F1 exactly as the Re-DocRED official scorer.
 
     Ign is computed against the annotated training set."""
-    std, title2vs = gold_index(gold_docs)
-    keys = unique_keys(triples)
-    verdicts = judge(keys, std, title2vs, as_facts(train_docs))
+    std, title2vs = scoring.gold_index(gold_docs)
+    keys = scoring.unique_keys(triples)
+    verdicts = scoring.judge(keys, std, title2vs, scoring.as_facts(train_docs))
     n = dict(
         n_pred_raw=len(triples),
         n_pred=len(keys),
@@ -162,7 +156,7 @@ def macro_scores(
     if over not in ("gold", "union"):
         raise ValueError(f"macro_scores: over must be 'gold' or 'union', got {over!r}")
     per = {}
-    for r, c in relation_counts(triples, gold_docs, train_docs).items():
+    for r, c in scoring.relation_counts(triples, gold_docs, train_docs).items():
         if c["n_gold"] == 0 and over == "gold":
             continue
         s = (
@@ -258,7 +252,7 @@ def pair_patterns(
             "use rule='general' for another prediction rule"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
-    g = gold_mask(s, y)
+    g = scoring.gold_mask(s, y)
     p = (
         s[:, 1:] > s[:, :1]
         if rule == "official"
@@ -331,7 +325,7 @@ def threshold_summary(
             f"threshold_summary: threshold must be 'TH' or 'zero', got {threshold!r}"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
-    g = gold_mask(s, y)
+    g = scoring.gold_mask(s, y)
     th = torch.zeros_like(s[:, 0]) if threshold == "zero" else s[:, 0]
     gap, rel_th = (s[:, 1:] - th[:, None])[g], th[g.any(1)]
     counts = np.histogram(

@@ -5,7 +5,6 @@
 # %% ../nbs/09a_train_internals.ipynb #9937d9db
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random

@@ -5,16 +5,10 @@
 # %% ../nbs/05b_toy.ipynb #786f7961
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .losses import LOSSES, check_loss_names, threshold_scores
 from .metrics import pair_prf, threshold_summary

@@ -6,46 +6,45 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from . import data, metrics
-from .core import find_up, set_seed
 from .losses import LOSSES
-from hingeabl_nb.runs import (
-    Recipe,
-    RunState,
-    TrainSetupError,
-    UnreadableResult,
-    atomic_save,
-    build_model,
-    check_config,
-    choose_mixed_precision,
-    data_path,
-    encoder_dir,
-    load_checkpoint,
-    load_splits,
-    load_tokenizer,
-    make_accelerator,
-    prepare_run,
-    read_result,
-    resolve_encoder,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    train_and_test,
-)
+from .runs import Recipe, resolve_encoder, train_and_test
+from .runs import TrainSetupError as TrainSetupError
+from .runs import UnreadableResult as UnreadableResult
+from .runs import build_model as build_model
+from .runs import check_config as check_config
+from .runs import choose_mixed_precision as choose_mixed_precision
+from .runs import load_tokenizer as load_tokenizer
+from .runs import make_accelerator as make_accelerator
+from .runs import prepare_run as prepare_run
+from .runs import read_result as read_result
+
+# re-exported (nbdev adds `_all_` to the module's __all__)
+_all_ = [
+    "UnreadableResult",
+    "build_model",
+    "choose_mixed_precision",
+    "load_tokenizer",
+    "make_accelerator",
+    "prepare_run",
+    "read_result",
+    "TrainSetupError",
+    "check_config",
+]
 
 # %% auto #0
 __all__ = ['PAPER_SEEDS', 'PRESETS', 'RUN_ONLY', 'TrainConfig', 'check_preset', 'resolve_config', 'warmup_steps',
-           'padding_fraction', 'epoch_batches', 'fit', 'predict_logits', 'score', 'run_training']
+           'padding_fraction', 'epoch_batches', 'fit', 'predict_logits', 'score', 'run_training', 'UnreadableResult',
+           'build_model', 'choose_mixed_precision', 'load_tokenizer', 'make_accelerator', 'prepare_run', 'read_result',
+           'TrainSetupError', 'check_config']
 
 # %% ../nbs/09_train.ipynb #0ff92248
 PAPER_SEEDS = (1, 5, 42, 66, 233)  # Appendix B: every experiment is averaged over these
