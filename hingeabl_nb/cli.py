@@ -190,7 +190,7 @@ OWN = {  # per tool, the config fields it sets itself (no flag generated for the
     "lab": ("loss", "seed"),
 }
 
-
+# %% ../nbs/11b_cli.ipynb #4fc375c2
 def field_docs(
     cls,  # a config dataclass
 ) -> dict[str, str]:  # field -> the comment written after it
@@ -206,7 +206,7 @@ def field_docs(
             )
     return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
 
-
+# %% ../nbs/11b_cli.ipynb #e541464a
 def config_args(
     p: argparse.ArgumentParser,  # the parser to add the flags to
     cls,  # a config dataclass (train.TrainConfig, lab.LabConfig)
@@ -249,7 +249,7 @@ def config_args(
             )
     return p
 
-
+# %% ../nbs/11b_cli.ipynb #9ea388ba
 def config_overrides(
     a: argparse.Namespace,  # parsed arguments
     cls,  # the config dataclass the flags came from

@@ -63,7 +63,7 @@ class LabConfig:
     progress: bool = True  # show tqdm progress bars
     num_threads: int = 0  # CPU threads for PyTorch (0 = every core it may use)
 
-
+# %% ../nbs/10_lab.ipynb #f19baddc
 def check_lab_config(
     config: LabConfig,
 ) -> LabConfig:  # the config, unchanged
@@ -82,7 +82,7 @@ def check_lab_config(
         )
     return config
 
-
+# %% ../nbs/10_lab.ipynb #8b990ef0
 def lab_config(
     **overrides,  # LabConfig fields (None = keep the default)
 ) -> LabConfig:  # checked, with the encoder and the data folder located

@@ -279,7 +279,7 @@ def run_cells(
         bar.close()
     return st
 
-
+# %% ../nbs/11a_records.ipynb #b8c6e935
 def _exit_143(*_):
     "SIGTERM in the main process: leave through `finally`, which stops the cells."
     raise SystemExit(143)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hingeabl_nb.data as D
-from hingeabl_nb import cli
+from hingeabl_nb import cli, datafiles
 from hingeabl_nb.data import (
     REDOCRED_FILES,
     REDOCRED_GIT_BLOBS,
@@ -620,7 +620,7 @@ def test_featurize_other_special_frame(sample):
         single="[CLS] [MASK] $A [SEP] [SEP]",
         special_tokens=[("[CLS]", 2), ("[MASK]", 4), ("[SEP]", 3)],
     )
-    assert D.special_frame(tok) == ([2, 4], [3, 3])
+    assert datafiles.special_frame(tok) == ([2, 4], [3, 3])
     f = featurize_doc(sample["train"][0], tok, REL2ID)
     assert f["input_ids"][:2] == [2, 4] and f["input_ids"][-2:] == [3, 3]
     _check_feature(sample["train"][0], f, tok, offset=2, suffix=2)
