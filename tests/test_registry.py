@@ -69,13 +69,6 @@ def test_the_grid_trains_it_by_default(eighth, tmp_path, capsys, monkeypatch):
     assert f"| {eighth} |" in capsys.readouterr().out  # its row in the printed tables
 
 
-def test_a_real_cell_of_it_trains(eighth, tmp_path):
-    "The trainer itself, one smoke cell of the new loss."
-    over = dict(epochs=1, max_train_docs=2, max_eval_docs=2)
-    (res,) = records.run_grid("smoke", [eighth], [1], tmp_path, **over)
-    assert res["status"] == "done" and 0 <= res["test"]["F1"] <= 100
-
-
 def test_the_lab_trains_it_by_default(eighth, tmp_path):
     enc = lab.save_tiny_encoder(tmp_path / "tiny")
     over = dict(epochs=1, batch_pairs=256, emb_size=32, block_size=8, num_threads=1)
