@@ -26,7 +26,7 @@ from .runs import run_logged
 
 # %% auto #0
 __all__ = ['FLAG_NAMES', 'RECORD_KEYS', 'RUN_KEYS', 'check_grid', 'field_flag', 'config_argv', 'grid_command', 'cell_dir',
-           'cell_result', 'write_spec', 'GridState', 'run_cells', 'run_grid', 'make_record', 'check_record',
+           'cell_result', 'write_spec', 'CellOutcomes', 'run_cells', 'run_grid', 'make_record', 'check_record',
            'device_slug', 'save_record', 'load_record', 'collect_runs', 'recorded_results', 'fmt_pm', 'Table',
            'read_log']
 
@@ -149,7 +149,7 @@ def write_spec(
 
 # %% ../nbs/11a_records.ipynb #f29fa4c6
 @dataclass
-class GridState:
+class CellOutcomes:
     "What happened to a grid's cells in one call, in the order it happened."
 
     skipped: list  # finished before this call: read back, not trained
@@ -196,10 +196,10 @@ def run_cells(
     train_cell,  # (config, cell folder) -> anything; writes the folder's metrics.json
     jobs: int = 1,  # cells trained at once
     deadline: float | None = None,  # seconds from now within which the grid must end
-    on_cell_end=None,  # (GridState) -> None after each cell ends: rewrite a record
+    on_cell_end=None,  # (CellOutcomes) -> None after each cell ends: rewrite a record
     processes: bool | None = None,  # a process per cell (None: if jobs > 1 or deadline)
     poll: float = 1.0,  # seconds between two looks at the running cells
-) -> GridState:  # which cells were skipped, done, failed, cut or not started
+) -> CellOutcomes:  # which cells were skipped, done, failed, cut or not started
     """Train every cell without a result, `jobs` at a time. With a deadline, no cell
     starts that is predicted to end after it, and running cells stop at it."""
     out, jobs = Path(out), int(jobs)
@@ -209,7 +209,7 @@ def run_cells(
     if jobs > 1 and not processes:
         raise ValueError("jobs > 1 trains cells in processes of their own")
     end = None if deadline is None else time.monotonic() + deadline
-    st = GridState(
+    st = CellOutcomes(
         skipped=[c for c in cells if cell_result(cell_dir(out, *c)) is not None]
     )
     pending, running = [c for c in cells if c not in st.skipped], {}
@@ -292,7 +292,7 @@ def run_grid(
     out,  # grid folder; cell (loss, seed) goes to out/<loss>-s<seed>/
     jobs: int = 1,  # cells trained at once, one process each (several fit on a big GPU)
     deadline: float | None = None,  # seconds from now: see `run_cells`
-    on_cell_end=None,  # (GridState) -> None after each cell (see `run_cells`)
+    on_cell_end=None,  # (CellOutcomes) -> None after each cell (see `run_cells`)
     **overrides,  # TrainConfig fields to change in every cell (e.g. epochs=1)
 ) -> list[dict]:  # per cell: status, loss, seed, out_dir, skipped, and its metrics.json
     """Train every (loss, seed) cell not yet finished with `train.run_training`
