@@ -2,10 +2,11 @@
 # Both create .venv, install the package with its dependencies, then run.
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
+RUN   := PATH="$(abspath $(VENV))/bin:$$PATH"
 # CPU build of PyTorch; override on a GPU machine, e.g. `make test TORCH=torch`.
 TORCH ?= torch==2.13.0
 
-.PHONY: install install-book install-lab demo test clean execute student check-outputs book check-site lab gpu-carry gpu-rehearsal grade
+.PHONY: install install-book install-jupyter demo test check-course execute student check-outputs book check-site jupyter gpu-carry gpu-rehearsal grade clean
 
 # The venv with PyTorch: its own stamp, so every install below starts from it.
 $(VENV)/.torch:
@@ -26,25 +27,30 @@ $(VENV)/.installed-book: $(VENV)/.torch setup.py settings.ini
 	$(PY) -m pip install -q -e ".[dev,book]"
 	touch $(VENV)/.installed $@
 
-$(VENV)/.installed-lab: $(VENV)/.torch setup.py settings.ini
-	$(PY) -m pip install -q -e ".[dev,lab]"
+$(VENV)/.installed-jupyter: $(VENV)/.torch setup.py settings.ini
+	$(PY) -m pip install -q -e ".[dev,jupyter]"
 	touch $(VENV)/.installed $@
 
 install-book: $(VENV)/.installed-book
-install-lab: $(VENV)/.installed-lab
+install-jupyter: $(VENV)/.installed-jupyter
 
 demo: install
-	PATH="$(abspath $(VENV))/bin:$$PATH" bash tools/demo.sh
+	$(RUN) $(PY) tools/demo.py
 
-test: install-book
-	PATH="$(abspath $(VENV))/bin:$$PATH" bash tools/test_all.sh
+# The library and its lessons: export/clean in step, ruff, pytest, nbdev_test (what a change must pass).
+test: install
+	$(RUN) bash tools/test_all.sh test
+
+# The course as readers get it: committed outputs, student edition, book, browser, fresh install, GPU rehearsal.
+check-course: install-book
+	$(RUN) bash tools/test_all.sh course
 
 # Contributors: execute every notebook in place (CPU; #| slow/gpu cells skipped), then nbdev_clean.
 execute: install
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) tools/execute_nbs.py $(if $(NB),--only $(NB))
+	$(RUN) $(PY) dev/execute_nbs.py $(if $(NB),--only $(NB))
 
 check-outputs: install
-	$(PY) tools/check_outputs.py
+	$(PY) dev/check_outputs.py
 
 # Student edition: the notebooks without their solutions, an answer cell per exercise, a README
 # and a GitHub Classroom workflow, in _student/ (verified).
@@ -64,18 +70,18 @@ grade:
 EDITION ?= full
 COURSE = $(if $(filter student,$(EDITION)),_student,nbs)
 book: install-book $(if $(filter student,$(EDITION)),student)
-	$(PY) tools/build_book.py --src $(COURSE) --dest _site
+	$(PY) book/build_book.py --src $(COURSE) --dest _site
 
 # Open _site/ in headless Chromium (Debian's, installed with apt when missing) and check what a reader sees.
 check-site: install-book
-	bash tools/ensure_chromium.sh
-	$(PY) tools/check_site.py --site _site --nbs nbs
+	bash book/ensure_chromium.sh
+	$(PY) book/check_site.py --site _site --nbs nbs
 
 # JupyterLab with the widget front-end, opened on the course (as root, e.g. in a container:
 # --allow-root); EDITION=student opens the student edition instead of nbs/ (the solutions).
-LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
-lab: install-lab $(if $(filter student,$(EDITION)),student)
-	$(VENV)/bin/jupyter lab $(LAB_FLAGS) $(COURSE)/
+JUPYTER_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+jupyter: install-jupyter $(if $(filter student,$(EDITION)),student)
+	$(VENV)/bin/jupyter lab $(JUPYTER_FLAGS) $(COURSE)/
 
 # The GPU session (tools/gpu_session.py): the folder carried to the GPU machine (data,
 # encoder, any wheels in .whl/; refused over 60 MiB), and the session rehearsed on the CPU.

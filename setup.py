@@ -24,12 +24,12 @@ supported_pythons = py_versions[py_versions.index(min_python) :]
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
 # `book`: build the course site and read it in a browser (make book, make check-site);
-# `lab`: JupyterLab (make lab); `student`: what a student needs to work through the
-# student edition and check it (JupyterLab, widgets, and what the check cells import).
+# `jupyter`: JupyterLab (make jupyter); `student`: what a student needs to work through
+# the student edition and check it (JupyterLab, widgets, what the check cells import).
 extras = {
     "dev": dev_requirements,
     "book": cfg.get("book_requirements", "").split(),
-    "lab": cfg.get("lab_requirements", "").split(),
+    "jupyter": cfg.get("jupyter_requirements", "").split(),
     "student": cfg.get("student_requirements", "").split(),
 }
 console_scripts = [

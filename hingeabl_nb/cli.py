@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import inspect
+import io
 import json
 import os
 import sys
 import tempfile
+import textwrap
+import tokenize
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -19,16 +23,15 @@ from pathlib import Path
 import torch
 
 from . import data, lab, records, reproduce, runs, toy, train
-from .core import find_up
 from .datafiles import REDOCRED_FILES, download_redocred, sha256_file
 from .losses import LOSSES, check_loss_names
 
 # %% auto #0
-__all__ = ['HINTS', 'DEBUG_ENV', 'CLIError', 'one_line', 'add_debug', 'run_tool', 'ready_out_dir', 'check_at_least',
-           'check_loss_options', 'check_run_inputs', 'check_checkpoints', 'parse_loss_options', 'train_parser',
-           'train_cli', 'train_main', 'lab_parser', 'lab_cli', 'lab_main', 'compare_parser', 'compare_cli',
-           'compare_main', 'toy_parser', 'toy_cli', 'toy_main', 'download_parser', 'download_cli', 'download_main',
-           'grade_main', 'student_main']
+__all__ = ['HINTS', 'DEBUG_ENV', 'INT_MIN', 'OWN', 'CLIError', 'one_line', 'add_debug', 'run_tool', 'ready_out_dir',
+           'check_at_least', 'check_loss_options', 'check_run_inputs', 'check_checkpoints', 'parse_loss_options',
+           'field_docs', 'config_args', 'config_overrides', 'train_parser', 'train_cli', 'train_main', 'lab_parser',
+           'lab_cli', 'lab_main', 'compare_parser', 'grid_files', 'compare_cli', 'compare_main', 'toy_parser',
+           'toy_cli', 'toy_main', 'download_parser', 'download_cli', 'download_main', 'grade_main', 'student_main']
 
 # %% ../nbs/11b_cli.ipynb #582f82e1
 class CLIError(ValueError):
@@ -179,102 +182,114 @@ def parse_loss_options(
             out[name] = value
     return out
 
+# %% ../nbs/11b_cli.ipynb #1e1ccbf1
+INT_MIN = {"seed": None, "num_threads": 0, "encoder_layers": 0, "top_k": 0}  # else 1
+OWN = {  # per tool, the config fields it sets itself (no flag generated for them)
+    "train": ("preset", "protocol"),
+    "compare": ("preset", "protocol", "loss", "seed"),
+    "lab": ("loss", "seed"),
+}
+
+# %% ../nbs/11b_cli.ipynb #4fc375c2
+def field_docs(
+    cls,  # a config dataclass
+) -> dict[str, str]:  # field -> the comment written after it
+    "The docments of a dataclass: the comment after each field (the help of its flag)."
+    src = textwrap.dedent(inspect.getsource(cls))
+    docs, name = {}, None
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4:  # a line of the class body
+            name = tok.string if tok.line[4:].startswith(tok.string + ":") else None
+        elif tok.type == tokenize.COMMENT and name:
+            docs[name] = " ".join(
+                filter(None, [docs.get(name), tok.string[1:].strip()])
+            )
+    return {f.name: docs.get(f.name, "") for f in dataclasses.fields(cls)}
+
+# %% ../nbs/11b_cli.ipynb #e541464a
+def config_args(
+    p: argparse.ArgumentParser,  # the parser to add the flags to
+    cls,  # a config dataclass (train.TrainConfig, lab.LabConfig)
+    skip: tuple = (),  # fields the tool sets itself (its own options), or never
+) -> argparse.ArgumentParser:
+    "One flag per field of `cls`: type from its annotation, help from its docments."
+    docs, shown = field_docs(cls), cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        kind, value = str(f.type), f"{cls.__name__}: {getattr(shown, f.name)!r}"
+        help = f"{docs[f.name]} ({value})".replace("%", "%%")
+        if f.name == "loss":
+            help += f"; every loss in the registry: {', '.join(LOSSES)}"
+        if kind.startswith("dict"):  # loss_options
+            p.add_argument(
+                "--loss-option",
+                dest=f.name,
+                action="append",
+                metavar="NAME=VALUE",
+                help=f"{docs[f.name]}: one option, e.g. margin=3 (repeatable)",
+            )
+        elif kind == "bool":
+            p.add_argument(
+                records.field_flag(f.name),
+                dest=f.name,
+                default=None,
+                help=help,
+                action=argparse.BooleanOptionalAction,
+            )
+        else:
+            typ = int if kind.startswith("int") else float if kind == "float" else str
+            p.add_argument(
+                records.field_flag(f.name),
+                dest=f.name,
+                type=typ,
+                default=None,
+                metavar=f.name.upper(),
+                help=help,
+            )
+    return p
+
+# %% ../nbs/11b_cli.ipynb #9ea388ba
+def config_overrides(
+    a: argparse.Namespace,  # parsed arguments
+    cls,  # the config dataclass the flags came from
+    skip: tuple = (),  # as for `config_args`
+) -> dict:  # the fields given on the command line (loss_options as a dict)
+    "The config fields given as flags, counts checked (CLIError naming the flag)."
+    given = {
+        f.name: getattr(a, f.name)
+        for f in dataclasses.fields(cls)
+        if f.name not in skip and getattr(a, f.name, None) is not None
+    }
+    if "loss_options" in given:
+        given["loss_options"] = parse_loss_options(given["loss_options"])
+    for k, v in given.items():
+        if type(v) is int and INT_MIN.get(k, 1) is not None:
+            check_at_least({records.field_flag(k): v}, INT_MIN.get(k, 1))
+    return given
+
 # %% ../nbs/11b_cli.ipynb #02256863
 def train_parser() -> argparse.ArgumentParser:
-    "Arguments of `hingeabl-train`."
+    "Arguments of `hingeabl-train`: its own, then one per `TrainConfig` field."
     p = argparse.ArgumentParser(
         prog="hingeabl-train",
         description="Train ATLOP on Re-DocRED with one loss and one seed.",
     )
     p.add_argument(
-        "--preset",
-        default="smoke",
-        help=f"one of {', '.join(train.PRESETS)} (default: smoke)",
+        "--preset", default="smoke", help=f"one of {', '.join(train.PRESETS)} (smoke)"
     )
     p.add_argument(
-        "--loss",
-        default=None,
-        help="a key of hingeabl_nb.losses.LOSSES (default: the preset's, HingeABL)",
-    )
-    p.add_argument(
-        "--loss-option",
-        action="append",
-        metavar="NAME=VALUE",
-        help="an option of the loss, e.g. margin=3 (repeatable)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help=f"random seed (paper: {', '.join(map(str, train.PAPER_SEEDS))})",
-    )
-    p.add_argument(
-        "--out",
-        default=None,
-        help="run folder (resumes from its checkpoint when present)",
+        "--out", help="run folder (resumes from its checkpoint when present)"
     )
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace another run's results in --out (default: refuse)",
+        help="replace another run's results in --out",
     )
     p.add_argument(
-        "--model", default=None, help="encoder folder or name (default: the preset's)"
+        "--print-config", action="store_true", help="print the resolved config and exit"
     )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with the preset's data files (default: located automatically)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="number of epochs (default: the preset's)",
-    )
-    p.add_argument(
-        "--train-batch-size",
-        type=int,
-        default=None,
-        help="documents per step and process (default: the preset's)",
-    )
-    p.add_argument(
-        "--device",
-        default=None,
-        choices=["auto", "cpu", "cuda"],
-        help="where to train (default: auto)",
-    )
-    p.add_argument(
-        "--mixed-precision",
-        default=None,
-        choices=["auto", "official", "no", "fp16", "bf16"],
-        help="default: the preset's (paper: official = fp16 autocast + grad scaler)",
-    )
-    p.add_argument(
-        "--max-train-docs",
-        type=int,
-        default=None,
-        help="train on the first N documents only",
-    )
-    p.add_argument(
-        "--max-eval-docs",
-        type=int,
-        default=None,
-        help="evaluate on the first N dev/test documents only",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads for PyTorch (default: the preset's; 0 = PyTorch default)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the resolved config as JSON and exit",
-    )
-    return add_debug(p)
+    return add_debug(config_args(p, train.TrainConfig, OWN["train"]))
 
 # %% ../nbs/11b_cli.ipynb #ff8233d7
 def train_cli(
@@ -283,30 +298,8 @@ def train_cli(
     """`hingeabl-train`: resolve and check the config, the output folder and the
     inputs, then print the config or run `train.run_training`."""
     a = train_parser().parse_args(argv)
-    check_at_least(
-        {
-            "--epochs": a.epochs,
-            "--train-batch-size": a.train_batch_size,
-            "--max-train-docs": a.max_train_docs,
-            "--max-eval-docs": a.max_eval_docs,
-        }
-    )
-    cfg = train.resolve_config(
-        a.preset,
-        loss=a.loss,
-        seed=a.seed,
-        encoder=a.model,
-        data_dir=a.data_dir,
-        epochs=a.epochs,
-        device=a.device,
-        mixed_precision=a.mixed_precision,
-        max_train_docs=a.max_train_docs,
-        max_eval_docs=a.max_eval_docs,
-        num_threads=a.threads,
-        progress=not a.no_progress,
-        train_batch_size=a.train_batch_size,
-        loss_options=parse_loss_options(a.loss_option) or None,
-    )
+    over = config_overrides(a, train.TrainConfig, OWN["train"])
+    cfg = train.resolve_config(a.preset, **over)
     train.check_config(cfg)
     check_loss_options([cfg.loss], cfg.loss_options)
     if a.print_config:
@@ -333,103 +326,27 @@ def train_main(argv: list | None = None) -> int:
 
 # %% ../nbs/11b_cli.ipynb #a5bc25dd
 def lab_parser() -> argparse.ArgumentParser:
-    "Arguments of `hingeabl-lab` (defaults: `train.PRESETS['lab']`)."
-    d = train.PRESETS["lab"]
+    "Arguments of `hingeabl-lab`: its own, then one per `lab.LabConfig` field."
     p = argparse.ArgumentParser(
         prog="hingeabl-lab",
         description="Compare the losses on the ATLOP head over a frozen, "
         "cached pretrained encoder (CPU friendly). "
         "Writes the grid record OUT/grid.json and prints tables.",
     )
+    p.add_argument("--out", required=True, help="grid folder: its cells and grid.json")
+    p.add_argument("--record", help="also copy the record to this path")
+    every = f"default: every loss in the registry ({', '.join(LOSSES)})"
+    p.add_argument("--losses", nargs="+", metavar="LOSS", help=every)
+    seeds = " ".join(map(str, lab.LAB_SEEDS))
     p.add_argument(
-        "--model",
-        default=None,
-        help="encoder folder "
-        "(default: shared/models/minilm-l6-h384-uncased found walking up)",
-    )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="Re-DocRED folder "
-        "(default: $HINGEABL_DATA or shared/data/redocred walking up)",
-    )
-    p.add_argument("--out", required=True, help="output folder for grid.json")
-    p.add_argument(
-        "--record",
-        default=None,
-        help="also copy the record to this path (e.g. nbs/results/lab-cpu.json)",
-    )
-    p.add_argument(
-        "--losses",
-        nargs="+",
-        default=None,
-        choices=list(LOSSES),
-        metavar="LOSS",
-        help=f"default: all of {', '.join(LOSSES)}",
-    )
-    p.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
-        default=list(lab.LAB_SEEDS),
-        help=f"head seeds (default: {' '.join(map(str, lab.LAB_SEEDS))})",
-    )
-    p.add_argument(
-        "--loss-option",
-        action="append",
-        metavar="NAME=VALUE",
-        help="an option of every loss run, e.g. margin=3",
-    )
-    p.add_argument(
-        "--epochs", type=int, default=None, help=f"epochs per run (default: {d.epochs})"
-    )
-    p.add_argument(
-        "--lr", type=float, default=None, help=f"head learning rate (default: {d.lr})"
-    )
-    p.add_argument(
-        "--batch-pairs",
-        type=int,
-        default=None,
-        help=f"pairs per step (default: {d.train_batch_size})",
-    )
-    p.add_argument(
-        "--emb-size",
-        type=int,
-        default=None,
-        help=f"head embedding size (default: {d.emb_size}; ATLOP: 768)",
-    )
-    p.add_argument(
-        "--block-size",
-        type=int,
-        default=None,
-        help=f"bilinear block size (default: {d.block_size}; ATLOP: 64)",
-    )
-    p.add_argument(
-        "--encoder-layers",
-        type=int,
-        default=None,
-        help="keep the encoder's first k layers "
-        f"(default: {d.encoder_layers}; 0: all, as ATLOP)",
-    )
-    p.add_argument(
-        "--n-holdout",
-        type=int,
-        default=None,
-        help=f"dev documents held out without a train file (default: {d.n_holdout})",
+        "--seeds", nargs="+", type=int, default=list(lab.LAB_SEEDS), help=seeds
     )
     p.add_argument(
         "--cache-dir",
-        default=None,
-        help="feature cache (default: $HINGEABL_CACHE/lab or ~/.cache/hingeabl-nb/lab)",
+        help="cache folder (default: $HINGEABL_CACHE, ~/.cache/hingeabl-nb)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch threads (default: available cores)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    return add_debug(p)
+    p.add_argument("--deadline", type=float, help="seconds: see records.run_cells")
+    return add_debug(config_args(p, lab.LabConfig, OWN["lab"]))
 
 # %% ../nbs/11b_cli.ipynb #d6041cae
 def lab_cli(
@@ -437,66 +354,43 @@ def lab_cli(
 ) -> dict:  # the grid record
     """`hingeabl-lab`: check flags, folders and options, run `lab.run_lab`, print
     the tables, optionally copy the record."""
-    p = lab_parser()
-    a = p.parse_args(argv)
-    model = a.model or find_up("shared/models/minilm-l6-h384-uncased")
-    if model is None:
-        p.error(
-            "no --model given and no shared/models/minilm-l6-h384-uncased "
-            "found walking up from " + str(Path.cwd())
+    a = lab_parser().parse_args(argv)
+    over = config_overrides(a, lab.LabConfig, OWN["lab"])
+    cfg = lab.lab_config(**over)
+    if not (Path(cfg.encoder).expanduser() / "config.json").is_file():
+        raise CLIError(
+            f"--model {cfg.encoder}: not an encoder folder (no config.json there), "
+            "nor a name under shared/models/ walking up; nothing is downloaded"
         )
-    if not (Path(model).expanduser() / "config.json").is_file():
-        p.error(
-            f"--model {model}: not an encoder folder (no config.json there); "
-            "nothing is downloaded"
-        )
-    data_dir = a.data_dir or data.locate_redocred()
-    if data_dir is None:
-        p.error(
+    if not cfg.data_dir:
+        raise CLIError(
             "no --data-dir given, $HINGEABL_DATA unset and "
             "no shared/data/redocred found walking up"
         )
-    try:
-        lab.lab_files(data_dir)
-        opts = parse_loss_options(a.loss_option)
-    except (FileNotFoundError, argparse.ArgumentTypeError) as e:
-        p.error(str(e))
-    check_at_least(
-        {
-            "--epochs": a.epochs,
-            "--batch-pairs": a.batch_pairs,
-        }
-    )
-    check_at_least({"--encoder-layers": a.encoder_layers}, lo=0)
-    check_loss_options(a.losses or list(LOSSES), opts)
+    lab.lab_files(cfg.data_dir)
+    losses = check_loss_names(a.losses or list(LOSSES))
+    check_loss_options(losses, cfg.loss_options)
+    check_at_least({"--deadline": a.deadline}, 0)
     ready_out_dir(a.out)
     if a.record:
         ready_out_dir(Path(a.record).parent, "--record's folder")
-    over = dict(
-        epochs=a.epochs,
-        lr=a.lr,
-        train_batch_size=a.batch_pairs,
-        emb_size=a.emb_size,
-        block_size=a.block_size,
-        encoder_layers=a.encoder_layers,
-        n_holdout=a.n_holdout,
-        loss_options=opts or None,
-        progress=not a.no_progress,
-    )
     cmd = " ".join(["hingeabl-lab", *(argv if argv is not None else sys.argv[1:])])
+    over = {k: v for k, v in over.items() if k not in ("encoder", "data_dir")}
     rec = lab.run_lab(
-        Path(model).expanduser(),
-        data_dir,
+        cfg.encoder,
+        cfg.data_dir,
         a.out,
-        a.losses,
+        losses,
         a.seeds,
         a.cache_dir,
-        a.threads,
         cmd,
+        a.deadline,
         **over,
     )
     print(reproduce.tables_markdown(rec))
     print(f"wrote {Path(a.out) / 'grid.json'}")
+    if rec["incomplete"]:
+        print(f"not finished: {', '.join(rec['incomplete'])}; rerun to resume them")
     if a.record:
         print(f"record written to {records.save_record(rec, a.record)}")
     return rec
@@ -508,86 +402,75 @@ def lab_main(argv: list | None = None) -> int:
 
 # %% ../nbs/11b_cli.ipynb #80de9189
 def compare_parser() -> argparse.ArgumentParser:
-    "The argument parser of hingeabl-compare."
+    "Arguments of `hingeabl-compare`: its own, then one per `TrainConfig` field."
     p = argparse.ArgumentParser(
         prog="hingeabl-compare",
         description="Train a grid of losses x seeds (resumable) and "
         "print Tables 3, 4 and 7 beside the paper's numbers.",
     )
+    p.add_argument("--preset", required=True, help=", ".join(train.PRESETS))
+    every = f"default: every loss in the registry ({', '.join(LOSSES)})"
+    p.add_argument("--losses", nargs="+", metavar="LOSS", help=every)
+    seeds = " ".join(map(str, train.PAPER_SEEDS))
     p.add_argument(
-        "--preset", required=True, help=f"training preset: {', '.join(train.PRESETS)}"
+        "--seeds", nargs="+", type=int, required=True, help=f"paper: {seeds}"
     )
+    p.add_argument("--out", required=True, help="grid folder (a subfolder per cell)")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained at once (1)")
     p.add_argument(
-        "--losses",
-        nargs="+",
-        required=True,
-        help=f"losses to compare: {', '.join(LOSSES)}",
-    )
-    p.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
-        required=True,
-        help=f"random seeds (the paper: {' '.join(map(str, train.PAPER_SEEDS))})",
-    )
-    p.add_argument(
-        "--out", required=True, help="grid folder (one subfolder per loss and seed)"
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="cells trained at once, each in its own process (default: 1)",
-    )
-    p.add_argument("--model", help="encoder name or path (overrides the preset)")
-    p.add_argument("--data-dir", help="Re-DocRED folder (overrides the preset)")
-    p.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
-    p.add_argument(
-        "--max-train-docs",
-        type=int,
-        help="train on the first N documents only (quick runs)",
-    )
-    p.add_argument(
-        "--max-eval-docs",
-        type=int,
-        help="evaluate on the first N dev/test documents only (quick runs)",
+        "--deadline",
+        type=float,
+        help="seconds: start no cell predicted to end later, "
+        "stop the running ones then (they resume)",
     )
     p.add_argument(
         "--record",
-        help="also copy the record to this path; "
-        "{device} is replaced by the device name",
+        help="also write the record here ({device}: the device's name), "
+        "rewritten after every cell",
     )
-    return add_debug(p)
+    return add_debug(config_args(p, train.TrainConfig, OWN["compare"]))
 
 # %% ../nbs/11b_cli.ipynb #6c4ca301
+def grid_files(
+    out: Path,  # a grid folder
+    record: str | None = None,  # the --record path, if any
+):
+    "A `run_cells` callback: out/grid.json, out/tables.md and the record, rewritten."
+
+    def write(_state=None) -> dict | None:
+        try:
+            rec = records.collect_runs(out)
+        except FileNotFoundError:  # no cell finished yet
+            return None
+        data.atomic_write_text(Path(out) / "tables.md", reproduce.tables_markdown(rec))
+        if record:
+            records.save_record(rec, record)
+        return rec
+
+    return write
+
+
 def compare_cli(argv: list[str] | None = None) -> None:
     """`hingeabl-compare`: check the grid and its inputs, run it, write
-    out/grid.json and out/tables.md, print the tables."""
-    p = compare_parser()
-    a = p.parse_args(argv)
-    over = {
-        k: getattr(a, "model" if k == "encoder" else k) for k in records.CLI_OVERRIDES
-    }
-    over = {k: v for k, v in over.items() if v is not None}
-    for k in ("epochs", "max_train_docs", "max_eval_docs"):
-        check_at_least({records.CLI_OVERRIDES[k]: over.get(k)})
+    out/grid.json and out/tables.md after every cell, print the tables."""
+    a = compare_parser().parse_args(argv)
+    over = config_overrides(a, train.TrainConfig, OWN["compare"])
     check_at_least({"--jobs": a.jobs})
-    try:
-        records.check_grid(a.preset, a.losses, a.seeds)
-    except ValueError as e:
-        p.error(str(e))
+    check_at_least({"--deadline": a.deadline}, 0)
+    losses, seeds = records.check_grid(a.preset, a.losses or list(LOSSES), a.seeds)
     # before out/spec.json is written: a missing file must not pin a wrong spec
     check_run_inputs(train.resolve_config(a.preset, **over))
     ready_out_dir(a.out)
     if a.record:
         ready_out_dir(Path(a.record).parent, "--record's folder")
-    records.run_grid(a.preset, a.losses, a.seeds, a.out, jobs=a.jobs, **over)
-    record = records.collect_runs(a.out)
-    md = reproduce.tables_markdown(record)
-    (Path(a.out) / "tables.md").write_text(md)
-    print(md)
+    write = grid_files(Path(a.out), a.record)
+    records.run_grid(a.preset, losses, seeds, a.out, a.jobs, a.deadline, write, **over)
+    record = write()
+    print(reproduce.tables_markdown(record))
+    if record["incomplete"]:
+        print(f"not finished: {', '.join(record['incomplete'])}; rerun to resume them")
     if a.record:
-        print(f"record written to {records.save_record(record, a.record)}")
+        print(f"record written to {a.record}")
 
 
 def compare_main(argv: list | None = None) -> int:
@@ -608,7 +491,8 @@ def toy_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(toy.DEFAULT_LOSSES),
         metavar="LOSS",
-        help=f"any of {', '.join(LOSSES)} (default: {' '.join(toy.DEFAULT_LOSSES)})",
+        help=f"every loss in the registry: {', '.join(LOSSES)} "
+        f"(default: {' '.join(toy.DEFAULT_LOSSES)})",
     )
     steps = inspect.signature(toy.train_toy).parameters["steps"].default
     p.add_argument(

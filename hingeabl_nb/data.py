@@ -5,7 +5,6 @@
 # %% ../nbs/06_data.ipynb #22e0981f
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -14,43 +13,55 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
+from . import datafiles
 from .core import find_up
-from hingeabl_nb.datafiles import (
-    REDOCRED_FILES,
-    REDOCRED_GIT_BLOBS,
-    REDOCRED_URL,
-    DocREDFormatError,
-    Docs,
-    assets_dir,
-    atomic_write,
-    atomic_write_text,
-    bucket_batches,
-    collate,
-    default_cache_dir,
-    doc_pair_labels,
-    download_redocred,
-    features_cache_key,
-    git_blob_sha1,
-    label_problems,
-    mention_problems,
-    read_json_list,
-    sha256_file,
-    special_frame,
-    tiny_tokenizer,
-    tokenizer_fingerprint,
-    urllib_opener,
-    word_pieces,
-)
+from .datafiles import REDOCRED_FILES as REDOCRED_FILES
+from .datafiles import REDOCRED_GIT_BLOBS as REDOCRED_GIT_BLOBS
+from .datafiles import REDOCRED_URL as REDOCRED_URL
+from .datafiles import DocREDFormatError as DocREDFormatError
+from .datafiles import Docs as Docs
+from .datafiles import atomic_write as atomic_write
+from .datafiles import atomic_write_text as atomic_write_text
+from .datafiles import bucket_batches as bucket_batches
+from .datafiles import cache_key as cache_key
+from .datafiles import cached as cached
+from .datafiles import collate as collate
+from .datafiles import default_cache_dir as default_cache_dir
+from .datafiles import download_redocred as download_redocred
+from .datafiles import features_cache_key as features_cache_key
+from .datafiles import sha256_file as sha256_file
+from .datafiles import tiny_tokenizer as tiny_tokenizer
+from .datafiles import tokenizer_fingerprint as tokenizer_fingerprint
 
-# in this module's __all__ only: the batching helpers defined in 06a_data_internals
-_all_ = ["collate", "bucket_batches"]
+# re-exported (nbdev adds `_all_` to the module's __all__)
+_all_ = [
+    "collate",
+    "bucket_batches",
+    "REDOCRED_FILES",
+    "REDOCRED_GIT_BLOBS",
+    "REDOCRED_URL",
+    "atomic_write",
+    "atomic_write_text",
+    "cache_key",
+    "download_redocred",
+    "sha256_file",
+    "tiny_tokenizer",
+    "tokenizer_fingerprint",
+    "DocREDFormatError",
+    "Docs",
+    "cached",
+    "default_cache_dir",
+    "features_cache_key",
+]
 
 # %% auto #0
 __all__ = ['sample_dir', 'locate_redocred', 'load_rel2id', 'load_rel_info', 'id2rel', 'doc_problems', 'load_docs', 'split_docs',
-           'featurize_doc', 'featurize', 'load_features', 'doc_stats', 'collate', 'bucket_batches']
+           'featurize_doc', 'featurize', 'cached_features', 'load_features', 'doc_stats', 'collate', 'bucket_batches',
+           'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'REDOCRED_URL', 'atomic_write', 'atomic_write_text', 'cache_key',
+           'download_redocred', 'sha256_file', 'tiny_tokenizer', 'tokenizer_fingerprint', 'DocREDFormatError', 'Docs',
+           'cached', 'default_cache_dir', 'features_cache_key']
 
 # %% ../nbs/06_data.ipynb #62b1e3be
 def sample_dir() -> (
@@ -59,7 +70,7 @@ def sample_dir() -> (
     """The embedded Re-DocRED sample.
 
     32 train / 8 dev documents from dev_revised, 8 test documents from test_revised."""
-    return assets_dir() / "redocred_sample"
+    return datafiles.assets_dir() / "redocred_sample"
 
 
 def locate_redocred(
@@ -94,7 +105,7 @@ def load_rel2id(
     """Read and check a relation vocabulary.
 
     `Na` is column 0 and the columns are 0..n-1 without gaps."""
-    path = Path(path) if path is not None else assets_dir() / "rel2id.json"
+    path = Path(path) if path is not None else datafiles.assets_dir() / "rel2id.json"
     try:
         rel2id = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
@@ -124,7 +135,7 @@ def load_rel_info(
     path: str | Path | None = None,  # a rel_info.json; None: the embedded copy
 ) -> dict[str, str]:  # relation id -> readable name, e.g. 'P17' -> 'country'
     "Read the readable names of the Re-DocRED relations."
-    path = Path(path) if path is not None else assets_dir() / "rel_info.json"
+    path = Path(path) if path is not None else datafiles.assets_dir() / "rel_info.json"
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
@@ -184,7 +195,7 @@ def doc_problems(
             out.append(f"vertexSet[{i}] is {kind}")
             continue
         for j, m in enumerate(e):
-            out += mention_problems(m, f"vertexSet[{i}][{j}]", sents)
+            out += datafiles.mention_problems(m, f"vertexSet[{i}][{j}]", sents)
     if "labels" not in doc:
         missing = "missing field 'labels' (pass labelled=False to read it)"
         return out + ([missing] if labelled else [])
@@ -192,7 +203,9 @@ def doc_problems(
     if not isinstance(labels, list):
         return out + ["labels is not a list of relation triples"]
     for i, l in enumerate(labels):
-        out += label_problems(l, f"labels[{i}]", len(ents), len(sents), rel2id)
+        out += datafiles.label_problems(
+            l, f"labels[{i}]", len(ents), len(sents), rel2id
+        )
     return out
 
 # %% ../nbs/06_data.ipynb #7bc7fd52
@@ -212,7 +225,7 @@ def load_docs(
     rel2id = (
         (rel2id if rel2id is not None else load_rel2id()) if check_relations else None
     )
-    for i, doc in enumerate(read_json_list(path)):
+    for i, doc in enumerate(datafiles.read_json_list(path)):
         problems = doc_problems(doc, rel2id, labelled)
         if not problems:
             kept.append(doc)
@@ -269,7 +282,7 @@ def featurize_doc(
     """ATLOP features of one document.
 
     `*`-marked sub-word ids, marker positions (CLS offset applied), pairs and labels."""
-    pre, post = special_frame(tokenizer)
+    pre, post = datafiles.special_frame(tokenizer)
     keep = max_len - len(pre) - len(post)
     if keep < 1:
         raise ValueError(
@@ -280,7 +293,7 @@ def featurize_doc(
         raise ValueError(
             f"{type(tokenizer).__name__} has no '*' token for the mention markers"
         )
-    pieces, sent_map = word_pieces(doc, tokenizer)
+    pieces, sent_map = datafiles.word_pieces(doc, tokenizer)
     input_ids = pre + tokenizer.convert_tokens_to_ids(pieces[:keep]) + post
     at = lambda i: (
         i + len(pre) if i < keep else i + len(pre) + len(post)
@@ -295,7 +308,7 @@ def featurize_doc(
         ]
         for e in doc["vertexSet"]
     ]
-    hts, labels = doc_pair_labels(doc, rel2id)
+    hts, labels = datafiles.doc_pair_labels(doc, rel2id)
     if neg_sample_rate < 1.0:
         rng = np.random.default_rng([seed, doc_index])
         keep_pair = (labels[:, 0] == 0) | torch.from_numpy(
@@ -346,35 +359,35 @@ def featurize(
     return feats
 
 # %% ../nbs/06_data.ipynb #4523833f
+def cached_features(
+    docs: list,  # validated DocRED documents
+    tokenizer,  # any Hugging Face tokenizer
+    rel2id: dict[str, int],  # relation -> column
+    cache_dir: str
+    | Path
+    | None = None,  # cache folder (None: the default); False: none
+    name: str = "features",  # prefix of the cache file's name
+    **kw,  # max_len, neg_sample_rate, seed, progress: passed to `featurize`
+) -> list[dict]:  # features, as `featurize` returns them
+    "`featurize`, cached on disk under `features_cache_key` (`cached`: one builder)."
+    if cache_dir is False:
+        return featurize(docs, tokenizer, rel2id, **kw)
+    args = {k: v for k, v in kw.items() if k != "progress"}
+    key = features_cache_key(docs, tokenizer, rel2id, **args)
+    file = default_cache_dir("features", cache_dir) / f"{name}-{key[:24]}.pt"
+    return cached(file, lambda: featurize(docs, tokenizer, rel2id, **kw))[0]
+
+
 def load_features(
     path: str | Path,  # a DocRED JSON file
     tokenizer,  # any Hugging Face tokenizer
     rel2id: dict[str, int],  # relation -> column
-    cache_dir: str | Path | None = None,  # None: default_cache_dir(); False: no cache
+    cache_dir: str | Path | None = None,  # as `cached_features`
     **kw,  # max_len, neg_sample_rate, seed, progress: passed to `featurize`
 ) -> list[dict]:  # features, as `featurize` returns them
-    """Featurise a DocRED file, cached on disk.
-
-    The cache key covers the file's SHA-256, the tokenizer and the arguments."""
-    progress = kw.pop("progress", True)
-    if cache_dir is False:
-        return featurize(
-            load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
-        )
-    cache = Path(cache_dir if cache_dir is not None else default_cache_dir())
-    cache_key = features_cache_key(path, tokenizer, rel2id, **kw)[:20]
-    file = cache / f"{Path(path).stem}-{cache_key}.pt"
-    if file.exists():
-        try:
-            return torch.load(file, weights_only=True)
-        except Exception as e:
-            warnings.warn(f"{file}: unreadable cache ({e}); rebuilding it")
-    feats = featurize(
-        load_docs(path, rel2id=rel2id), tokenizer, rel2id, progress=progress, **kw
-    )
-    cache.mkdir(parents=True, exist_ok=True)
-    atomic_write(file, lambda tmp: torch.save(feats, tmp))
-    return feats
+    "The features of a DocRED file, cached on disk (see `cached_features`)."
+    docs = load_docs(path, rel2id=rel2id)
+    return cached_features(docs, tokenizer, rel2id, cache_dir, Path(path).stem, **kw)
 
 # %% ../nbs/06_data.ipynb #134fbacf
 def doc_stats(

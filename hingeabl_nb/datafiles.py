@@ -16,14 +16,16 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from torch import Tensor
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'assets_dir', 'DocREDFormatError', 'mention_problems',
-           'label_problems', 'Docs', 'read_json_list', 'sha256_file', 'git_blob_sha1', 'urllib_opener',
-           'download_redocred', 'special_frame', 'tiny_tokenizer', 'word_pieces', 'doc_pair_labels',
-           'tokenizer_fingerprint', 'features_cache_key', 'default_cache_dir', 'atomic_write', 'atomic_write_text']
+__all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'FEATURES_VERSION', 'CACHE_ENV', 'assets_dir',
+           'DocREDFormatError', 'mention_problems', 'label_problems', 'Docs', 'read_json_list', 'sha256_file',
+           'git_blob_sha1', 'urllib_opener', 'download_redocred', 'special_frame', 'tiny_tokenizer', 'word_pieces',
+           'doc_pair_labels', 'tokenizer_fingerprint', 'cache_key', 'features_cache_key', 'default_cache_dir',
+           'atomic_write', 'atomic_write_text', 'cached']
 
 # %% ../nbs/06a_data_internals.ipynb #8aeec30d
 def assets_dir() -> Path:
@@ -449,33 +451,45 @@ def tokenizer_fingerprint(tokenizer) -> str:  # hex SHA-256
     )
     return h.hexdigest()
 
+# %% ../nbs/06a_data_internals.ipynb #42d32329
+FEATURES_VERSION = 2  # bump when `featurize` changes what it computes
+CACHE_ENV = "HINGEABL_CACHE"  # the cache folder; read by `default_cache_dir` only
 
-def features_cache_key(
-    path: str | Path, tokenizer, rel2id: dict[str, int], **kw
-) -> str:  # hex SHA-256
-    """Cache key of `load_features`.
 
-    Data file SHA-256, tokenizer fingerprint, rel2id and featurisation arguments."""
-    args = dict(max_len=1024, neg_sample_rate=1.0, seed=0) | kw
-    blob = json.dumps(
-        dict(
-            v=1,
-            file=sha256_file(path),
-            tok=tokenizer_fingerprint(tokenizer),
-            rel2id=rel2id,
-            args=args,
-        ),
-        sort_keys=True,
-    )
+def cache_key(**parts) -> str:  # hex SHA-256
+    "The one key scheme of the caches: a hash of `parts` as sorted JSON."
+    blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def default_cache_dir() -> Path:
-    "`$HINGEABL_CACHE`, else `~/.cache/hingeabl-nb/features`."
-    return Path(
-        os.environ.get("HINGEABL_CACHE")
-        or Path.home() / ".cache" / "hingeabl-nb" / "features"
+def features_cache_key(
+    docs: list,  # the documents to featurise (raw DocRED dicts)
+    tokenizer,
+    rel2id: dict[str, int],
+    **kw,  # max_len, neg_sample_rate, seed: as `featurize`
+) -> str:  # hex SHA-256
+    "Key of the featurised `docs`: documents, tokenizer, rel2id, arguments, version."
+    args = dict(max_len=1024, neg_sample_rate=1.0, seed=0) | kw
+    if args["neg_sample_rate"] >= 1.0:  # the seed only draws the NA pairs kept
+        args.pop("seed")
+    return cache_key(
+        v=FEATURES_VERSION,
+        docs=hashlib.sha256(json.dumps(docs, sort_keys=True).encode()).hexdigest(),
+        tok=tokenizer_fingerprint(tokenizer),
+        rel2id=rel2id,
+        args=args,
     )
+
+
+def default_cache_dir(
+    stage: str = "features",  # "features" (featurised documents) or "pairs" (the lab)
+    root: str
+    | Path
+    | None = None,  # the cache folder; None: $HINGEABL_CACHE, else home
+) -> Path:  # the stage's folder
+    "`root`, else `$HINGEABL_CACHE`, else `~/.cache/hingeabl-nb`; then `/<stage>`."
+    root = root or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hingeabl-nb"
+    return Path(root).expanduser() / stage
 
 # %% ../nbs/06a_data_internals.ipynb #2923fef6
 def atomic_write(
@@ -501,6 +515,27 @@ def atomic_write_text(
 ) -> Path:  # the written path
     "Write a text file atomically (see `atomic_write`)."
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+# %% ../nbs/06a_data_internals.ipynb #feef8e2c
+def cached(
+    file: str | Path,  # the cache file (.pt)
+    build,  # () -> the object, called only on a miss
+) -> tuple:  # (the object, True when it was read from the cache)
+    "`torch.load(file)`, or `build()` saved atomically when it can be; one builder."
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{file}.lock"):
+        if file.exists():
+            try:
+                return torch.load(file, weights_only=True), True
+            except Exception as e:
+                warnings.warn(f"{file}: unreadable cache ({e}); rebuilding it")
+        obj = build()
+        try:
+            atomic_write(file, lambda tmp: torch.save(obj, tmp))
+        except (OSError, RuntimeError) as e:  # a full disk: the work is still done
+            warnings.warn(f"{file}: not cached ({e})")
+    return obj, False
 
 # %% ../nbs/06a_data_internals.ipynb #3d1c1a2f
 def collate(

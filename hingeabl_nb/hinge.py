@@ -5,7 +5,6 @@
 # %% ../nbs/03_hinge.ipynb #e13b38a7
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -5,8 +5,6 @@
 # %% ../nbs/10a_lab_cache.ipynb #62e5378b
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
 import os
 import platform
@@ -23,9 +21,9 @@ from . import data, encoders
 from . import model as atlop_model
 
 # %% auto #0
-__all__ = ['SPLIT_FILES', 'CACHE_VERSION', 'WEIGHT_SUFFIXES', 'lab_files', 'encoder_fingerprint', 'pairs_cache_key',
-           'save_tiny_encoder', 'encode_pairs', 'take_docs', 'doc_features', 'default_lab_cache', 'cached_pairs',
-           'machine_info', 'peak_rss_mb', 'load_lab_data']
+__all__ = ['SPLIT_FILES', 'POOLING_VERSION', 'WEIGHT_SUFFIXES', 'lab_files', 'encoder_fingerprint', 'pairs_cache_key',
+           'save_tiny_encoder', 'encode_pairs', 'take_docs', 'doc_features', 'cached_pairs', 'machine_info',
+           'peak_rss_mb', 'load_lab_data']
 
 # %% ../nbs/10a_lab_cache.ipynb #8cd68a19
 SPLIT_FILES = {
@@ -58,7 +56,7 @@ def lab_files(
     return dict(found, protocol="train-dev-test" if found["train"] else "split-dev")
 
 # %% ../nbs/10a_lab_cache.ipynb #ba7f1baf
-CACHE_VERSION = 1  # bump when the content of a cached pair file changes
+POOLING_VERSION = 2  # bump when encode_pairs, pool or encode_long change
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 
 
@@ -88,34 +86,15 @@ def encoder_fingerprint(
     )
 
 
-def _pooling_code() -> str:
-    """Hash of the source of `hingeabl_nb.model` and `hingeabl_nb.encoders`
-    (encoding and pooling): a change there invalidates the cache."""
-    try:
-        src = inspect.getsource(atlop_model) + inspect.getsource(encoders)
-    except (OSError, TypeError):
-        src = getattr(sys.modules["hingeabl_nb"], "__version__", "")
-    return hashlib.sha256(src.encode()).hexdigest()
-
-
 def pairs_cache_key(
     encoder_fp: dict,  # from `encoder_fingerprint`
-    tokenizer_fp: str,  # `data.tokenizer_fingerprint(tokenizer)`
-    data_file: str | Path,  # the DocRED JSON file
-    rel2id: dict,  # relation vocabulary
-    **featurize_args,  # e.g. max_len
+    features_key: str,  # `data.features_cache_key` of the documents encoded
+    **args,  # what else changes the pooled features, e.g. encoder_layers
 ) -> str:  # hex SHA-256
-    "Cache key of the pooled pair features of one data file."
-    blob = dict(
-        v=CACHE_VERSION,
-        code=_pooling_code(),
-        encoder=encoder_fp,
-        tokenizer=tokenizer_fp,
-        data=data.sha256_file(data_file),
-        rel2id=rel2id,
-        args=featurize_args,
+    "Cache key of the pooled pair features of a set of documents."
+    return data.cache_key(
+        v=POOLING_VERSION, encoder=encoder_fp, features=features_key, args=args
     )
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
 # %% ../nbs/10a_lab_cache.ipynb #c12373f6
 def save_tiny_encoder(
@@ -245,45 +224,31 @@ def doc_features(
     ]
 
 # %% ../nbs/10a_lab_cache.ipynb #7eb7981c
-def default_lab_cache() -> Path:
-    "`$HINGEABL_CACHE/lab`, else `~/.cache/hingeabl-nb/lab`."
-    return (
-        Path(os.environ.get("HINGEABL_CACHE") or Path.home() / ".cache" / "hingeabl-nb")
-        / "lab"
-    )
-
-
 def cached_pairs(
-    data_file: str | Path,  # a DocRED JSON file
+    docs: list,  # the documents of one data file (`data.load_docs`)
     get_encoder,  # () -> (encoder, tokenizer); called only on a cache miss
     key: str,  # from `pairs_cache_key`
-    cache_dir: str | Path,  # folder of the cache files
+    cache_dir: str | Path | None,  # the cache folder (None: `data.default_cache_dir`'s)
     rel2id: dict,  # relation vocabulary
     max_len: int = 1024,  # tokens per document
     batch_docs: int = 4,  # documents per encoder call
     progress: bool = True,  # tqdm bars
-) -> tuple[dict, bool]:  # (pair set of every document in the file, True on a cache hit)
-    "Pooled pair features of a data file, cached on disk under `key`."
-    file = Path(cache_dir) / f"{Path(data_file).stem}-{key[:24]}.pt"
-    if file.exists():
-        try:
-            return torch.load(file, weights_only=True), True
-        except Exception as e:
-            print(f"{file}: unreadable cache ({e}); rebuilding it", file=sys.stderr)
-    encoder, tokenizer = get_encoder()
-    docs = data.load_docs(data_file, rel2id=rel2id)
-    feats = data.featurize(docs, tokenizer, rel2id, max_len=max_len, progress=False)
-    ps = encode_pairs(
-        encoder,
-        tokenizer,
-        feats,
-        batch_docs,
-        progress,
-        desc=f"encode {Path(data_file).name}",
-    )
-    file.parent.mkdir(parents=True, exist_ok=True)
-    data.atomic_write(file, lambda tmp: torch.save(ps, tmp))
-    return ps, False
+    name: str = "pairs",  # prefix of the cache file's name (the data file's stem)
+) -> tuple[dict, bool]:  # (pair set of every document, True on a cache hit)
+    """Pooled pair features of `docs`, cached on disk under `key`; on a miss their
+    features come from the feature cache, then the encoder runs."""
+
+    def build():
+        encoder, tokenizer = get_encoder()
+        feats = data.cached_features(
+            docs, tokenizer, rel2id, cache_dir, name, max_len=max_len, progress=False
+        )
+        return encode_pairs(
+            encoder, tokenizer, feats, batch_docs, progress, desc=f"encode {name}"
+        )
+
+    file = data.default_cache_dir("pairs", cache_dir) / f"{name}-{key[:24]}.pt"
+    return data.cached(file, build)
 
 # %% ../nbs/10a_lab_cache.ipynb #e0fd5126
 def machine_info(
@@ -331,7 +296,7 @@ def _split_positions(docs: list, n_holdout: int) -> tuple[list[int], list[int]]:
 def _load_pairs(
     model,
     files: dict,
-    cache: Path,
+    cache: Path | None,
     max_len: int,
     encode_batch: int,
     progress: bool,
@@ -371,18 +336,22 @@ def _load_pairs(
     for split, f in (
         (k, files[k]) for k in ("train", "dev", "test") if files[k] is not None
     ):
-        key = pairs_cache_key(
-            enc_fp,
-            data.tokenizer_fingerprint(tokenizer),
-            f,
-            rel2id,
-            max_len=max_len,
-            encoder_layers=encoder_layers,
-        )
-        sets[split], hits[split] = cached_pairs(
-            f, get_encoder, key, cache, rel2id, max_len, encode_batch, progress
-        )
         docs[split] = data.load_docs(f, rel2id=rel2id)
+        feat_key = data.features_cache_key(
+            docs[split], tokenizer, rel2id, max_len=max_len
+        )
+        key = pairs_cache_key(enc_fp, feat_key, encoder_layers=encoder_layers)
+        sets[split], hits[split] = cached_pairs(
+            docs[split],
+            get_encoder,
+            key,
+            cache,
+            rel2id,
+            max_len,
+            encode_batch,
+            progress,
+            f.stem,
+        )
     return sets, hits, docs, enc_fp
 
 # %% ../nbs/10a_lab_cache.ipynb #db7b0c47
@@ -391,7 +360,7 @@ def load_lab_data(
     data_dir: str | Path,  # data folder (see `lab_files`)
     cache_dir: str
     | Path
-    | None = None,  # pair-feature cache (default: `default_lab_cache()`)
+    | None = None,  # cache folder (None: `data.default_cache_dir`)
     n_holdout: int = 100,  # held-out dev documents (split-dev protocol)
     max_len: int = 1024,  # tokens per document
     encode_batch: int = 4,  # documents per encoder call
@@ -401,9 +370,8 @@ def load_lab_data(
     """Pair sets and documents of train/dev/test, encoded at most once per data file
     (cached)."""
     t0, c0, files = time.time(), time.process_time(), lab_files(data_dir)
-    cache = Path(cache_dir) if cache_dir is not None else default_lab_cache()
     sets, hits, docs, enc_fp = _load_pairs(
-        model, files, cache, max_len, encode_batch, progress, encoder_layers
+        model, files, cache_dir, max_len, encode_batch, progress, encoder_layers
     )
     if files["train"] is None:
         tr, ho = _split_positions(docs["dev"], n_holdout)
@@ -438,5 +406,5 @@ def load_lab_data(
         encoder=enc_fp,
         seconds=time.time() - t0,
         cpu_seconds=time.process_time() - c0,
-        cache_dir=str(cache),
+        cache_dir=str(data.default_cache_dir("pairs", cache_dir).parent),
     )

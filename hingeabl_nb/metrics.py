@@ -11,23 +11,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .losses import LOSSES, predict
-from hingeabl_nb.scoring import (
-    as_facts,
-    as_numpy,
-    gold_index,
-    gold_mask,
-    judge,
-    need_field,
-    relation_counts,
-    train_facts,
-    unique_keys,
-)
+from . import scoring
+from .losses import predict
+from .scoring import train_facts as train_facts
+
+# re-exported (nbdev adds `_all_` to the module's __all__)
+_all_ = ["train_facts"]
 
 # %% auto #0
 __all__ = ['PATTERNS', 'GAP_EDGES', 'to_official', 'micro_prf', 'prf_from_counts', 'pair_prf', 'official_scores', 'macro_scores',
            'gold_ranks', 'correct_rank', 'pair_patterns', 'pattern_ratios', 'pattern_stats', 'threshold_summary',
-           'plot_threshold_summaries']
+           'plot_threshold_summaries', 'train_facts']
 
 # %% ../nbs/07_metrics.ipynb #46a36949
 def to_official(
@@ -36,7 +30,7 @@ def to_official(
     id2rel: dict,  # column -> P-code, e.g. {1: "P17", ...}; column 0 (NA) is unused
 ) -> list[dict]:  # [{"title", "h_idx", "t_idx", "r"}, ...]
     "Turn multi-hot predictions into the official list of triples, ignoring NA column."
-    P = as_numpy(preds, "to_official: preds")
+    P = scoring.as_numpy(preds, "to_official: preds")
     if P.ndim != 2:
         raise ValueError(
             "to_official: preds must be 2-D (sum n_pairs, 1+n_rel), "
@@ -114,12 +108,12 @@ def prf_from_counts(
 def pair_prf(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold
-    loss: str = "ATL",  # a key of LOSSES: its threshold rule predicts
-    top_k: int
-    | None = None,  # at most this many relations per pair, as `predict` (None: no cap)
+    threshold: str = "TH",  # the rule `predict` applies: "TH" or "zero"
+    top_k: int | None = None,  # at most this many relations per pair (None: no cap)
 ) -> dict:  # P, R, F1 as fractions, over (pair, relation) cells
-    "Micro P/R/F1 of `LOSSES[loss].predict` vs the pair labels (relation columns only)."
-    p, g = LOSSES[loss].predict(logits, top_k=top_k)[:, 1:] > 0.5, labels[:, 1:] > 0.5
+    "Micro P/R/F1 of `predict` under `threshold` vs the pair labels (relation columns)."
+    p = predict(logits, top_k=top_k, threshold=threshold)[:, 1:] > 0.5
+    g = labels[:, 1:] > 0.5
     return micro_prf(int(p.sum()), int(g.sum()), int((p & g).sum()))
 
 # %% ../nbs/07_metrics.ipynb #59c9cd92
@@ -131,9 +125,9 @@ def official_scores(
     """Micro P/R/F1 and Ign_F1 exactly as the Re-DocRED official scorer.
 
     Ign is computed against the annotated training set."""
-    std, title2vs = gold_index(gold_docs)
-    keys = unique_keys(triples)
-    verdicts = judge(keys, std, title2vs, as_facts(train_docs))
+    std, title2vs = scoring.gold_index(gold_docs)
+    keys = scoring.unique_keys(triples)
+    verdicts = scoring.judge(keys, std, title2vs, scoring.as_facts(train_docs))
     n = dict(
         n_pred_raw=len(triples),
         n_pred=len(keys),
@@ -162,7 +156,7 @@ def macro_scores(
     if over not in ("gold", "union"):
         raise ValueError(f"macro_scores: over must be 'gold' or 'union', got {over!r}")
     per = {}
-    for r, c in relation_counts(triples, gold_docs, train_docs).items():
+    for r, c in scoring.relation_counts(triples, gold_docs, train_docs).items():
         if c["n_gold"] == 0 and over == "gold":
             continue
         s = (
@@ -243,26 +237,26 @@ def pair_patterns(
     rule: str = "official",  # "official": Tables 1 and 4; "general": the course's own
     top_k: int
     | None = None,  # general rule only: max relations/pair, as `predict` (None: no cap)
-    zero_threshold: bool = False,  # general rule only: threshold 0 instead of column 0
+    threshold: str = "TH",  # general rule only: the rule, "TH" or "zero" (as `predict`)
 ) -> Tensor:  # (n_pairs,) long index into PATTERNS
     "Figure 2: classify each entity pair as TP, TN, FP, FN_CRK or FN_IRK."
     if rule not in ("general", "official"):
         raise ValueError(
             f"pattern_stats: rule must be 'general' or 'official', got {rule!r}"
         )
-    if rule == "official" and (top_k or zero_threshold):
+    if rule == "official" and (top_k or threshold != "TH"):
         raise ValueError(
             "pattern_stats: rule='official' predicts s_r > s_TH "
-            "with no top-k cap and no zero threshold "
-            f"(got top_k={top_k!r}, zero_threshold={zero_threshold}); "
+            "with no top-k cap and the TH threshold "
+            f"(got top_k={top_k!r}, threshold={threshold!r}); "
             "use rule='general' for another prediction rule"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
-    g = gold_mask(s, y)
+    g = scoring.gold_mask(s, y)
     p = (
         s[:, 1:] > s[:, :1]
         if rule == "official"
-        else predict(s, top_k, zero_threshold)[:, 1:] > 0.5
+        else predict(s, top_k, threshold)[:, 1:] > 0.5
     )
     has_g, has_p = g.any(1), p.any(1)
     out = torch.full((s.shape[0],), PATTERNS.index("FP"), dtype=torch.long)
@@ -303,12 +297,12 @@ def pattern_stats(
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot gold
     rule: str = "official",  # "official" (Tables 1 and 4) or "general" (course's own)
     top_k: int | None = None,  # general rule only: cap as `predict` (None: no cap)
-    zero_threshold: bool = False,  # general rule only: threshold 0
+    threshold: str = "TH",  # general rule only: "TH" or "zero", as `predict`
 ) -> dict:  # counts of PATTERNS, T, F, FN, n_pairs and the Table 4 ratios
     """Figure 2 / Table 4: counts of the five prediction patterns.
 
     Also the ratios F/(T+F), FN/F, FN_CRK/FN."""
-    idx = pair_patterns(logits, labels, rule, top_k, zero_threshold)
+    idx = pair_patterns(logits, labels, rule, top_k, threshold)
     c = dict(zip(PATTERNS, torch.bincount(idx, minlength=len(PATTERNS)).tolist()))
     return {**c, **_pattern_totals(c), "n_pairs": int(idx.numel()), **pattern_ratios(c)}
 
@@ -331,7 +325,7 @@ def threshold_summary(
             f"threshold_summary: threshold must be 'TH' or 'zero', got {threshold!r}"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
-    g = gold_mask(s, y)
+    g = scoring.gold_mask(s, y)
     th = torch.zeros_like(s[:, 0]) if threshold == "zero" else s[:, 0]
     gap, rel_th = (s[:, 1:] - th[:, None])[g], th[g.any(1)]
     counts = np.histogram(

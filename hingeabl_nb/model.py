@@ -6,33 +6,22 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
-from hingeabl_nb.encoders import (
-    ATTN_IMPLEMENTATIONS,
-    ROBERTA_TYPES,
-    attention_probs,
-    encoder_forward,
-    encoder_special_tokens,
-    gather_rows,
-    gather_square,
-    last_self_attention,
-    load_encoder,
-    mention_index,
-    pair_index,
-    tiny_bert,
-    transformer_type,
-    uses_eager,
-)
+from . import encoders
+from .encoders import encoder_special_tokens as encoder_special_tokens
+from .encoders import load_encoder as load_encoder
+from .encoders import tiny_bert as tiny_bert
+
+# re-exported (nbdev adds `_all_` to the module's __all__)
+_all_ = ["load_encoder", "tiny_bert", "encoder_special_tokens"]
 
 # %% auto #0
 __all__ = ['split_windows', 'merge_windows', 'encode_long', 'pool_loop', 'entity_embeddings', 'entity_attention', 'pool',
-           'ATLOPHead', 'ATLOP']
+           'ATLOPHead', 'ATLOP', 'load_encoder', 'tiny_bert', 'encoder_special_tokens']
 
 # %% ../nbs/08_model.ipynb #62590c53
 def split_windows(
@@ -87,16 +76,20 @@ def merge_windows(
     ]  # window 1 drops its closing [SEP]
     v1 = pos < keep1
     src1 = pos.clamp(max=window - 1).expand(B, L)
-    s1 = gather_rows(seq[:B], src1) * v1[..., None]
-    a1 = gather_square(attn[:B], src1) * (v1[:, None, :, None] & v1[:, None, None, :])
+    s1 = encoders.gather_rows(seq[:B], src1) * v1[..., None]
+    a1 = encoders.gather_square(attn[:B], src1) * (
+        v1[:, None, :, None] & v1[:, None, None, :]
+    )
     if not is_long.any():
         return s1, a1
     n2 = n_tok[is_long][:, None]
     first = n2 - window + n_start  # doc position of window 2's 1st kept token
     v2 = (pos >= first) & (pos < n2)
     src2 = (pos - first + n_start).clamp(0, window - 1)
-    s2 = gather_rows(seq[B:], src2) * v2[..., None]
-    a2 = gather_square(attn[B:], src2) * (v2[:, None, :, None] & v2[:, None, None, :])
+    s2 = encoders.gather_rows(seq[B:], src2) * v2[..., None]
+    a2 = encoders.gather_square(attn[B:], src2) * (
+        v2[:, None, :, None] & v2[:, None, None, :]
+    )
     idx = is_long.nonzero().squeeze(1)
     s = (s1[idx] + s2) / (v1[idx].to(s2.dtype) + v2.to(s2.dtype) + 1e-10)[..., None]
     a = a1[idx] + a2
@@ -114,11 +107,11 @@ def encode_long(
 ) -> tuple[Tensor, Tensor]:  # seq (B, L, H), attn (B, heads, L, L)
     "Encode documents of up to 2*window tokens in two overlapping windows, like ATLOP."
     if input_ids.shape[1] <= window:
-        return encoder_forward(encoder, input_ids, attention_mask)
+        return encoders.encoder_forward(encoder, input_ids, attention_mask)
     ids_w, mask_w = split_windows(
         input_ids, attention_mask, start_tokens, end_tokens, window
     )
-    seq, attn = encoder_forward(encoder, ids_w, mask_w)
+    seq, attn = encoders.encoder_forward(encoder, ids_w, mask_w)
     return merge_windows(seq, attn, attention_mask, len(start_tokens), len(end_tokens))
 
 # %% ../nbs/08_model.ipynb #34c174c0
@@ -173,7 +166,7 @@ def entity_embeddings(
     "Eq. (1): logsumexp of an entity's mention embeddings (masked, batched)."
     B, E, M = idx.shape
     H = seq.shape[2]
-    x = gather_rows(seq, idx.view(B, E * M)).view(B, E, M, H)
+    x = encoders.gather_rows(seq, idx.view(B, E * M)).view(B, E, M, H)
     seen = visible.any(-1)[..., None, None]  # (B, E, 1, 1)
     x = x.masked_fill(~visible[..., None], float("-inf")).where(
         seen, 0.0
@@ -213,7 +206,9 @@ def pool(
             f"pool: batch of {B} documents but {len(entity_pos)} entity_pos "
             f"and {len(hts)} hts lists"
         )
-    idx, visible = mention_index(entity_pos, _doc_lengths(seq, lengths), seq.device)
+    idx, visible = encoders.mention_index(
+        entity_pos, _doc_lengths(seq, lengths), seq.device
+    )
     ent = entity_embeddings(seq, idx, visible)  # (B, E, H)
     ent_att = entity_attention(attn, idx, visible)  # (B, E, heads, L)
     E = ent.shape[1]
@@ -222,7 +217,7 @@ def pool(
     )  # (B, E, E, L) every ordered pair
     ht_att = ht_att / (ht_att.sum(-1, keepdim=True) + 1e-5)
     ctx = (ht_att.reshape(B, E * E, L) @ seq).view(B, E, E, H)  # rs of every pair
-    b, h, t = pair_index(hts, [len(ents) for ents in entity_pos], seq.device)
+    b, h, t = encoders.pair_index(hts, [len(ents) for ents in entity_pos], seq.device)
     return ent[b, h], ctx[b, h, t], ent[b, t]
 
 # %% ../nbs/08_model.ipynb #ce5f7513

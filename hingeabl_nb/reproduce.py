@@ -8,20 +8,8 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from pathlib import Path
 
-from . import metrics, train
-from .losses import LOSSES
-from hingeabl_nb.records import (
-    Table,
-    check_record,
-    collect_runs,
-    fmt_pm,
-    load_record,
-    recorded_results,
-    run_grid,
-    save_record,
-)
+from .records import Table, check_record, fmt_pm
 
 # %% auto #0
 __all__ = ['PAPER_SOURCE', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE7', 'PAPER_TABLE1', 'TABLE4_RATIOS', 'paper_row',

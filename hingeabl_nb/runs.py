@@ -5,7 +5,6 @@
 # %% ../nbs/09a_train_internals.ipynb #9937d9db
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -32,11 +31,12 @@ from .losses import LOSSES, check_loss_names
 
 # %% auto #0
 __all__ = ['BATCHINGS', 'COSMETIC_FIELDS', 'RESULT_FILES', 'TrainSetupError', 'choose_mixed_precision', 'check_device',
-           'check_config', 'make_accelerator', 'resolve_encoder', 'data_path', 'load_splits', 'encoder_dir',
-           'load_tokenizer', 'build_model', 'prepare_run', 'data_fingerprint', 'fingerprint_change', 'hold_run_dir',
-           'UnreadableResult', 'config_diff', 'read_result', 'check_out_dir', 'clear_run_dir', 'atomic_save',
-           'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'RunState', 'Recipe', 'Run', 'start_run',
-           'write_log', 'resume_run', 'evaluate_split', 'end_of_epoch', 'device_name', 'finish_run', 'train_and_test']
+           'check_config', 'make_accelerator', 'run_logged', 'resolve_encoder', 'data_path', 'load_splits',
+           'encoder_dir', 'load_tokenizer', 'build_model', 'prepare_run', 'data_fingerprint', 'fingerprint_change',
+           'hold_run_dir', 'UnreadableResult', 'config_diff', 'read_result', 'check_out_dir', 'clear_run_dir',
+           'atomic_save', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'RunState', 'Recipe',
+           'Run', 'start_run', 'write_log', 'resume_run', 'evaluate_split', 'end_of_epoch', 'device_name', 'finish_run',
+           'train_and_test']
 
 # %% ../nbs/09a_train_internals.ipynb #1b2498b9
 class TrainSetupError(ValueError):
@@ -138,6 +138,21 @@ def make_accelerator(
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=not cuda, mixed_precision=mp), mp
+
+# %% ../nbs/09a_train_internals.ipynb #4a03fbd0
+def run_logged(
+    fn,  # what to run, `fn(*args)`: a function importable by a fresh process
+    args: tuple,
+    log: Path,  # the file its output is appended to
+    threads: int,  # PyTorch CPU threads
+):
+    "`fn(*args)` with stdout and stderr in `log` (the body of a grid cell's process)."
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    torch.set_num_threads(threads)
+    return fn(*args)
 
 # %% ../nbs/09a_train_internals.ipynb #2487cb78
 def resolve_encoder(
@@ -283,15 +298,16 @@ def prepare_run(
     config,  # resolved config
 ) -> dict:  # tokenizer, pad_id, rel2id, id2rel, docs and features of each split
     """Load everything a run reads from disk (documents, tokenizer and its pad id,
-    features)."""
+    features, through the feature cache: the cells of a grid featurise once)."""
     rel2id = data.load_rel2id()
     docs = load_splits(config, rel2id)
     tokenizer = load_tokenizer(config)
     feats = {
-        k: data.featurize(
+        k: data.cached_features(
             v,
             tokenizer,
             rel2id,
+            name=k,
             max_len=config.max_seq_length,
             neg_sample_rate=config.neg_sample_rate if k == "train" else 1.0,
             seed=config.seed,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-import torch
 from torch import Tensor
 
 # %% auto #0

@@ -10,7 +10,6 @@ import ast
 import configparser
 import re
 import shutil
-import sys
 from pathlib import Path
 
 # %% auto #0

@@ -5,18 +5,12 @@
 # %% ../nbs/05b_toy.ipynb #786f7961
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from .losses import LOSSES, check_loss_names
+from .losses import LOSSES, check_loss_names, threshold_scores
 from .metrics import pair_prf, threshold_summary
 from .threshold import pair_labels
 
@@ -51,13 +45,13 @@ def toy_data(
 def toy_eval(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     labels: Tensor,  # (n_pairs, 1+n_rel) multi-hot
-    loss: str = "ATL",  # a key of LOSSES: its threshold rule is used
+    threshold: str = "TH",  # the rule that predicts: "TH" or "zero"
 ) -> dict:  # gold_below, gold_margin, s_th, fn_crk, fn_crk_of_fn, P, R, F1 (floats)
     """Where the threshold sits relative to the gold scores, the related pairs
     missed with a correct rank (FN_CRK), and the micro P/R/F1."""
-    spec, gold = LOSSES[loss], labels[:, 1:] > 0.5
-    t = threshold_summary(logits, labels, spec.threshold)
-    margin = (logits[:, 1:] - spec.thresholds(logits)[:, None])[gold].mean()
+    gold = labels[:, 1:] > 0.5
+    t = threshold_summary(logits, labels, threshold)
+    margin = (logits[:, 1:] - threshold_scores(logits, threshold)[:, None])[gold].mean()
     n = t["patterns"]  # Figure 2's patterns, official rule (column 0 as TH)
     return dict(
         gold_below=t["gold_below"],
@@ -65,7 +59,7 @@ def toy_eval(
         s_th=t["s_th"]["mean"],
         fn_crk=n["FN_CRK"] / max(int(gold.any(1).sum()), 1),
         fn_crk_of_fn=n["FN_CRK/FN"],
-        **pair_prf(logits, labels, loss),
+        **pair_prf(logits, labels, threshold),
     )
 
 # %% ../nbs/05b_toy.ipynb #9827194f
@@ -99,11 +93,13 @@ def fit_toy(
         progress=progress,
     )
 
+    rule = LOSSES[loss].threshold
+
     @torch.no_grad()
     def evaluate(step, train_loss):
-        held = toy_eval(head(xv), yv, loss)
+        held = toy_eval(head(xv), yv, rule)
         return dict(
-            step=step, train_loss=train_loss, **held, train=toy_eval(head(x), y, loss)
+            step=step, train_loss=train_loss, **held, train=toy_eval(head(x), y, rule)
         )
 
     hist = [evaluate(0, None)]

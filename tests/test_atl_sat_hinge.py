@@ -159,30 +159,34 @@ def test_references_hand_numbers():
     """The references themselves, on a pair typed out by hand: gold at d = 2 and d = 1,
     one negative at d = 1.
     """
-    lg = torch.tensor([[0.0, 2.0, -1.0, 1.0]])
-    lb = torch.tensor([[0.0, 1.0, 0.0, 1.0]])
+    logits = torch.tensor([[0.0, 2.0, -1.0, 1.0]])
+    labels = torch.tensor([[0.0, 1.0, 0.0, 1.0]])
     sp = lambda d: math.log1p(math.exp(-d))  # softplus(-d)
     assert math.isclose(
-        atl_ref(lg, lb),
+        atl_ref(logits, labels),
         2 * math.log(1 + math.e**2 + math.e) - 3 + math.log(1 + math.exp(-1)),
         rel_tol=1e-12,
     )
-    assert math.isclose(sat_ref(lg, lb, prob_eps=0), sp(2) + 2 * sp(1), rel_tol=1e-12)
     assert math.isclose(
-        mean_sat_ref(lg, lb, prob_eps=0), (sp(2) + sp(1)) / 2 + sp(1), rel_tol=1e-12
+        sat_ref(logits, labels, prob_eps=0), sp(2) + 2 * sp(1), rel_tol=1e-12
     )
     assert math.isclose(
-        hinge_abl_ref(lg, lb, prob_eps=0),
+        mean_sat_ref(logits, labels, prob_eps=0),
+        (sp(2) + sp(1)) / 2 + sp(1),
+        rel_tol=1e-12,
+    )
+    assert math.isclose(
+        hinge_abl_ref(logits, labels, prob_eps=0),
         3 / 7 * sp(2) + 4 / 7 * sp(1) + sp(1),
         rel_tol=1e-12,
     )
     assert math.isclose(
-        hinge_abl_ref(lg, lb, normalize="joint", prob_eps=0),
+        hinge_abl_ref(logits, labels, normalize="joint", prob_eps=0),
         (3 * sp(2) + 8 * sp(1)) / 11,
         rel_tol=1e-12,
     )
     with pytest.raises(ValueError, match="normalize must be one of"):
-        hinge_abl_ref(lg, lb, normalize="global")
+        hinge_abl_ref(logits, labels, normalize="global")
 
 
 def test_distances_hand_numbers():

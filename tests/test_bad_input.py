@@ -145,7 +145,8 @@ def test_train_truncated_rel2id(capsys, tmp_path, monkeypatch):
     assets.mkdir()
     text = (datafiles.assets_dir() / "rel2id.json").read_text()
     (assets / "rel2id.json").write_text(text[:200])
-    monkeypatch.setattr(data, "assets_dir", lambda: assets)  # where load_rel2id reads
+    shutil.copytree(datafiles.assets_dir() / "tiny-vocab", assets / "tiny-vocab")
+    monkeypatch.setattr(datafiles, "assets_dir", lambda: assets)  # load_rel2id reads it
     argv = ["--data-dir", str(SAMPLE), "--out", str(tmp_path / "r")]
     msg = one_line_error(capsys, cli.train_main, argv, "train")
     assert "rel2id.json: not a JSON object relation -> column" in msg

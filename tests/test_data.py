@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hingeabl_nb.data as D
-from hingeabl_nb import cli
+from hingeabl_nb import cli, datafiles
 from hingeabl_nb.data import (
     REDOCRED_FILES,
     REDOCRED_GIT_BLOBS,
@@ -620,7 +620,7 @@ def test_featurize_other_special_frame(sample):
         single="[CLS] [MASK] $A [SEP] [SEP]",
         special_tokens=[("[CLS]", 2), ("[MASK]", 4), ("[SEP]", 3)],
     )
-    assert D.special_frame(tok) == ([2, 4], [3, 3])
+    assert datafiles.special_frame(tok) == ([2, 4], [3, 3])
     f = featurize_doc(sample["train"][0], tok, REL2ID)
     assert f["input_ids"][:2] == [2, 4] and f["input_ids"][-2:] == [3, 3]
     _check_feature(sample["train"][0], f, tok, offset=2, suffix=2)
@@ -694,9 +694,10 @@ def test_featurize_rejects_bad_document():
 # ---------------------------------------------------------------- cache
 def test_load_features_cache(tmp_path, sample, monkeypatch):
     tok, cache = tiny_tokenizer(), tmp_path / "cache"
+    files = lambda: sorted((cache / "features").glob("*.pt"))
     src = _write(tmp_path, sample["dev"][:3])
     a = load_features(src, tok, REL2ID, cache_dir=cache, progress=False)
-    assert len(list(cache.glob("*.pt"))) == 1
+    assert len(files()) == 1
     real = D.featurize
     monkeypatch.setattr(D, "featurize", lambda *a, **k: pytest.fail("cache not used"))
     b = load_features(
@@ -708,36 +709,29 @@ def test_load_features_cache(tmp_path, sample, monkeypatch):
     for x, y in zip(a, b):
         torch.testing.assert_close(x["labels"], y["labels"])
     monkeypatch.setattr(D, "featurize", real)
-    key = features_cache_key(src, tok, REL2ID)
+    docs = sample["dev"][:3]
+    key = features_cache_key(docs, tok, REL2ID)
     src.write_text(
         json.dumps(sample["dev"][1:4])
     )  # the file changes -> new key, rebuilt
-    assert features_cache_key(src, tok, REL2ID) != key
+    assert features_cache_key(sample["dev"][1:4], tok, REL2ID) != key
     c = load_features(src, tok, REL2ID, cache_dir=cache, progress=False)
-    assert c[0]["input_ids"] == a[1]["input_ids"] and len(list(cache.glob("*.pt"))) == 2
+    assert c[0]["input_ids"] == a[1]["input_ids"] and len(files()) == 2
     cased = copy.deepcopy(tok)  # the tokenizer changes -> new key
     cased.backend_tokenizer.normalizer = __import__(
         "tokenizers"
     ).normalizers.BertNormalizer(lowercase=False)
-    assert features_cache_key(src, cased, REL2ID) != features_cache_key(
-        src, tok, REL2ID
-    )
-    assert features_cache_key(src, tok, REL2ID, max_len=512) != features_cache_key(
-        src, tok, REL2ID
-    )
-    assert features_cache_key(
-        src, tok, REL2ID, neg_sample_rate=0.5
-    ) != features_cache_key(src, tok, REL2ID)
-    assert features_cache_key(src, tok, {**REL2ID, "P999": 97}) != features_cache_key(
-        src, tok, REL2ID
-    )
+    assert features_cache_key(docs, cased, REL2ID) != key
+    assert features_cache_key(docs, tok, REL2ID, max_len=512) != key
+    assert features_cache_key(docs, tok, REL2ID, neg_sample_rate=0.5) != key
+    assert features_cache_key(docs, tok, {**REL2ID, "P999": 97}) != key
 
 
 def test_load_features_corrupt_cache_and_no_cache(tmp_path, sample):
     tok, cache = tiny_tokenizer(), tmp_path / "cache"
     src = _write(tmp_path, sample["dev"][:2])
     load_features(src, tok, REL2ID, cache_dir=cache, progress=False)
-    (f,) = cache.glob("*.pt")
+    (f,) = (cache / "features").glob("*.pt")
     f.write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="unreadable cache"):
         again = load_features(src, tok, REL2ID, cache_dir=cache, progress=False)
@@ -745,8 +739,9 @@ def test_load_features_corrupt_cache_and_no_cache(tmp_path, sample):
         len(again) == 2
         and torch.load(f, weights_only=True)[0]["title"] == sample["dev"][0]["title"]
     )
+    before = sorted(cache.rglob("*"))
     load_features(src, tok, REL2ID, cache_dir=False, progress=False)
-    assert len(list(cache.iterdir())) == 1
+    assert sorted(cache.rglob("*")) == before
 
 
 # ---------------------------------------------------------------- batching

@@ -1,4 +1,4 @@
-"""Tests of tools/gpu_session.py and the CUDA checks its `check` step runs.
+"""Tests of tools/gpu_session.py (the GPU machine's glue) and the CUDA checks it runs.
 
 The tests named *cuda* need a CUDA device: they are skipped without one, and fail
 instead when HINGEABL_REQUIRE_CUDA is set (the session's check step on the GPU
@@ -10,20 +10,18 @@ against float64), so CI exercises their code and tolerances.
 This module imports only what the GPU image holds (torch, pytest, hingeabl_nb).
 """
 
+import argparse
 import copy
-import functools
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from hingeabl_nb import data, train
+from hingeabl_nb import cli, data, train
 from hingeabl_nb import model as atlop_model
 from hingeabl_nb.losses import LOSSES
 
@@ -220,52 +218,28 @@ def test_carry_builds_manifest_refuses_over_limit_and_locate_finds_damage(tmp_pa
     assert "redocred/dev_revised.json" in steps[-1]["detail"]
 
 
-def sleeper(seconds):
-    "A launch function whose cells sleep (the grid only sees processes and logs)."
-
-    def launch(cell):
-        p = subprocess.Popen(
-            [sys.executable, "-c", f"import time; time.sleep({seconds[cell]})"],
-            start_new_session=True,
-        )
-        return p, time.monotonic(), Path("/nonexistent/log.jsonl")
-
-    return launch
-
-
-def test_grid_reports_each_cell_then_stops_at_the_deadline():
-    cells = [("A", 1), ("B", 1), ("C", 1)]
-    seen = []
-    g = G.Grid(
-        cells,
-        sleeper({("A", 1): 0.1, ("B", 1): 60, ("C", 1): 0.1}),
-        deadline=time.monotonic() + 3,
-        jobs=1,
-        epochs=1,
-        on_change=lambda g: seen.append(list(g.done)),
-        say=lambda m: None,
+def test_the_grid_is_the_library_command():
+    "The session's grid is `hingeabl-compare` with the size's settings, as it parses."
+    a = argparse.Namespace(size="full", **G.SIZES["full"])
+    argv = [str(x) for x in G.grid_argv(a, Path("/work"), Path("/out"), 300)]
+    got = cli.compare_parser().parse_args(argv)
+    assert got.losses is None  # every loss in the registry, whatever it holds
+    assert (got.preset, got.seeds, got.epochs, got.jobs) == (
+        "reduced",
+        [1, 5, 42, 66, 233],
+        8,
+        11,
     )
-    t = time.monotonic()
-    g.run(poll=0.05)
-    assert time.monotonic() - t < 10  # B was stopped, not waited for
-    assert seen[0] == [("A", 1)]  # results written while B still ran
-    assert g.done == [("A", 1)] and g.cut == [("B", 1)]
-    assert g.not_started == [("C", 1)]
-
-
-def test_grid_starts_no_cell_predicted_to_miss_the_deadline():
-    cells = [("A", 1), ("B", 1)]
-    g = G.Grid(
-        cells,
-        sleeper({("A", 1): 1.0, ("B", 1): 1.0}),
-        deadline=time.monotonic() + 1.6,
-        jobs=1,
-        epochs=1,
-        on_change=lambda g: None,
-        say=lambda m: None,
+    assert got.deadline == 300 and got.record == "/out/reduced-{device}.json"
+    assert got.out == "/work/grid"
+    tiny = argparse.Namespace(size="tiny", **G.SIZES["tiny"])
+    argv = map(str, G.grid_argv(tiny, Path("/w"), Path("/o"), 60))
+    got = cli.compare_parser().parse_args(argv)
+    assert (got.losses, got.max_train_docs, got.device) == (
+        ["ATL", "HingeABL"],
+        4,
+        "cpu",
     )
-    g.run(poll=0.05)
-    assert g.done == [("A", 1)] and g.not_started == [("B", 1)] and not g.cut
 
 
 def test_session_fails_naming_the_step(tmp_path, capsys):
@@ -276,36 +250,15 @@ def test_session_fails_naming_the_step(tmp_path, capsys):
     assert "MANIFEST.json missing" in log and "FAILED step(s): locate" in log
 
 
-def test_shared_features_featurise_once(tmp_path, monkeypatch):
-    calls, real = [], data.featurize
-
-    @functools.wraps(real)
-    def counted(*a, **k):
-        calls.append(k)
-        return real(*a, **k)
-
-    monkeypatch.setattr(data, "featurize", counted)  # restored afterwards
-    G.share_features(tmp_path)
-    tok, rel2id = data.tiny_tokenizer(), data.load_rel2id()
-    docs = data.load_docs(data.sample_dir() / "dev.json")[:2]
-    a = data.featurize(docs, tok, rel2id, max_len=512, seed=1, progress=False)
-    b = data.featurize(docs, tok, rel2id, max_len=512, seed=5, progress=False)
-    assert len(calls) == 1 and len(list(tmp_path.glob("*.pt"))) == 1
-    assert [f["hts"] for f in a] == [f["hts"] for f in b]
-    assert all(torch.equal(x["labels"], y["labels"]) for x, y in zip(a, b))
-    data.featurize(docs, tok, rel2id, max_len=512, neg_sample_rate=0.5, seed=1)
-    data.featurize(docs, tok, rel2id, max_len=512, neg_sample_rate=0.5, seed=5)
-    data.featurize(docs[:1], tok, rel2id, max_len=512, seed=1)
-    assert len(calls) == 4  # the seed matters once NA pairs are sampled; docs do
-
-
 def test_out_problems_follow_the_device_tools_rules(tmp_path):
     for n in ["session.log", "steps.json", "tables.md", "cells.tar.gz"]:
         (tmp_path / n).write_text("x")
-    (tmp_path / "reduced-cpu.json").write_text("{}")
+    (tmp_path / "reduced-cpu.json").write_text('{"incomplete": []}')
     (tmp_path / "throughput-cpu.json").write_text("{}")
     assert G.out_problems(tmp_path) == []
     for n in ["a b.json", "x1", "x2"]:
         (tmp_path / n).write_text("x")
     probs = G.out_problems(tmp_path)
     assert any("9 files" in p for p in probs) and any("a b.json" in p for p in probs)
+    (tmp_path / "reduced-cpu.json").write_text('{"incomplete": ["ATL-s1"]}')
+    assert "reduced-cpu.json: the grid did not finish" in G.out_problems(tmp_path)

@@ -296,14 +296,14 @@ def test_only_unknown_titles():
 
 def rows(cases):
     """cases: list of (scores incl. TH, gold columns) -> logits, labels."""
-    lg = torch.tensor([c[0] for c in cases], dtype=torch.float32)
-    lb = torch.zeros_like(lg)
+    logits = torch.tensor([c[0] for c in cases], dtype=torch.float32)
+    labels = torch.zeros_like(logits)
     for i, (_, g) in enumerate(cases):
         if g:
-            lb[i, list(g)] = 1
+            labels[i, list(g)] = 1
         else:
-            lb[i, 0] = 1
-    return lg, lb
+            labels[i, 0] = 1
+    return logits, labels
 
 
 CASES = {  # scores [TH, r1..r5], gold columns, expected (general, official)
@@ -322,10 +322,10 @@ CASES = {  # scores [TH, r1..r5], gold columns, expected (general, official)
 
 @pytest.mark.parametrize("rule,pos", [("general", 0), ("official", 1)])
 def test_pattern_cases_both_rules(rule, pos):
-    lg, lb = rows([(c[0], c[1]) for c in CASES.values()])
-    got = [PATTERNS[i] for i in pair_patterns(lg, lb, rule=rule)]
+    logits, labels = rows([(c[0], c[1]) for c in CASES.values()])
+    got = [PATTERNS[i] for i in pair_patterns(logits, labels, rule=rule)]
     assert got == [c[2][pos] for c in CASES.values()]
-    st = pattern_stats(lg, lb, rule=rule)
+    st = pattern_stats(logits, labels, rule=rule)
     want = {p: [c[2][pos] for c in CASES.values()].count(p) for p in PATTERNS}
     assert {p: st[p] for p in PATTERNS} == want
     Tn, FN = want["TP"] + want["TN"], want["FN_CRK"] + want["FN_IRK"]
@@ -382,25 +382,28 @@ def ref_patterns(logits, labels, top_k, rule):
 def test_patterns_match_loop_reference_on_random_integer_scores(rule, top_k):
     g = torch.Generator().manual_seed(7)
     n, c = 600, 9
-    lg = torch.randint(-3, 4, (n, c), generator=g).float()  # small integers: many ties
-    lb = torch.zeros(n, c)
+    logits = torch.randint(
+        -3, 4, (n, c), generator=g
+    ).float()  # small integers: many ties
+    labels = torch.zeros(n, c)
     for i in range(n):
         k = int(torch.randint(0, 6, (1,), generator=g))
         if k == 0:
-            lb[i, 0] = 1
+            labels[i, 0] = 1
         else:
-            lb[i, 1 + torch.randperm(c - 1, generator=g)[:k]] = 1
-    got = [PATTERNS[i] for i in pair_patterns(lg, lb, top_k=top_k, rule=rule)]
-    assert got == ref_patterns(lg, lb, top_k, rule)
+            labels[i, 1 + torch.randperm(c - 1, generator=g)[:k]] = 1
+    got = [PATTERNS[i] for i in pair_patterns(logits, labels, top_k=top_k, rule=rule)]
+    assert got == ref_patterns(logits, labels, top_k, rule)
 
 
 def test_zero_threshold_changes_fn_to_tp():
-    # TH column 5 is above every relation, but with zero_threshold the positive scores
+    # TH column 5 is above every relation, but with threshold="zero" the positive scores
     # count as predictions
-    lg, lb = rows([([5.0, 1, -1, -2], [1])])
-    assert PATTERNS[pair_patterns(lg, lb)[0]] == "FN_CRK"
+    logits, labels = rows([([5.0, 1, -1, -2], [1])])
+    assert PATTERNS[pair_patterns(logits, labels)[0]] == "FN_CRK"
     assert (
-        PATTERNS[pair_patterns(lg, lb, rule="general", zero_threshold=True)[0]] == "TP"
+        PATTERNS[pair_patterns(logits, labels, rule="general", threshold="zero")[0]]
+        == "TP"
     )
 
 
@@ -408,40 +411,42 @@ def test_official_rule_has_no_cap_and_no_zero_threshold():
     """Tables 1/4: s_r > s_TH (strict), no top-k cap, the TH column for every loss;
     other prediction rules are refused.
     """
-    lg, lb = rows(
+    logits, labels = rows(
         [([0.0, 5, 4, 3, 2, 1, -1], [1, 2, 3, 4, 5]), ([1.0, 1, 0, 0, 0, 0, 0], [1])]
     )
-    assert [PATTERNS[i] for i in pair_patterns(lg, lb)] == [
+    assert [PATTERNS[i] for i in pair_patterns(logits, labels)] == [
         "TP",
         "FN_CRK",
     ]  # tie with TH: not predicted
-    assert [PATTERNS[i] for i in pair_patterns(lg, lb, rule="general", top_k=4)] == [
+    assert [
+        PATTERNS[i] for i in pair_patterns(logits, labels, rule="general", top_k=4)
+    ] == [
         "FP",
         "FN_CRK",
     ]
-    for kw in (dict(top_k=4), dict(zero_threshold=True)):
+    for kw in (dict(top_k=4), dict(threshold="zero")):
         with pytest.raises(ValueError, match="rule='official' predicts s_r > s_TH"):
-            pattern_stats(lg, lb, **kw)
+            pattern_stats(logits, labels, **kw)
 
 
 def test_gold_ranks_loop():
     g = torch.Generator().manual_seed(5)
-    lg = torch.randint(-2, 3, (50, 6), generator=g).float()
-    rk = gold_ranks(lg)
-    for s, r in zip(lg.tolist(), rk.tolist()):
+    logits = torch.randint(-2, 3, (50, 6), generator=g).float()
+    rk = gold_ranks(logits)
+    for s, r in zip(logits.tolist(), rk.tolist()):
         assert r == [
             1 + sum(1 for k in range(1, 6) if s[k] > s[j]) for j in range(1, 6)
         ]
 
 
 def test_pattern_input_errors():
-    lg, lb = rows([([0.0, 1, 2], [1])])
+    logits, labels = rows([([0.0, 1, 2], [1])])
     with pytest.raises(ValueError, match="'general' or 'official'"):
-        pattern_stats(lg, lb, rule="x")
+        pattern_stats(logits, labels, rule="x")
     with pytest.raises(ValueError, match="row 0"):
-        pattern_stats(lg, torch.zeros_like(lb))
+        pattern_stats(logits, torch.zeros_like(labels))
     with pytest.raises(ValueError, match="must both be"):
-        pattern_stats(lg, lb[:, :2])
+        pattern_stats(logits, labels[:, :2])
 
 
 def test_threshold_summary_against_a_loop_and_zero_threshold():

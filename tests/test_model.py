@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hingeabl_nb.encoders import encoder_forward
 from hingeabl_nb.model import (
     ATLOP,
     ATLOPHead,
     encode_long,
-    encoder_forward,
     encoder_special_tokens,
     load_encoder,
     pool,

@@ -101,16 +101,9 @@ def hand_mean_std(xs):
 
 def test_grid_runs_each_cell_once_and_resumes(tmp_path, fake):
     res = G.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
-    assert [(l, s) for l, s, _ in fake.calls] == [
-        ("ATL", 1),
-        ("ATL", 5),
-        ("HingeABL", 1),
-        ("HingeABL", 5),
-    ]
-    assert [c[2] for c in fake.calls] == [
-        tmp_path / f"{l}-s{s}"
-        for l, s in [("ATL", 1), ("ATL", 5), ("HingeABL", 1), ("HingeABL", 5)]
-    ]
+    order = [("ATL", 1), ("HingeABL", 1), ("ATL", 5), ("HingeABL", 5)]  # seed by seed
+    assert [(l, s) for l, s, _ in fake.calls] == order
+    assert [c[2] for c in fake.calls] == [tmp_path / f"{l}-s{s}" for l, s in order]
     assert not any(r["skipped"] for r in res)
     again = G.run_grid("smoke", ["ATL", "HingeABL"], [1, 5], tmp_path, epochs=1)
     assert len(fake.calls) == 4 and all(r["skipped"] for r in again)
@@ -438,9 +431,10 @@ def test_cli_argument_errors(capsys, fake, tmp_path):
     assert "unknown loss 'Focal'; allowed: ATL" in cli_fails(
         capsys, ["--preset", "smoke", "--losses", "ATL", "Focal", *base]
     )
-    assert "unknown preset 'fast'; allowed: paper, reduced, lab, smoke" in cli_fails(
+    assert "unknown preset 'fast'; allowed: paper, reduced, smoke" in cli_fails(
         capsys, ["--preset", "fast", "--losses", "ATL", *base]
     )
+    assert "hingeabl-lab" in cli_fails(capsys, ["--preset", "lab", *base])
     assert "invalid int value: 'x'" in cli_fails(
         capsys, ["--preset", "smoke", "--losses", "ATL", "--seeds", "x", "--out", "o"]
     )
@@ -489,7 +483,7 @@ def test_cli_writes_tables_and_record(capsys, fake, tmp_path):
     assert (out / "tables.md").read_text() in printed
     rec = G.load_record(tmp_path / "results" / "reduced-synthetic-device.json")
     assert rec == json.loads((out / "grid.json").read_text()) and len(rec["runs"]) == 4
-    assert rec["command"].endswith("--model tiny --epochs 1 --max-eval-docs 3")
+    assert rec["command"].endswith("--model tiny --max-eval-docs 3 --epochs 1")
     assert [c[0].max_eval_docs for c in fake.configs] == [3] * 4
     cli.compare_cli(
         shlex.split(rec["command"])[1:]
@@ -575,6 +569,24 @@ def test_parallel_jobs_train_every_cell(tmp_path):
         assert a["test"]["F1"] == pytest.approx(b["test"]["F1"], abs=1e-9)
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         G.run_grid("smoke", ["ATL"], [1], tmp_path / "x", jobs=0)
+    # a cell whose process fails is reported with its log; the other cells' results stay
+    (tmp_path / "par" / "HingeABL-s1" / "metrics.json").unlink()
+    (tmp_path / "par" / "HingeABL-s1" / "checkpoint" / "last.pt").write_text("cut")
+    ends = []
+    with pytest.raises(RuntimeError, match=r"1 cell\(s\) failed: HingeABL-s1"):
+        G.run_grid(
+            "smoke",
+            ["ATL", "HingeABL"],
+            [1],
+            tmp_path / "par",
+            2,
+            None,
+            ends.append,
+            **over,
+        )
+    assert "Traceback" in (tmp_path / "par" / "HingeABL-s1" / "console.log").read_text()
+    assert len(ends) == 1 and ends[0].failed == [("HingeABL", 1)]
+    assert ends[0].skipped == [("ATL", 1)]
 
 
 def test_mean_std_of_undefined_ratios_is_nan_not_a_crash():

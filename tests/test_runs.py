@@ -15,7 +15,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from hingeabl_nb import cli, data
+from hingeabl_nb import cli, data, runs
 from hingeabl_nb import records as G
 from hingeabl_nb import train as T
 
@@ -154,25 +154,22 @@ def test_grid_reruns_an_unreadable_cell_in_one_line(tmp_path, capsys):
     assert "counted as incomplete" in capsys.readouterr().out
 
 
-def test_two_writers_of_one_feature_cache(tmp_path, monkeypatch):
-    """A second process finishes the same cache file while the first is writing it:
-    both must succeed (per-process temporary names)."""
-    tok, rel2id = data.tiny_tokenizer(), data.load_rel2id()
-    path = data.sample_dir() / "dev.json"
-    real, calls = torch.save, []
-
-    def save_and_interleave(obj, f, *a, **k):
-        real(obj, f, *a, **k)
-        calls.append(str(f))
-        if len(calls) == 1:  # the other process builds and renames its copy now
-            data.load_features(path, tok, rel2id, tmp_path, progress=False)
-
-    monkeypatch.setattr(torch, "save", save_and_interleave)
-    feats = data.load_features(path, tok, rel2id, tmp_path, progress=False)
-    assert len(calls) == 2 and calls[0] != calls[1]
-    assert [p.suffix for p in tmp_path.iterdir()] == [".pt"]
-    cached = data.load_features(path, tok, rel2id, tmp_path, progress=False)
-    assert [f["title"] for f in cached] == [f["title"] for f in feats]
+def test_grid_cells_share_one_feature_file(tmp_path, monkeypatch):
+    """Two runs of one grid (other seed, other loss) read the features the first one
+    wrote: `prepare_run` goes through the feature cache ($HINGEABL_CACHE)."""
+    monkeypatch.setenv("HINGEABL_CACHE", str(tmp_path / "cache"))
+    calls, real = [], data.featurize
+    monkeypatch.setattr(
+        data, "featurize", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    a = runs.prepare_run(T.resolve_config("smoke", loss="ATL", seed=1, **TINY))
+    b = runs.prepare_run(T.resolve_config("smoke", loss="HingeABL", seed=5, **TINY))
+    assert len(calls) == 3  # train, dev and test, once
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 3
+    for split in ("train", "dev", "test"):
+        assert [f["hts"] for f in a["features"][split]] == [
+            f["hts"] for f in b["features"][split]
+        ]
 
 
 # ---- 3. resume checks what it resumes ------------------------------------------------

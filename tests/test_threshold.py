@@ -28,22 +28,24 @@ from hingeabl_nb.threshold import (
 
 def one_pair(s_p, s_n, n_neg):
     "One pair: TH at 0, one gold score s_p, n_neg negatives at s_n (float64)."
-    lg = torch.tensor([[0.0, s_p] + [s_n] * n_neg], dtype=torch.float64)
-    lb = torch.zeros_like(lg)
-    lb[0, 1] = 1
-    return lg, lb
+    logits = torch.tensor([[0.0, s_p] + [s_n] * n_neg], dtype=torch.float64)
+    labels = torch.zeros_like(logits)
+    labels[0, 1] = 1
+    return logits, labels
 
 
 def test_shift_threshold_moves_relations_only_and_copies():
-    lg = torch.tensor([[0.5, 1.0, -2.0], [3.0, 0.0, 4.0]], dtype=torch.float64)
-    before = lg.clone()
-    out = shift_threshold(lg, 1.5)
+    logits = torch.tensor([[0.5, 1.0, -2.0], [3.0, 0.0, 4.0]], dtype=torch.float64)
+    before = logits.clone()
+    out = shift_threshold(logits, 1.5)
     torch.testing.assert_close(out[:, 0], before[:, 0])  # the TH column stays
     torch.testing.assert_close(
         out[:, 1:], before[:, 1:] - 1.5
     )  # every relation score moves down
-    torch.testing.assert_close(lg, before)  # the argument is not modified
-    torch.testing.assert_close((out[:, 1:] - out[:, :1]), (lg[:, 1:] - lg[:, :1]) - 1.5)
+    torch.testing.assert_close(logits, before)  # the argument is not modified
+    torch.testing.assert_close(
+        (out[:, 1:] - out[:, :1]), (logits[:, 1:] - logits[:, :1]) - 1.5
+    )
 
 
 @settings(max_examples=15, deadline=None)
@@ -70,37 +72,37 @@ def test_offset_unknown_loss_names_allowed():
 
 
 def test_f1_at_offset_hand_counted():
-    lg = torch.tensor(
+    logits = torch.tensor(
         [[0.0, 3.0, 1.0, -2.0], [0.0, -1.0, 2.0, -3.0], [1.0, 0.0, 0.5, 0.0]],
         dtype=torch.float64,
     )
-    lb = torch.tensor(
+    labels = torch.tensor(
         [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]],
         dtype=torch.float64,
     )
     # b = 0: predicted (0,1), (0,2), (1,2); pair 2 predicts nothing (all below its
     # TH 1). 2 correct, 3 predicted, 2 gold
-    assert f1_at_offset("ATL", lg, lb, 0.0) == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
+    assert f1_at_offset(logits, labels, 0.0) == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
     # b = -1.2 (every relation score + 1.2): pair 0 predicts 2, pair 1 predicts 2
     # (0.2 > 0 joins), pair 2 all 3
     # (1.2, 1.7, 1.2 > 1): 2 correct of 7 predicted -> P = 2/7, R = 1
-    assert f1_at_offset("ATL", lg, lb, -1.2) == pytest.approx(2 * (2 / 7) / (2 / 7 + 1))
-    assert f1_at_offset("ATL", lg, lb, 2.5) == pytest.approx(
+    assert f1_at_offset(logits, labels, -1.2) == pytest.approx(
+        2 * (2 / 7) / (2 / 7 + 1)
+    )
+    assert f1_at_offset(logits, labels, 2.5) == pytest.approx(
         2 * 1 * 0.5 / 1.5
     )  # only 3 - 2.5 > 0 survives
     # Balanced Softmax thresholds at 0, not at column 0: at b = 0 pairs 0, 1, 2
     # predict 3 and 1, 2, 0.5: 2 correct of 4
-    assert f1_at_offset("BalancedSoftmax", lg, lb, 0.0) == pytest.approx(
-        2 * 0.5 * 1 / 1.5
-    )
+    assert f1_at_offset(logits, labels, 0.0, "zero") == pytest.approx(2 * 0.5 * 1 / 1.5)
 
 
 def test_threshold_table_rows_in_order_and_consistent():
-    lg, lb = threshold_population(n_pairs=300, n_rel=12, seed=3)
+    logits, labels = threshold_population(n_pairs=300, n_rel=12, seed=3)
     names = ["HingeABL", "ATL", "MeanSAT"]
-    rows = threshold_table(lg, lb, names=names, step=0.5)
+    rows = threshold_table(logits, labels, names=names, step=0.5)
     assert [r["loss"] for r in rows] == names
-    gold = lb[:, 1:] > 0.5
+    gold = labels[:, 1:] > 0.5
     for r in rows:
         assert set(r) == {
             "loss",
@@ -115,10 +117,10 @@ def test_threshold_table_rows_in_order_and_consistent():
             r["best_f1"] >= r["f1_at_b_star"] - 1e-12
         )  # the F1 optimum over the grid is at least as good
         assert r["b_star"] == pytest.approx(
-            loss_optimal_offset(r["loss"], lg, lb, step=0.5)
+            loss_optimal_offset(r["loss"], logits, labels, step=0.5)
         )
         below = (
-            (lg[:, 1:] - r["b_star"] <= 0) & gold
+            (logits[:, 1:] - r["b_star"] <= 0) & gold
         ).sum().item() / gold.sum().item()  # counted here, TH = 0
         assert r["gold_below"] == pytest.approx(below)
     by = {r["loss"]: r for r in rows}
@@ -132,17 +134,19 @@ def test_population_rejects_bad_share():
         threshold_population(na_share=1.2)
 
 
-@pytest.mark.parametrize("name", ["ATL", "BalancedSoftmax"])
-def test_f1_optimal_offset_beats_every_cut(name):
-    lg, lb = threshold_population(n_pairs=120, n_rel=6, na_share=0.6, seed=4)
-    lg[:, 0] = torch.randn(120, generator=torch.Generator().manual_seed(5))  # TH varies
-    b, f1 = f1_optimal_offset(name, lg, lb)
-    assert f1_at_offset(name, lg, lb, b) == pytest.approx(f1, abs=1e-12)
+@pytest.mark.parametrize("rule", ["TH", "zero"])
+def test_f1_optimal_offset_beats_every_cut(rule):
+    logits, labels = threshold_population(n_pairs=120, n_rel=6, na_share=0.6, seed=4)
+    logits[:, 0] = torch.randn(
+        120, generator=torch.Generator().manual_seed(5)
+    )  # TH varies
+    b, f1 = f1_optimal_offset(logits, labels, rule)
+    assert f1_at_offset(logits, labels, b, rule) == pytest.approx(f1, abs=1e-12)
     # brute force: every cut between two sorted margins, scored by pair_prf
-    th = torch.zeros(120) if name == "BalancedSoftmax" else lg[:, 0]
-    m = (lg[:, 1:] - th[:, None]).flatten().sort().values
+    th = torch.zeros(120) if rule == "zero" else logits[:, 0]
+    m = (logits[:, 1:] - th[:, None]).flatten().sort().values
     cuts = ((m[1:] + m[:-1]) / 2).tolist() + [m[0].item() - 1, m[-1].item() + 1]
-    assert f1 == pytest.approx(max(f1_at_offset(name, lg, lb, c) for c in cuts))
+    assert f1 == pytest.approx(max(f1_at_offset(logits, labels, c, rule) for c in cuts))
 
 
 def test_offset_sweep_rows_are_threshold_table_rows():
@@ -155,10 +159,10 @@ def test_offset_sweep_rows_are_threshold_table_rows():
         ("b", "HingeABL"),
     ]
     for r in rows:
-        lg, lb = threshold_population(**pops[r["population"]])
+        logits, labels = threshold_population(**pops[r["population"]])
         assert r["offset"] == pytest.approx(r["b_star"] - r["b_f1"])
         assert r["b_star"] == pytest.approx(
-            loss_optimal_offset(r["loss"], lg, lb), abs=1e-2
+            loss_optimal_offset(r["loss"], logits, labels), abs=1e-2
         )  # float32, b* to 0.01, lands where float64 and the default scan do
 
 

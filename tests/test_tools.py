@@ -12,6 +12,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dev"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "book"))
 import build_book
 import check_outputs
 import check_site
@@ -318,8 +320,8 @@ def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys
 
 @pytest.mark.skipif(
     os.environ.get("HINGEABL_SITE_STEPS") == "1",
-    reason="tools/test_all.sh builds the real course site and checks it in Chromium "
-    "after pytest (the same build_book.build, remote_assets and check_site)",
+    reason="`make check-course` builds the real course site and checks it in Chromium "
+    "(the same build_book.build, remote_assets and check_site)",
 )
 def test_book_builds_and_reads_in_chromium(tmp_path, capsys):
     """End to end on a tiny course: build offline, then the browser check passes (math,
@@ -424,3 +426,23 @@ def test_student_answer_cell_and_check_outputs(tmp_path):
     assert nb.cells[1].metadata["tags"] == ["answer"]
     assert nb.cells[2].outputs == []  # the instructor's "passed" is not handed out
     assert make_student.verify(full, nb) == []
+
+
+def test_saved_widget_state_is_refused_then_stripped(tmp_path):
+    "check_outputs counts widget models and views; execute_nbs strips them, text stays."
+    import execute_nbs
+
+    view = {"application/vnd.jupyter.widget-view+json": {"model_id": "m" * 40}}
+    out = new_output("display_data", data={**view, "text/plain": "bar"})
+    nb = new_notebook(
+        cells=[new_markdown_cell("# T"), new_code_cell("x", outputs=[out])]
+    )
+    nb.metadata["widgets"] = {"state": {"m": "y" * 60_000}}
+    p = tmp_path / "w.ipynb"
+    nbformat.write(nb, p)
+    assert check_outputs.widget_bytes(p) > check_outputs.WIDGET_LIMIT
+    assert check_outputs.main([str(p)]) == 1
+    execute_nbs.strip_widgets(nb)
+    nbformat.write(nb, p)
+    assert check_outputs.widget_bytes(p) == 0 and check_outputs.main([str(p)]) == 0
+    assert nb.cells[1].outputs[0]["data"] == {"text/plain": "bar"}

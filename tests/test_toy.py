@@ -1,7 +1,7 @@
 """Tests of hingeabl_nb.toy (notebook 05b).
 
 Synthetic pairs rebuilt independently, the evaluation on hand-counted scores, the
-training history, the qualitative result and the `hingeabl-toy` CLI (tools/demo.sh,
+training history, the qualitative result and the `hingeabl-toy` CLI (tools/demo.py,
 which runs it: tests/test_demo.py).
 """
 
@@ -48,14 +48,14 @@ def test_toy_eval_hand_counted():
     labels = torch.tensor(
         [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]]
     )
-    e = toy_eval(logits, labels, "ATL")
+    e = toy_eval(logits, labels)
     # gold: 3 over TH 1 (margin 2), 0 under TH 2 (margin -2); predicted (0,1), (0,2): 1
     # correct of 2, 2 gold
     assert e["gold_below"] == pytest.approx(0.5)
     assert e["gold_margin"] == pytest.approx(0.0)
     assert e["s_th"] == pytest.approx(1.5)  # mean TH over the two related pairs only
     assert (e["P"], e["R"], e["F1"]) == pytest.approx((0.5, 0.5, 0.5))
-    z = toy_eval(logits, labels, "BalancedSoftmax")  # threshold 0: gold 3 above, 0 at
+    z = toy_eval(logits, labels, "zero")  # threshold 0: gold 3 above, 0 at
     assert (z["gold_below"], z["gold_margin"]) == pytest.approx((0.5, 1.5))
 
 
@@ -65,9 +65,9 @@ def test_toy_eval_counts_fn_crk_by_rank():
     labels = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
     crk = torch.tensor([[1.0, 3.0, -1.0, -1.0], [2.0, -1.0, -0.5, 0.0]])
     irk = torch.tensor([[1.0, 3.0, -1.0, -1.0], [2.0, 1.5, -0.5, 0.0]])
-    e = toy_eval(crk, labels, "ATL")
+    e = toy_eval(crk, labels)
     assert (e["fn_crk"], e["fn_crk_of_fn"]) == pytest.approx((0.5, 1.0))
-    e = toy_eval(irk, labels, "ATL")
+    e = toy_eval(irk, labels)
     assert (e["fn_crk"], e["fn_crk_of_fn"]) == pytest.approx((0.0, 0.0))
 
 

@@ -2,18 +2,27 @@
 
 1. the threshold table of 05a_threshold (scores held fixed, only the threshold moves);
 2. the toy of 05b_toy (a linear head trained with four losses on synthetic pairs);
-3. the laptop lab of 10_lab as recorded in nbs/results/lab-cpu.json (if present).
+3. the laptop lab of 10_lab as recorded in nbs/results/lab-cpu.json (if present), and
+   the command that reruns it when a local encoder and Re-DocRED are found (minutes on
+   a laptop CPU; run here with --lab).
 
 Each part ends with one sentence saying what it shows and what it does not. Offline,
-CPU, well under a minute. Run: python tools/demo.py [--toy-steps N] [--out DIR].
+CPU, well under a minute. Run: python tools/demo.py [--toy-steps N] [--out DIR] [--lab].
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # offline: nothing is downloaded
+    os.environ.setdefault(k, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "nbs" / "results" / "lab-cpu.json"
@@ -84,18 +93,33 @@ def lab_part(record: Path = RECORD) -> str:
 
     r = load_record(record)
     seeds = sorted({run["seed"] for run in r["runs"]})
+    losses = list(dict.fromkeys(run["loss"] for run in r["runs"]))
     return "\n".join(
         [
             f"{PARTS[2]} as recorded in {record.relative_to(ROOT)} "
             f"({r['device']}, {r['date']})",
             str(table3(r)),
             f"Command: {r['command']}",
-            f"Shows: the seven losses trained on real Re-DocRED documents on a CPU, "
+            f"Shows: the {len(losses)} losses of the record trained on real Re-DocRED "
+            "documents on a CPU, "
             f"{len(seeds)} seed(s). Does not show: the paper's Table 3 (a frozen "
             "small encoder and the ATLOP head only, not BERT-base fine-tuned); a "
             "difference between two losses smaller than its spread over seeds is "
             "noise.",
         ]
+    )
+
+
+def lab_command(out: str = "runs/demo-lab") -> str | None:
+    "The hingeabl-lab command over the local encoder and Re-DocRED, if both are found."
+    from hingeabl_nb.core import find_up
+    from hingeabl_nb.data import locate_redocred
+
+    model, data = find_up("shared/models/minilm-l6-h384-uncased"), locate_redocred()
+    if model is None or data is None:
+        return None
+    return shlex.join(
+        ["hingeabl-lab", "--model", str(model), "--data-dir", str(data), "--out", out]
     )
 
 
@@ -110,6 +134,7 @@ def main(argv: list | None = None) -> int:
     p.add_argument(
         "--table-pairs", type=int, default=2000, help="05a's population: 2000 pairs"
     )
+    p.add_argument("--lab", action="store_true", help="also rerun the lab (minutes)")
     a = p.parse_args(argv)
     if a.toy_steps < 1 or a.table_pairs < 100:
         p.error(
@@ -125,7 +150,21 @@ def main(argv: list | None = None) -> int:
     print(threshold_part(a.table_pairs), end="\n\n", flush=True)
     print(toy_part(a.toy_steps, Path(a.out)), end="\n\n", flush=True)
     print(lab_part(Path(a.record).resolve()), end="\n\n")
+    cmd = lab_command()
+    if cmd is None:
+        print(
+            "To rerun the lab: it needs a local encoder (shared/models/minilm-l6-h384-"
+            "uncased) and Re-DocRED (shared/data/redocred); see nbs/10_lab.ipynb."
+        )
+    else:
+        print(f"Rerun the lab (minutes on a laptop CPU; --lab runs it): {cmd}")
     print(f"demo: {time.time() - t0:.0f} s wall, {time.process_time():.0f} s CPU")
+    if a.lab and cmd:
+        print("\n== --lab: running the laptop lab ==", flush=True)
+        subprocess.run(shlex.split(cmd), check=True)
+    print(
+        "\nNext: 'make jupyter' opens the course in JupyterLab (nbs/index.ipynb first)."
+    )
     return 0
 
 

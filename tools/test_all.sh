@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# The whole test suite (called by `make test` and CI). Fails on the first broken step.
+# The test suite, in two parts (`make test`, `make check-course`; CI runs both: .ci/run).
+#   bash tools/test_all.sh test    the library and its lessons: export/clean in step, ruff,
+#                                  module map, README, workflows, pytest, nbdev_test
+#   bash tools/test_all.sh course  the course as readers get it: committed outputs, student
+#                                  edition, book, browser, GPU rehearsal + fresh install
+# Fails on the first broken step; each step prints its wall and CPU seconds (user+sys
+# of the processes it waited for), and the run ends with a table of them.
 set -euo pipefail
+part="${1:-}"
+case "$part" in test | course) ;; *) echo "usage: tools/test_all.sh test|course" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
-# Each step prints its wall and CPU seconds (user+sys of the processes it waited for),
-# and the end of the run a table of them: a CI log shows where the time goes.
 t_all=$SECONDS cur="" t_step=$SECONDS cpu_step=0 summary="" CPU=0
 times_file="$(mktemp)"
 cpu_now() { # CPU = user+sys seconds of the children so far (`times`, no subshell)
@@ -34,56 +40,59 @@ finish() {
   step_end
   cpu_now
   rm -f "$times_file"
-  printf '\n=== time per step\n%s%5d s wall %6d s CPU  test_all.sh %s\n' "$summary" \
-    "$((SECONDS - t_all))" "$CPU" "$([ "$rc" = 0 ] && echo passed || echo FAILED)"
+  printf '\n=== time per step\n%s%5d s wall %6d s CPU  test_all.sh %s %s\n' "$summary" \
+    "$((SECONDS - t_all))" "$CPU" "$part" "$([ "$rc" = 0 ] && echo passed || echo FAILED)"
   exit "$rc"
 }
 trap finish EXIT
 
-step "Debian's Chromium for the browser checks (apt-get install chromium when missing)"
-bash tools/ensure_chromium.sh
+if [ "$part" = test ]; then
+  step "library in step with the notebooks (nbdev_export changes nothing)"
+  nbdev_export
+  git add -N hingeabl_nb >/dev/null 2>&1 || true
+  git diff --exit-code --stat -- hingeabl_nb || { echo "nbdev_export changed hingeabl_nb/: run nbdev_export and commit"; exit 1; }
+  untracked="$(git status --porcelain --untracked-files=all -- hingeabl_nb | grep '^??' | grep -v __pycache__ || true)"
+  test -z "$untracked" || { echo "$untracked"; echo "nbdev_export wrote files git does not track in hingeabl_nb/: add and commit them"; exit 1; }
 
-step "library in step with the notebooks (nbdev_export changes nothing)"
-nbdev_export
-git add -N hingeabl_nb >/dev/null 2>&1 || true
-git diff --exit-code --stat -- hingeabl_nb || { echo "nbdev_export changed hingeabl_nb/: run nbdev_export and commit"; exit 1; }
-untracked="$(git status --porcelain --untracked-files=all -- hingeabl_nb | grep '^??' | grep -v __pycache__ || true)"
-test -z "$untracked" || { echo "$untracked"; echo "nbdev_export wrote files git does not track in hingeabl_nb/: add and commit them"; exit 1; }
+  step "notebooks clean (nbdev_clean changes nothing)"
+  nbdev_clean
+  git diff --exit-code --stat -- nbs || { echo "nbdev_clean changed nbs/: run nbdev_clean and commit"; exit 1; }
 
-step "notebooks clean (nbdev_clean changes nothing)"
-nbdev_clean
-git diff --exit-code --stat -- nbs || { echo "nbdev_clean changed nbs/: run nbdev_clean and commit"; exit 1; }
+  step "ruff: code formatted and linted (notebooks, library, tests, tools, dev, book, bench)"
+  ruff format --check .
+  ruff check .
 
-step "ruff: code formatted and linted (notebooks, library, tests, tools, bench, setup.py)"
-ruff format --check .
-ruff check .
+  step "ARCHITECTURE.md's module map matches the imports (python tools/module_map.py --write)"
+  python tools/module_map.py --check
 
-step "ARCHITECTURE.md's module map matches the imports (python tools/module_map.py --write)"
-python tools/module_map.py --check
+  step "README.md generated from nbs/index.ipynb"
+  python tools/make_readme.py --check
 
-step "README.md generated from nbs/index.ipynb"
-python tools/make_readme.py --check
+  step "GitHub Actions workflows valid (actionlint)"
+  actionlint .github/workflows/*.yml
 
-step "GitHub Actions workflows valid (actionlint)"
-actionlint .github/workflows/*.yml
+  step "pytest (the installed library; two workers, each test file on one)"
+  # --dist loadfile: a file's tests share one worker, so module fixtures (the two-process
+  # launch of test_multiprocess.py, finished runs) run once and no two launches compete
+  # for accelerate's port (xdist 3.8's loadgroup does not group under pytest 9).
+  # HINGEABL_SITE_STEPS=1: the tiny-course site test is skipped, `make check-course`
+  # builds and checks the real course with the same code.
+  HINGEABL_SITE_STEPS=1 python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadfile \
+    --durations=15
 
-step "pytest (the installed library; two workers, each test file on one)"
-# --dist loadfile: a file's tests share one worker, so module fixtures (the two-process
-# launch of test_multiprocess.py, finished runs) run once and no two launches compete
-# for accelerate's port (xdist 3.8's loadgroup does not group under pytest 9).
-# HINGEABL_SITE_STEPS=1: the tiny-course site test is skipped, the last two steps build
-# and check the real course with the same code.
-HINGEABL_SITE_STEPS=1 python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadfile \
-  --durations=15
+  step "nbdev_test (every notebook, CPU paths only; HINGEABL_PROBE=1: each passing exercise check is re-run against wrong answers)"
+  HINGEABL_PROBE=1 nbdev_test --n_workers 2 --timing
+  exit 0
+fi
 
-step "nbdev_test (every notebook, CPU paths only; HINGEABL_PROBE=1: each passing exercise check is re-run against wrong answers)"
-HINGEABL_PROBE=1 nbdev_test --n_workers 2 --timing
+step "Debian's Chromium for the browser check (apt-get install chromium when missing)"
+bash book/ensure_chromium.sh
 
 # These two steps run side by side (a fresh venv's pip install is mostly one core and disk):
 # the install's output is printed after the rehearsal's, and either failing fails CI.
 step "GPU session rehearsed on the CPU (clean HEAD + carried folder, GPU-image packages only), alongside: pip install . into a fresh virtual environment, without nbdev or Jupyter"
 install_log="$(mktemp)"
-bash tools/check_install.sh >"$install_log" 2>&1 &
+bash dev/check_install.sh >"$install_log" 2>&1 &
 install_pid=$!
 rehearse_rc=0
 { python tools/gpu_session.py carry && python tools/gpu_session.py rehearse; } || rehearse_rc=$?
@@ -95,9 +104,8 @@ rm -f "$install_log"
 test "$rehearse_rc" = 0 || { echo "GPU session rehearsal failed (exit $rehearse_rc)"; exit 1; }
 test "$install_rc" = 0 || { echo "fresh install check failed (exit $install_rc)"; exit 1; }
 
-# The course as readers get it: the notebooks are committed with their outputs (`make execute`).
-step "notebooks committed with their outputs (figures, printed checks, no errors)"
-python tools/check_outputs.py
+step "notebooks committed with their outputs (figures, printed checks, no errors, no widget state)"
+python dev/check_outputs.py
 
 step "student edition: solution cells removed, check cells kept"
 hingeabl-student --src nbs --dest _student --check
@@ -115,7 +123,7 @@ PY
 hingeabl-grade _class --key nbs --only 00_core 01_atl --strict --no-progress --out _grades
 
 step "course site: Jupyter Book, offline MathJax, warnings are errors"
-python tools/build_book.py --src nbs --dest _site
+python book/build_book.py --src nbs --dest _site
 
 step "course site in headless Chromium: equations typeset, figures load, no traceback, solutions folded"
-python tools/check_site.py --site _site --nbs nbs
+python book/check_site.py --site _site --nbs nbs

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure Debian's Chromium is at /usr/bin/chromium for the browser check (tools/check_site.py).
+# Make sure Debian's Chromium is at /usr/bin/chromium for the browser check (book/check_site.py).
 # Playwright's own browser download is not used (it needs a host outside the package registries).
 set -euo pipefail
 chromium="${CHROMIUM:-/usr/bin/chromium}"

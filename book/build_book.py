@@ -1,6 +1,6 @@
 """Build the course site (Jupyter Book 1) from nbs/ into _site/, offline, no execution.
 
-Usage: python tools/build_book.py [--src nbs] [--dest _site] [--print-toc]
+Usage: python book/build_book.py [--src nbs] [--dest _site] [--print-toc]
 
 The notebooks are shown with the outputs they were committed with. The build works on
 a temporary copy of nbs/, where it only adds presentation tags (the committed notebooks

@@ -1,6 +1,6 @@
 """How dense the code on the page is: characters per line, long lines, `;` joins.
 
-Usage: python tools/code_density.py [--rev REV] [NB ...]   (default: every notebook)
+Usage: python dev/code_density.py [--rev REV] [NB ...]   (default: every notebook)
 
 For each notebook, over the non-blank lines of its code cells (`#|` directives,
 magics left out): the mean characters per line, the share of lines over 88 and over

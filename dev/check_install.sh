@@ -10,8 +10,8 @@ python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install -q --no-compile "$root"
 cd "$tmp"
 export PATH="$tmp/venv/bin:$PATH" # the console scripts run are this venv's
-"$tmp/venv/bin/python" "$root/tools/smoke_installed.py"
+"$tmp/venv/bin/python" "$root/dev/smoke_installed.py"
 echo "--- a student's path: the student extra, the edition, a blank and an answered notebook"
 "$tmp/venv/bin/python" -m pip install -q --no-compile "$root[student]"
 hingeabl-student --src "$root/nbs" --dest "$tmp/course" --url "" >/dev/null
-"$tmp/venv/bin/python" "$root/tools/student_path.py" "$root" "$tmp/course"
+"$tmp/venv/bin/python" "$root/dev/student_path.py" "$root" "$tmp/course"

@@ -8,7 +8,11 @@ It also keeps figure cells to drawing: a cell that draws makes no check (`assert
 `test_eq`/`test_close`/`test_fail`/..., `compare`, `print`; they go in the cell before)
 and follows a markdown cell (the sentence that says what to look at in the figure).
 
-Usage: python tools/check_outputs.py [NB ...]   (default: every nbs/*.ipynb)
+Saved widget state (the models in a notebook's metadata and the outputs that show one)
+must stay under WIDGET_LIMIT bytes in all: it churns on every execution and shows
+nothing without a kernel; `dev/execute_nbs.py` strips it.
+
+Usage: python dev/check_outputs.py [NB ...]   (default: every nbs/*.ipynb)
 Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped: they keep no
 outputs.
 
@@ -22,6 +26,7 @@ to a file on purpose and needs no image.
 """
 
 import ast
+import json
 import re
 import sys
 from pathlib import Path
@@ -231,10 +236,37 @@ def problems(path):
     return out
 
 
+WIDGET_LIMIT = 50_000  # bytes of saved widget state in all the notebooks checked
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def widget_bytes(path: Path) -> int:
+    "Bytes of saved widget state in a notebook: its models and the views of them."
+    nb = json.loads(Path(path).read_text())
+    views = [
+        o["data"][WIDGET_VIEW]
+        for c in nb["cells"]
+        for o in c.get("outputs", [])
+        if WIDGET_VIEW in o.get("data", {})
+    ]
+    return (
+        len(json.dumps(nb["metadata"].get("widgets", {})))
+        - 2
+        + len(json.dumps(views))
+        - 2
+    )
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     nbs = [Path(a) for a in argv] or sorted(Path("nbs").glob("*.ipynb"))
     errs = [p for nb in nbs for p in problems(nb) + figure_problems(nb)]
+    widgets = sum(map(widget_bytes, nbs))
+    if widgets > WIDGET_LIMIT:
+        errs.append(
+            f"{widgets:,} bytes of saved widget state (limit {WIDGET_LIMIT:,}): run "
+            "`python dev/execute_nbs.py --strip-widgets-only` and commit"
+        )
     for e in errs:
         print(e, file=sys.stderr)
     print(f"check_outputs: {len(nbs)} notebooks, {len(errs)} problems")

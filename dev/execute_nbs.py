@@ -1,9 +1,11 @@
 """Execute notebooks in place (fresh kernel each, run from nbs/), keeping their outputs.
 
-Usage: python tools/execute_nbs.py [--only NB ...] [--timeout S] [--path nbs]
+Usage: python dev/execute_nbs.py [--only NB ...] [--timeout S] [--path nbs]
+       python dev/execute_nbs.py --strip-widgets-only [--only NB ...]
 Cells flagged `#| slow` / `#| gpu` (settings.ini tst_flags) are skipped, as nbdev_test
-does, and keep no outputs. Afterwards `nbdev_clean --fname` tidies each notebook
-(clear_all = False: outputs stay).
+does, and keep no outputs. Saved widget state (progress bars, sliders: the models in the
+notebook's metadata and each output's view of one) is dropped, figures and text stay.
+Afterwards `nbdev_clean --fname` tidies each notebook (clear_all = False: outputs stay).
 """
 
 import argparse
@@ -19,6 +21,7 @@ import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def tst_flags():
@@ -47,6 +50,19 @@ class SkipFlagged(ExecutePreprocessor):
         return super().preprocess_cell(cell, resources, index)
 
 
+def strip_widgets(nb) -> None:
+    "Drop the widget models and every output's view of one; other outputs stay."
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            out.get("data", {}).pop(WIDGET_VIEW, None)
+            if "data" not in out or out["data"]:
+                kept.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = kept
+
+
 def execute(path, timeout=600, flags=None):
     path = Path(path)
     os.environ.pop(
@@ -56,6 +72,7 @@ def execute(path, timeout=600, flags=None):
     ep = SkipFlagged(timeout=timeout, kernel_name="python3")
     ep.flags = tuple(flags or tst_flags())
     ep.preprocess(nb, {"metadata": {"path": str(path.parent)}})
+    strip_widgets(nb)
     nbformat.write(nb, path)
     subprocess.run(["nbdev_clean", "--fname", str(path)], check=True, cwd=ROOT)
 
@@ -67,6 +84,9 @@ def main(argv=None):
     )
     ap.add_argument("--path", default=str(ROOT / "nbs"))
     ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    ap.add_argument(
+        "--strip-widgets-only", action="store_true", help="strip, execute nothing"
+    )
     a = ap.parse_args(argv)
     base = Path(a.path)
     if a.only:
@@ -79,6 +99,11 @@ def main(argv=None):
     else:
         nbs = sorted(p for p in base.glob("*.ipynb") if not p.name.startswith("_"))
     for nb in nbs:
+        if a.strip_widgets_only:
+            book = nbformat.read(nb, as_version=4)
+            strip_widgets(book)
+            nbformat.write(book, nb)
+            continue
         t = time.time()
         print(f"executing {nb} ...", flush=True)
         execute(nb, a.timeout)

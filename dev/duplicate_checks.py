@@ -1,6 +1,6 @@
 """Find checks made both in a notebook and in tests/ (candidates to keep in one place).
 
-Usage: python tools/duplicate_checks.py [--min 0.85] [NB ...]   (default: all of nbs/)
+Usage: python dev/duplicate_checks.py [--min 0.85] [NB ...]   (default: all of nbs/)
 
 Collects every check statement (`assert`, and calls of `test_*`, `compare`,
 `assert_close`) from the notebooks' code cells and from the test functions in

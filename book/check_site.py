@@ -1,6 +1,6 @@
 """Read the built course site as a reader would: headless Chromium opens pages, checks.
 
-Usage: python tools/check_site.py [--site _site] [--nbs nbs] [--pages index 01_atl ...]
+Usage: python book/check_site.py [--site _site] [--nbs nbs] [--pages index 01_atl ...]
                                   [--shots DIR]
 
 Serves the site on 127.0.0.1 (a thread running http.server; nothing else is reachable:
@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dev"))  # check_outputs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # make_student
 from build_book import part_of
 from check_outputs import image_outputs
 
