@@ -145,7 +145,7 @@ ANSWERS = {
                 "signed": "answer_2 = {n: (LOSSES[n](s, y) - LOSSES[n](s + 3.0, y)).item() for n in ('BalancedSoftmax', 'ATL')}",
             },
             "right": {
-                "with the references": "answer_2 = {n: abs(REFERENCE[n](s + 3.0, y) - REFERENCE[n](s, y)) for n in ('BalancedSoftmax', 'ATL')}",
+                "with the references": "answer_2 = {n: abs(LOSSES[n].ref(s + 3.0, y) - LOSSES[n].ref(s, y)) for n in ('BalancedSoftmax', 'ATL')}",
             },
         },
         3: {
