@@ -1,4 +1,4 @@
-"""A student's path, in a fresh virtual environment (tools/check_install.sh runs it).
+"""A student's path, in a fresh virtual environment (dev/check_install.sh runs it).
 
 Usage: python tools/student_path.py REPO EDITION
 
