@@ -51,7 +51,8 @@ def check_pairs(
     allow_empty: bool = False,  # accept 0 pairs (the registry returns a zero loss)
 ) -> None:
     """Raise an error naming `where` unless logits/labels are matching
-    (n_pairs, 1+n_rel) tensors, logits float, labels valid (`label_problem`)."""
+    (n_pairs, 1+n_rel) tensors, logits float and finite, labels valid
+    (`label_problem`)."""
     for name, t in (("logits", logits), ("labels", labels)):
         if not isinstance(t, Tensor):
             raise TypeError(
@@ -71,6 +72,13 @@ def check_pairs(
     if not logits.is_floating_point():
         raise ValueError(
             f"{where}: logits must be a float tensor, got dtype {logits.dtype}"
+        )
+    bad = ~torch.isfinite(logits).all(1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{where}: logits row {int(bad.nonzero()[0, 0])} is not finite "
+            f"({int(bad.sum())} of {len(logits)} rows hold NaN or inf); a loss of "
+            "them is not a number: check what produced them (diverged? overflow?)"
         )
     if len(logits) == 0 and not allow_empty:
         raise ValueError(

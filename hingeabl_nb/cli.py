@@ -7,43 +7,48 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import inspect
 import io
 import json
+import math
 import os
 import sys
-import tempfile
 import textwrap
 import tokenize
-import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from . import data, lab, records, reproduce, runs, toy, train
-from .datafiles import REDOCRED_FILES, download_redocred, sha256_file
+from hingeabl_nb.datafiles import (
+    REDOCRED_FILES,
+    check_sha256,
+    download_redocred,
+    sha256_file,
+)
 from .losses import LOSSES, check_loss_names
+from hingeabl_nb.runfolder import (
+    HINTS,
+    atomic_write,
+    atomic_write_text,
+    check_out_file,
+    check_out_folder,
+    hold_folder,
+    input_fingerprint,
+    reuse_result,
+)
 
 # %% auto #0
-__all__ = ['HINTS', 'DEBUG_ENV', 'INT_MIN', 'OWN', 'CLIError', 'one_line', 'add_debug', 'run_tool', 'ready_out_dir',
-           'check_at_least', 'check_loss_options', 'check_run_inputs', 'check_checkpoints', 'parse_loss_options',
-           'field_docs', 'config_args', 'config_overrides', 'train_parser', 'train_cli', 'train_main', 'lab_parser',
-           'lab_cli', 'lab_main', 'compare_parser', 'grid_files', 'compare_cli', 'compare_main', 'toy_parser',
-           'toy_cli', 'toy_main', 'download_parser', 'download_cli', 'download_main', 'grade_main', 'student_main']
+__all__ = ['DEBUG_ENV', 'EXPECTED', 'INT_MIN', 'OWN', 'ONCE', 'CLIError', 'one_line', 'ToolParser', 'add_debug', 'run_tool',
+           'check_at_least', 'check_loss_options', 'parse_loss_options', 'field_docs', 'config_args',
+           'config_overrides', 'add_overwrite', 'train_parser', 'train_cli', 'train_main', 'lab_parser', 'lab_cli',
+           'lab_main', 'compare_parser', 'grid_files', 'compare_cli', 'compare_main', 'toy_parser', 'toy_cli',
+           'toy_main', 'download_parser', 'download_cli', 'download_main', 'grade_main', 'student_main']
 
 # %% ../nbs/11b_cli.ipynb #582f82e1
 class CLIError(ValueError):
     "A bad command-line input; its message names the flag and what to do."
-
-
-HINTS = {  # errno -> what to do
-    errno.ENOSPC: "free disk space and run again (a training run resumes)",
-    errno.EACCES: "choose a folder you can write to",
-    errno.EPERM: "choose a folder you can write to",
-    errno.EROFS: "choose a folder on a writable disk",
-}
 
 
 def one_line(e: BaseException) -> str:
@@ -58,6 +63,14 @@ def one_line(e: BaseException) -> str:
 
 # %% ../nbs/11b_cli.ipynb #403e0442
 DEBUG_ENV = "HINGEABL_DEBUG"  # set to 1 to see tracebacks
+EXPECTED = (ValueError, OSError, RuntimeError, argparse.ArgumentTypeError)  # not bugs
+
+
+class ToolParser(argparse.ArgumentParser):
+    "An ArgumentParser whose usage errors are `CLIError`s: one line, no usage block."
+
+    def error(self, message: str):
+        raise CLIError(f"{message} (see {self.prog} --help)")
 
 
 def add_debug(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -75,53 +88,41 @@ def run_tool(
     job,  # argv -> anything; raises on failure
     argv: list | None = None,  # arguments (default: sys.argv[1:])
 ) -> int:  # exit status: 0, or 2 after a one-line error on stderr
-    "Run `job(argv)`; an expected failure is one line `hingeabl-<tool>: error: ...`."
+    "Run `job(argv)`; any failure is one line `hingeabl-<tool>: error: ...`."
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         job(argv)
-    except (ValueError, OSError, argparse.ArgumentTypeError) as e:
-        if "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"hingeabl-{tool}: error: {one_line(e)}", file=sys.stderr)
+        print(f"hingeabl-{tool}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        msg = one_line(e)
+        if not isinstance(e, EXPECTED):  # a bug: say so, in one line too
+            msg = f"{type(e).__name__}: {msg} (unexpected: rerun with --debug for the "
+            msg += "traceback and report it)"
+        print(f"hingeabl-{tool}: error: {msg}", file=sys.stderr)
         return 2
     return 0
-
-# %% ../nbs/11b_cli.ipynb #23ea571f
-def ready_out_dir(
-    path: str | Path,  # the folder a tool writes into
-    flag: str = "--out",  # how the user gave it, for the message
-) -> Path:  # the folder, created
-    "Create `path` and prove it writable with a test file; CLIError naming `flag`."
-    if not str(path).strip():
-        raise CLIError(
-            f"{flag} is empty: the run folder is empty: name one ({flag} DIR); "
-            "an empty one would write into the current directory"
-        )
-    p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        raise CLIError(f"{flag} {path} is a file, not a folder; pass a folder path")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=p, prefix=".write-test-") as f:
-            f.write(b"x")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        hint = HINTS.get(e.errno, "choose another folder")
-        raise CLIError(
-            f"{flag} {path} is not writable ({e.strerror}); {hint}"
-        ) from None
-    return p
 
 # %% ../nbs/11b_cli.ipynb #18fb29d3
 def check_at_least(
     values: dict,  # flag -> value (None: not given, fine)
     lo: int = 1,  # the smallest allowed value
 ) -> None:
-    "CLIError naming the first flag whose value is below `lo`."
+    "CLIError naming the first flag whose value is below `lo` (or a float not finite)."
     for flag, v in values.items():
-        if v is not None and v < lo:
-            raise CLIError(f"{flag} must be >= {lo}, got {v}; omit it for the default")
+        if v is None:
+            continue
+        what = "a finite number " if isinstance(v, float) else ""
+        if v < lo or (isinstance(v, float) and not math.isfinite(v)):
+            raise CLIError(
+                f"{flag} must be {what}>= {lo}, got {v}; omit it for the default"
+            )
 
 
 def check_loss_options(
@@ -135,33 +136,6 @@ def check_loss_options(
         except ValueError as e:
             raise CLIError(f"--loss-option: {e}") from None
     return options
-
-# %% ../nbs/11b_cli.ipynb #3ff7d7f8
-def check_run_inputs(
-    cfg,  # a resolved `train.TrainConfig`
-) -> None:
-    "Locate the data files and the encoder of `cfg` now; TrainSetupError if missing."
-    names = [cfg.dev_file, cfg.test_file]
-    if not cfg.split_dev_for_train:
-        names.insert(0, cfg.train_file)
-    for name in names:
-        runs.data_path(cfg, name)
-    if cfg.encoder != "tiny":
-        runs.encoder_dir(cfg.encoder)
-
-
-def check_checkpoints(
-    out: Path,  # a run folder
-) -> None:
-    "CLIError naming a checkpoint in out/checkpoint/ whose zip directory is unreadable."
-    for f in sorted((Path(out) / "checkpoint").glob("*.pt")):
-        try:
-            zipfile.ZipFile(f).close()
-        except (zipfile.BadZipFile, OSError) as e:
-            raise CLIError(
-                f"checkpoint {f} is damaged ({e}; cut short?); delete it to train "
-                "that run again from the start, or restore it"
-            ) from None
 
 # %% ../nbs/11b_cli.ipynb #71a44b15
 def parse_loss_options(
@@ -255,7 +229,7 @@ def config_overrides(
     cls,  # the config dataclass the flags came from
     skip: tuple = (),  # as for `config_args`
 ) -> dict:  # the fields given on the command line (loss_options as a dict)
-    "The config fields given as flags, counts checked (CLIError naming the flag)."
+    "The config fields given as flags, checked (CLIError naming the flag)."
     given = {
         f.name: getattr(a, f.name)
         for f in dataclasses.fields(cls)
@@ -266,12 +240,23 @@ def config_overrides(
     for k, v in given.items():
         if type(v) is int and INT_MIN.get(k, 1) is not None:
             check_at_least({records.field_flag(k): v}, INT_MIN.get(k, 1))
+        if runs.range_problem(k, v):
+            raise CLIError(f"{records.field_flag(k)} {v} {runs.range_problem(k, v)}")
     return given
+
+# %% ../nbs/11b_cli.ipynb #3fa13460
+def add_overwrite(
+    p: argparse.ArgumentParser,
+    what: str,  # what it replaces, for the help
+) -> argparse.ArgumentParser:
+    "Add `--overwrite`: without it a tool never replaces a result of other inputs."
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+    return p
 
 # %% ../nbs/11b_cli.ipynb #02256863
 def train_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-train`: its own, then one per `TrainConfig` field."
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="hingeabl-train",
         description="Train ATLOP on Re-DocRED with one loss and one seed.",
     )
@@ -281,11 +266,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", help="run folder (resumes from its checkpoint when present)"
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace another run's results in --out",
-    )
+    add_overwrite(p, "another run's results in --out")
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
     )
@@ -307,9 +288,7 @@ def train_cli(
         return None
     if a.out is None:
         raise CLIError("--out DIR is required to train (or pass --print-config)")
-    out = ready_out_dir(a.out)
-    check_run_inputs(cfg)
-    check_checkpoints(out)
+    out = check_out_folder(a.out)  # the rest: `runs.plan_run`, before `out` exists
     res = train.run_training(cfg, out, overwrite=a.overwrite)
     if res:
         print(
@@ -327,7 +306,7 @@ def train_main(argv: list | None = None) -> int:
 # %% ../nbs/11b_cli.ipynb #a5bc25dd
 def lab_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-lab`: its own, then one per `lab.LabConfig` field."
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="hingeabl-lab",
         description="Compare the losses on the ATLOP head over a frozen, "
         "cached pretrained encoder (CPU friendly). "
@@ -346,9 +325,13 @@ def lab_parser() -> argparse.ArgumentParser:
         help="cache folder (default: $HINGEABL_CACHE, ~/.cache/hingeabl-nb)",
     )
     p.add_argument("--deadline", type=float, help="seconds: see records.run_cells")
+    add_overwrite(p, "a grid of other settings or data in --out (retrains every cell)")
     return add_debug(config_args(p, lab.LabConfig, OWN["lab"]))
 
 # %% ../nbs/11b_cli.ipynb #d6041cae
+ONCE = ("--overwrite", "--debug")  # flags a recorded command leaves out
+
+
 def lab_cli(
     argv: list | None = None,  # arguments (default: sys.argv[1:])
 ) -> dict:  # the grid record
@@ -371,10 +354,13 @@ def lab_cli(
     losses = check_loss_names(a.losses or list(LOSSES))
     check_loss_options(losses, cfg.loss_options)
     check_at_least({"--deadline": a.deadline}, 0)
-    ready_out_dir(a.out)
+    records.check_grid("lab", losses, a.seeds, ["lab"])
+    check_out_folder(a.out)
+    check_out_folder(data.default_cache_dir("pairs", a.cache_dir), "--cache-dir")
     if a.record:
-        ready_out_dir(Path(a.record).parent, "--record's folder")
-    cmd = " ".join(["hingeabl-lab", *(argv if argv is not None else sys.argv[1:])])
+        check_out_file(a.record)
+    given = argv if argv is not None else sys.argv[1:]
+    cmd = " ".join(["hingeabl-lab", *(x for x in given if x not in ONCE)])
     over = {k: v for k, v in over.items() if k not in ("encoder", "data_dir")}
     rec = lab.run_lab(
         cfg.encoder,
@@ -385,6 +371,7 @@ def lab_cli(
         a.cache_dir,
         cmd,
         a.deadline,
+        overwrite=a.overwrite,
         **over,
     )
     print(reproduce.tables_markdown(rec))
@@ -403,7 +390,7 @@ def lab_main(argv: list | None = None) -> int:
 # %% ../nbs/11b_cli.ipynb #80de9189
 def compare_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-compare`: its own, then one per `TrainConfig` field."
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="hingeabl-compare",
         description="Train a grid of losses x seeds (resumable) and "
         "print Tables 3, 4 and 7 beside the paper's numbers.",
@@ -428,6 +415,7 @@ def compare_parser() -> argparse.ArgumentParser:
         help="also write the record here ({device}: the device's name), "
         "rewritten after every cell",
     )
+    add_overwrite(p, "a grid of other settings or data in --out (retrains every cell)")
     return add_debug(config_args(p, train.TrainConfig, OWN["compare"]))
 
 # %% ../nbs/11b_cli.ipynb #6c4ca301
@@ -442,7 +430,9 @@ def grid_files(
             rec = records.collect_runs(out)
         except FileNotFoundError:  # no cell finished yet
             return None
-        data.atomic_write_text(Path(out) / "tables.md", reproduce.tables_markdown(rec))
+        tables, path = reproduce.tables_markdown(rec), Path(out) / "tables.md"
+        if not path.exists() or path.read_text() != tables:  # kept when unchanged
+            data.atomic_write_text(path, tables)
         if record:
             records.save_record(rec, record)
         return rec
@@ -458,14 +448,17 @@ def compare_cli(argv: list[str] | None = None) -> None:
     check_at_least({"--jobs": a.jobs})
     check_at_least({"--deadline": a.deadline}, 0)
     losses, seeds = records.check_grid(a.preset, a.losses or list(LOSSES), a.seeds)
-    # before out/spec.json is written: a missing file must not pin a wrong spec
-    check_run_inputs(train.resolve_config(a.preset, **over))
-    ready_out_dir(a.out)
+    check_out_folder(a.out)  # the data and the encoder: `run_grid`, before `out` exists
     if a.record:
-        ready_out_dir(Path(a.record).parent, "--record's folder")
+        check_out_file(a.record)
     write = grid_files(Path(a.out), a.record)
-    records.run_grid(a.preset, losses, seeds, a.out, a.jobs, a.deadline, write, **over)
+    records.run_grid(
+        a.preset, losses, seeds, a.out, a.jobs, a.deadline, write, a.overwrite, **over
+    )
     record = write()
+    if record is None:
+        print(f"no cell of {a.out} has finished yet; rerun to resume them")
+        return
     print(reproduce.tables_markdown(record))
     if record["incomplete"]:
         print(f"not finished: {', '.join(record['incomplete'])}; rerun to resume them")
@@ -480,7 +473,7 @@ def compare_main(argv: list | None = None) -> int:
 # %% ../nbs/11b_cli.ipynb #da8897f3
 def toy_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-toy`."
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="hingeabl-toy",
         description="Train a linear scorer on synthetic pairs with each loss (CPU, "
         "seconds) and plot where the threshold sits relative to the gold scores "
@@ -513,14 +506,41 @@ def toy_parser() -> argparse.ArgumentParser:
         help="output folder for toy.png and toy.json (default: runs/toy)",
     )
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    add_overwrite(p, "a toy.json of other settings in --out")
     return add_debug(p)
+
+# %% ../nbs/11b_cli.ipynb #4dda147f
+def _toy_result(out: Path, inputs: dict, overwrite: bool) -> dict | None:
+    "OUT/toy.json when it holds this result (marked kept); None: train; refuse another."
+    path = out / "toy.json"
+    try:
+        old = json.loads(path.read_text()) if path.exists() else None
+    except ValueError:  # cut short: nothing to keep
+        old = None
+    kept = reuse_result(old, inputs, path, overwrite)
+    return None if kept is None else kept | {"kept": True}
+
+
+def _train_toy(losses: list, seed: int, steps: int, every: int, progress: bool) -> dict:
+    "`toy.train_toy` on one thread (a linear head: fastest on a CPU), plots headless."
+    import matplotlib
+
+    matplotlib.use("Agg")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return toy.train_toy(
+            losses, seed=seed, steps=steps, every=every, progress=progress
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 # %% ../nbs/11b_cli.ipynb #ce4228ab
 def toy_cli(
     argv: list | None = None,  # arguments (default: sys.argv[1:])
-) -> dict:  # the result of `toy.train_toy`
-    """`hingeabl-toy`: check, train, write OUT/toy.png and OUT/toy.json, print
-    the table."""
+) -> dict:  # the result of `toy.train_toy`, with its input fingerprint
+    """`hingeabl-toy`: check, hold --out, train (unless it holds this result), write
+    OUT/toy.png and OUT/toy.json atomically, print the table."""
     p = toy_parser()
     a = p.parse_args(argv)
     try:
@@ -528,28 +548,29 @@ def toy_cli(
     except ValueError as e:
         p.error(f"--losses: {e}")
     check_at_least({"--steps": a.steps})
-    out = ready_out_dir(a.out)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a linear head: one thread is the fastest on a CPU
-    try:
-        res = toy.train_toy(
-            a.losses,
-            seed=a.seed,
-            steps=a.steps,
-            every=max(1, a.steps // 20),
-            progress=not a.no_progress,
-        )
-    finally:
-        torch.set_num_threads(threads)
-    (out / "toy.json").write_text(json.dumps(res, indent=1))
-    toy.plot_toy(res).savefig(out / "toy.png", dpi=110, bbox_inches="tight")
+    if runs.range_problem("seed", a.seed):
+        raise CLIError(f"--seed {a.seed} {runs.range_problem('seed', a.seed)}")
+    out = check_out_folder(a.out)
+    every = max(1, a.steps // 20)
+    setting = dict(losses=a.losses, steps=a.steps, seed=a.seed, every=every)
+    inputs = input_fingerprint({}, config=setting)
+    with hold_folder(out):
+        res = _toy_result(out, inputs, a.overwrite)
+        if res is None:
+            res = _train_toy(a.losses, a.seed, a.steps, every, not a.no_progress)
+            res["inputs"] = inputs
+            atomic_write_text(out / "toy.json", json.dumps(res, indent=1))
+        if res.get("kept") is None or not (out / "toy.png").exists():
+            fig = toy.plot_toy(res)
+            save = lambda tmp: fig.savefig(
+                tmp, format="png", dpi=110, bbox_inches="tight"
+            )
+            atomic_write(out / "toy.png", save)
     print(toy.toy_table(res))
     print(
         f"{len(a.losses)} losses x {a.steps} steps in {res['seconds']:.1f} s; "
-        f"wrote {out / 'toy.png'} and {out / 'toy.json'}"
+        f"{'kept' if res.get('kept') else 'wrote'} {out / 'toy.png'} and "
+        f"{out / 'toy.json'}"
     )
     return res
 
@@ -561,7 +582,7 @@ def toy_main(argv: list | None = None) -> int:
 # %% ../nbs/11b_cli.ipynb #e0271be9
 def download_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-download`."
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="hingeabl-download",
         description="Download the Re-DocRED splits (resumable, SHA-256 verified).",
     )
@@ -592,8 +613,8 @@ def download_cli(
     bad = [x for x in a.sha256 if "=" not in x]
     if bad:
         p.error(f"--sha256 takes SPLIT=HEX, got {bad}")
-    dest = ready_out_dir(a.dest, "DEST")
-    sha = dict(x.split("=", 1) for x in a.sha256)
+    sha = check_sha256(dict(x.split("=", 1) for x in a.sha256), a.splits, "--sha256")
+    dest = check_out_folder(a.dest, "DEST")
     out = download_redocred(
         dest, a.splits, sha256=sha, opener=opener, validate=data.load_docs
     )

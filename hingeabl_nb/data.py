@@ -216,6 +216,7 @@ def load_docs(
     | None = None,  # known relations; None: embedded Re-DocRED ones (`load_rel2id()`)
     check_relations: bool = True,  # False: accept any relation id (`rel2id` ignored)
     labelled: bool = True,  # False: read documents without `labels` (to predict on)
+    api_hints: bool = True,  # False: no advice about these options (a command line)
 ) -> Docs:  # the valid documents (raw dicts); `.dropped` lists (index, title, problems)
     """Read and validate a DocRED file.
 
@@ -236,7 +237,9 @@ def load_docs(
         msg = f"{path.name}: document {i} ({title!r}): {problems[0]}" + (
             f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         )
-        if "is not a known relation" in problems[0]:
+        if not api_hints:  # the trainer's files must be valid as they are
+            msg = msg.replace(" (pass labelled=False to read it)", "")
+        elif "is not a known relation" in problems[0]:
             msg += "; pass check_relations=False to accept unknown relations"
         if strict:
             raise DocREDFormatError(msg)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import urllib.error
 import urllib.request
 import warnings
@@ -20,12 +21,20 @@ from filelock import FileLock
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .runfolder import atomic_write as atomic_write
+from .runfolder import atomic_write_text as atomic_write_text
+from .runfolder import file_digest, fsync_path, hold_folder
+from .runfolder import sha256_file as sha256_file
+
+# re-exported (nbdev adds `_all_` to the module's __all__)
+_all_ = ["atomic_write", "atomic_write_text", "sha256_file"]
+
 # %% auto #0
 __all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'FEATURES_VERSION', 'CACHE_ENV', 'assets_dir',
-           'DocREDFormatError', 'mention_problems', 'label_problems', 'Docs', 'read_json_list', 'sha256_file',
-           'git_blob_sha1', 'urllib_opener', 'download_redocred', 'special_frame', 'tiny_tokenizer', 'word_pieces',
-           'doc_pair_labels', 'tokenizer_fingerprint', 'cache_key', 'features_cache_key', 'default_cache_dir',
-           'atomic_write', 'atomic_write_text', 'cached']
+           'DocREDFormatError', 'mention_problems', 'label_problems', 'Docs', 'read_json_list', 'git_blob_sha1',
+           'urllib_opener', 'check_sha256', 'download_redocred', 'special_frame', 'tiny_tokenizer', 'word_pieces',
+           'doc_pair_labels', 'tokenizer_fingerprint', 'cache_key', 'features_cache_key', 'default_cache_dir', 'cached',
+           'atomic_write', 'atomic_write_text', 'sha256_file']
 
 # %% ../nbs/06a_data_internals.ipynb #8aeec30d
 def assets_dir() -> Path:
@@ -195,22 +204,9 @@ REDOCRED_GIT_BLOBS = {
 }
 
 
-def _digest(h, path: str | Path, chunk: int = 1 << 20) -> str:
-    "Feed a file to the hashlib object `h` in chunks and return its hex digest."
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(chunk), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    "Hex SHA-256 of a file, read in chunks."
-    return _digest(hashlib.sha256(), path, chunk)
-
-
 def git_blob_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
     "Git's blob id of a file: hex SHA-1 of `b'blob <size>\\0'` followed by the content."
-    return _digest(
+    return file_digest(
         hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode()), path, chunk
     )
 
@@ -286,6 +282,125 @@ def _failed(name: str, base_url: str, retries: int, e: OSError, part: Path) -> s
     )
 
 
+def check_sha256(
+    sha256: dict,  # split -> expected SHA-256 (hex)
+    splits,  # the splits asked for
+    flag: str = "sha256",  # how the caller named them, for the message
+) -> dict:  # the same, lower-cased
+    "Refuse an unknown split, one not asked for, or a value that is not a SHA-256."
+    for split in splits:
+        if split not in REDOCRED_FILES:
+            raise ValueError(
+                f"unknown split {split!r}; known: {sorted(REDOCRED_FILES)}"
+            )
+    out = {}
+    for split, h in sha256.items():
+        if split not in splits:
+            raise ValueError(
+                f"{flag} {split}=...: {split!r} is not among the splits asked for "
+                f"({', '.join(splits)})"
+            )
+        out[split] = str(h).strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", out[split]):
+            raise ValueError(
+                f"{flag} {split}={h}: not a SHA-256 (64 hex digits, as sha256sum "
+                "prints them)"
+            )
+    return out
+
+# %% ../nbs/06a_data_internals.ipynb #df4c6cd3
+def _matches(path: Path, want: str | None, blob: str | None) -> bool:
+    "Does a file have the SHA-256 `want` (or, without one, the git blob id `blob`)?"
+    return sha256_file(path) == want if want else git_blob_sha1(path) == blob
+
+
+def _fetch_verified(
+    split, url, part, want, blob, opener, retries, chunk_size, progress, note
+) -> None:
+    "Download `url` into `part` (resuming), check its hash; remove a part that fails."
+    name = url.rsplit("/", 1)[-1]
+    for attempt in range(1, retries + 1):
+        try:
+            _fetch_part(url, part, opener, chunk_size, progress)
+            break
+        except OSError as e:  # ConnectionError and urllib's URLError are OSErrors
+            if attempt == retries:
+                raise ConnectionError(
+                    _failed(name, url[: -len(name)], retries, e, part) + note
+                ) from e
+    if (want or blob) and not _matches(part, want, blob):
+        got = sha256_file(part) if want else git_blob_sha1(part)
+        part.unlink()
+        kind = "SHA-256" if want else "git blob id"
+        fix = (
+            f" (if the upstream file was revised on purpose, pass sha256={{{split!r}: "
+            f"{got!r}}})"
+            if want
+            else " (tonytan48/Re-DocRED at ccfb54f)"
+        )
+        raise ValueError(
+            f"{name}: {kind} {got} does not match the expected {want or blob}; "
+            f"the partial file was removed{fix}{note}"
+        )
+
+# %% ../nbs/06a_data_internals.ipynb #8538da1f
+def _download_one(
+    dest: Path,
+    split: str,
+    base_url: str,
+    want,
+    opener,
+    retries,
+    chunk_size,
+    progress,
+    validate,
+) -> Path:
+    "One split: a verified local file, or a verified download renamed into place."
+    name, recorded, _ = REDOCRED_FILES[split]
+    want = want or recorded
+    blob = REDOCRED_GIT_BLOBS.get(split) if want is None else None  # the git blob id
+    target, part, note = dest / name, dest / (name + ".part"), ""
+    if target.exists() and want is None and blob is None:  # nothing to verify it by
+        (validate or read_json_list)(target)  # at least a complete file
+        warnings.warn(
+            f"{target}: kept without verification (no hash recorded); pass "
+            f"sha256={{{split!r}: ...}} to check it, or delete it to download again"
+        )
+        return target
+    if target.exists():
+        if _matches(target, want, blob):
+            return target
+        aside = target.with_name(name + ".unverified")
+        os.replace(target, aside)  # never an unverified file under the final name
+        note = (
+            f"; the local {name} did not match the expected hash and was moved to "
+            f"{aside.name}"
+        )
+    _fetch_verified(
+        split,
+        base_url + name,
+        part,
+        want,
+        blob,
+        opener,
+        retries,
+        chunk_size,
+        progress,
+        note,
+    )
+    if want is None and blob is None:
+        (validate or read_json_list)(part)  # at least a complete file
+        warnings.warn(
+            f"{name}: no SHA-256 is recorded for this file; downloaded "
+            f"sha256={sha256_file(part)}. It parses; pin it with "
+            f"sha256={{{split!r}: ...}}"
+        )
+    fsync_path(part)
+    os.replace(part, target)
+    fsync_path(dest)
+    return target
+
+# %% ../nbs/06a_data_internals.ipynb #be389a66
 def download_redocred(
     dest: str | Path,  # folder to write train_revised.json etc. into
     splits=("train", "dev", "test"),  # which of REDOCRED_FILES to fetch
@@ -298,77 +413,25 @@ def download_redocred(
     progress: bool = True,
     validate=None,  # `validate(path)` raises on a bad unhashed file (data.load_docs)
 ) -> dict[str, Path]:  # split -> path of the verified file
-    """Download Re-DocRED splits.
-
-    With resume (HTTP Range), atomic rename and SHA-256 verification."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    opener = opener or urllib_opener
-    out = {}
-    for split in splits:
-        if split not in REDOCRED_FILES:
-            raise ValueError(
-                f"unknown split {split!r}; known: {sorted(REDOCRED_FILES)}"
+    """Download Re-DocRED splits into `dest` (held while it runs): resumable (HTTP
+    Range), verified (SHA-256 or git blob id), renamed into place only once verified."""
+    splits = list(splits)
+    sha256 = check_sha256(sha256 or {}, splits)
+    with hold_folder(dest, "DEST") as d:
+        return {
+            s: _download_one(
+                d,
+                s,
+                base_url,
+                sha256.get(s),
+                opener or urllib_opener,
+                retries,
+                chunk_size,
+                progress,
+                validate,
             )
-        name, want, _ = REDOCRED_FILES[split]
-        want = (sha256 or {}).get(split, want)
-        blob = (
-            REDOCRED_GIT_BLOBS.get(split) if want is None else None
-        )  # fall back on the git blob id
-        target, part = dest / name, dest / (name + ".part")
-        if (
-            target.exists() and want is None and blob is None
-        ):  # cannot verify: keep it, say so
-            warnings.warn(
-                f"{target}: kept without verification (no hash recorded); "
-                f"pass sha256={{{split!r}: ...}} to check it, "
-                f"or delete it to download again"
-            )
-            out[split] = target
-            continue
-        if target.exists() and (
-            sha256_file(target) == want if want else git_blob_sha1(target) == blob
-        ):
-            out[split] = target
-            continue
-        for attempt in range(1, retries + 1):
-            try:
-                _fetch_part(base_url + name, part, opener, chunk_size, progress)
-                break
-            except OSError as e:  # ConnectionError and urllib's URLError are OSErrors
-                if attempt == retries:
-                    raise ConnectionError(
-                        _failed(name, base_url, retries, e, part)
-                    ) from e
-        got = sha256_file(part)
-        if want is not None and got != want:
-            part.unlink()
-            raise ValueError(
-                f"{name}: SHA-256 {got} does not match the expected {want}; "
-                "the partial file was removed "
-                "(if the upstream file was revised on purpose, "
-                f"pass sha256={{{split!r}: {got!r}}})"
-            )
-        if (
-            want is None
-            and blob is not None
-            and (got_blob := git_blob_sha1(part)) != blob
-        ):
-            part.unlink()
-            raise ValueError(
-                f"{name}: git blob id {got_blob} does not match the expected {blob} "
-                f"(tonytan48/Re-DocRED at ccfb54f); the partial file was removed"
-            )
-        if want is None and blob is None:
-            (validate or read_json_list)(part)  # at least a complete file
-            warnings.warn(
-                f"{name}: no SHA-256 is recorded for this file; "
-                f"downloaded sha256={got}. "
-                f"It parses; pin it with sha256={{{split!r}: {got!r}}}"
-            )
-        os.replace(part, target)
-        out[split] = target
-    return out
+            for s in splits
+        }
 
 # %% ../nbs/06a_data_internals.ipynb #9f27ebd5
 def special_frame(
@@ -490,31 +553,6 @@ def default_cache_dir(
     "`root`, else `$HINGEABL_CACHE`, else `~/.cache/hingeabl-nb`; then `/<stage>`."
     root = root or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hingeabl-nb"
     return Path(root).expanduser() / stage
-
-# %% ../nbs/06a_data_internals.ipynb #2923fef6
-def atomic_write(
-    path: str | Path,  # destination
-    write,  # called with a temporary path in the same folder; writes the content there
-) -> Path:  # the written path
-    "Write `path` via `write(tmp)` into a temporary file of this process, then rename."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(
-    path: str | Path,  # destination
-    text: str,  # its whole content
-) -> Path:  # the written path
-    "Write a text file atomically (see `atomic_write`)."
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 # %% ../nbs/06a_data_internals.ipynb #feef8e2c
 def cached(

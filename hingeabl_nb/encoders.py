@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['ROBERTA_TYPES', 'ATTN_IMPLEMENTATIONS', 'transformer_type', 'encoder_special_tokens', 'quiet_transformers',
-           'check_num_layers', 'load_encoder', 'tiny_bert', 'last_self_attention', 'attention_probs', 'uses_eager',
-           'encoder_forward', 'gather_rows', 'gather_square', 'mention_index', 'pair_index']
+__all__ = ['ROBERTA_TYPES', 'ATTN_IMPLEMENTATIONS', 'WEIGHT_SUFFIXES', 'TOKENIZER_FILES', 'transformer_type',
+           'encoder_special_tokens', 'quiet_transformers', 'check_num_layers', 'load_encoder', 'check_sizes',
+           'encoder_folder_problems', 'check_encoder_folder', 'tiny_bert', 'last_self_attention', 'attention_probs',
+           'uses_eager', 'encoder_forward', 'gather_rows', 'gather_square', 'mention_index', 'pair_index']
 
 # %% ../nbs/08a_encoders.ipynb #b10dafee
 ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
@@ -150,6 +151,52 @@ def load_encoder(
         last_self_attention(enc)  # fail now, not at the first batch
     return enc
 
+# %% ../nbs/08a_encoders.ipynb #de07cde8
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model")
+
+
+def check_sizes(
+    where: str,  # the constructor, for the message
+    **sizes,  # name=value of each size
+) -> None:
+    "ValueError naming the first size that is not an integer >= 1."
+    for k, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{where}: {k}={v!r} must be an integer >= 1")
+
+
+def encoder_folder_problems(
+    path: str | Path,  # a local Hugging Face encoder folder
+) -> list[str]:  # what it lacks ([]: config, weights and tokenizer are there)
+    "What a folder lacks to be loaded as an encoder with its tokenizer."
+    d = Path(path).expanduser()
+    if not d.is_dir():
+        return [f"config.json (there is no folder {d})"]
+    names = {p.name for p in d.iterdir()}
+    out = [] if "config.json" in names else ["config.json"]
+    if not any(n.endswith(WEIGHT_SUFFIXES) for n in names):
+        out.append(f"weight file ({', '.join(WEIGHT_SUFFIXES[:2])}, ...)")
+    if not names & set(TOKENIZER_FILES) and not any(
+        n.endswith(".model") for n in names
+    ):
+        out.append(f"tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...)")
+    return out
+
+
+def check_encoder_folder(
+    path: str | Path,  # a local Hugging Face encoder folder
+    error=ValueError,  # the exception class to raise (a tool's own)
+) -> Path:  # the folder
+    "Refuse, naming what it lacks, a folder that cannot be loaded as an encoder."
+    missing = encoder_folder_problems(path)
+    if missing:
+        raise error(
+            f"--model {path}: the encoder folder has no {', no '.join(missing)}; pass "
+            "a complete Hugging Face model folder (save_pretrained writes one)"
+        )
+    return Path(path).expanduser()
+
 # %% ../nbs/08a_encoders.ipynb #a59a82ce
 def tiny_bert(
     vocab_size: int,  # tokenizer vocabulary size
@@ -167,6 +214,14 @@ def tiny_bert(
     from transformers import BertConfig, BertModel
 
     _check_impl(attn_implementation)
+    check_sizes(
+        "tiny_bert",
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        max_position_embeddings=max_position_embeddings,
+    )
     cfg = BertConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,

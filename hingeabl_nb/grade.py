@@ -27,6 +27,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from . import sandbox
+from .runfolder import atomic_write_text
 from .student import exercise_call
 
 # %% auto #0
@@ -1084,16 +1085,6 @@ def _summary_html(result: dict) -> str:
     )
 
 # %% ../nbs/11d_grade.ipynb #2891b7c9
-def _atomic_write(path: Path, text: str) -> None:
-    "Write `text` to `path` through a temporary file beside it (flushed, renamed)."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_report(
     result: dict,  # from grade_class
     out: str | Path,  # the report folder
@@ -1111,7 +1102,7 @@ def write_report(
         "summary.html": _summary_html(result),
     }
     for name, text in files.items():
-        _atomic_write(out / name, text)
+        atomic_write_text(out / name, text)  # the run-folder contract's writer
     return [out / name for name in files]
 
 # %% ../nbs/11d_grade.ipynb #51157632

@@ -20,19 +20,26 @@ from transformers import get_linear_schedule_with_warmup
 from . import data, metrics, records, train
 from . import model as atlop_model
 from .core import set_seed
-from .labcache import doc_features, load_lab_data, machine_info, peak_rss_mb
+from hingeabl_nb.labcache import (
+    check_lab_inputs,
+    doc_features,
+    lab_inputs,
+    load_lab_data,
+    machine_info,
+    peak_rss_mb,
+)
 from .labcache import lab_files as lab_files
 from .labcache import save_tiny_encoder as save_tiny_encoder
 from .losses import LOSSES, check_loss_names
-from .runs import TrainSetupError, resolve_encoder
+from .runs import TrainSetupError, check_ranges, resolve_encoder
 from .threshold import f1_at_offset, f1_optimal_offset
 
 # re-exported (nbdev adds `_all_` to the module's __all__)
 _all_ = ["lab_files", "save_tiny_encoder"]
 
 # %% auto #0
-__all__ = ['LAB_SEEDS', 'LabConfig', 'check_lab_config', 'lab_config', 'head_logits', 'dev_f1', 'train_head', 'offset_scan',
-           'run_one', 'train_cell', 'run_lab', 'lab_record', 'lab_files', 'save_tiny_encoder']
+__all__ = ['LAB_SEEDS', 'COSMETIC', 'LabConfig', 'check_lab_config', 'lab_config', 'head_logits', 'dev_f1', 'train_head',
+           'offset_scan', 'run_one', 'train_cell', 'run_lab', 'lab_record', 'lab_files', 'save_tiny_encoder']
 
 # %% ../nbs/10_lab.ipynb #3a48b960
 @dataclass
@@ -73,13 +80,20 @@ def check_lab_config(
         LOSSES[config.loss].check_options(config.loss_options)
     except ValueError as e:
         raise TrainSetupError(f"loss_options: {e}") from None
+    sizes = ("epochs", "batch_pairs", "encode_batch", "n_holdout", "emb_size")
     small = [
-        k for k in ("epochs", "batch_pairs", "encode_batch") if getattr(config, k) < 1
+        k for k in (*sizes, "block_size", "max_seq_length") if getattr(config, k) < 1
     ]
     if small or config.encoder_layers < 0:
         raise TrainSetupError(
             f"{small or ['encoder_layers']} must be >= 1 (layers >= 0)"
         )
+    if config.emb_size % config.block_size:
+        raise TrainSetupError(
+            f"emb_size={config.emb_size} is not a multiple of "
+            f"block_size={config.block_size}"
+        )
+    check_ranges(config)  # seed, learning rate and the other rates
     return config
 
 # %% ../nbs/10_lab.ipynb #8b990ef0
@@ -241,15 +255,19 @@ def run_one(
 
 # %% ../nbs/10_lab.ipynb #78fc3b98
 LAB_SEEDS = (0, 1, 2)  # head seeds of a lab run: three, so a difference has a spread
+COSMETIC = ("progress", "num_threads")  # settings that change no result
 
 
 def train_cell(
     lab: dict,  # from `labcache.load_lab_data`
     config: LabConfig,  # one cell's settings
     folder: Path,  # the cell's folder in the grid
+    inputs=None,  # config -> what the result depends on, stored with it (`lab_inputs`)
 ) -> dict:  # the run, as `run_one` returns it
     "One cell of the lab's grid: `run_one`, written to folder/metrics.json."
     run = run_one(lab, config)
+    if inputs:
+        run["inputs"] = inputs(config)
     data.atomic_write_text(folder / "metrics.json", json.dumps(run, indent=1))
     return run
 
@@ -266,10 +284,12 @@ def run_lab(
     | None = None,  # cache folder (None: `data.default_cache_dir`)
     command: str | None = None,  # how the run was started, for the record
     deadline: float | None = None,  # seconds: see `records.run_cells`
+    overwrite: bool = False,  # clear the grid folder first: retrain every cell
     **overrides,  # `LabConfig` fields replacing its defaults (epochs, lr, ...)
 ) -> dict:  # the grid record (also in out/grid.json)
-    """Encode once (cached), train the ATLOP head with each loss and seed through the
-    course's one grid runner (resumable), score dev/test, write a grid record."""
+    """Check every input, encode once (cached), train the ATLOP head with each loss and
+    seed through the course's one grid runner (resumable; a finished grid is kept as
+    it is), score dev/test, write a grid record."""
     clock, out = _clock(), Path(out)
     cfg = lab_config(encoder=str(model), data_dir=str(data_dir), **overrides)
     names, seeds = records.check_grid("lab", list(losses or LOSSES), seeds, ["lab"])
@@ -282,35 +302,45 @@ def run_lab(
         f"run_lab({str(model)!r}, {str(data_dir)!r}, {str(out)!r}, "
         f"losses={names}, seeds={list(seeds)})"
     )
-    same = {
-        k: v for k, v in asdict(cfg).items() if k not in ("progress", "num_threads")
-    }
-    records.write_spec(out, "lab", names, seeds, same, lambda *_: command)
-    threads = cfg.num_threads or len(os.sched_getaffinity(0))
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        lab = load_lab_data(
-            cfg.encoder,
-            cfg.data_dir,
-            cache_dir,
-            cfg.n_holdout,
-            cfg.max_seq_length,
-            cfg.encode_batch,
-            cfg.progress,
-            cfg.encoder_layers,
-        )
-        st = records.run_cells(
-            cells, out, partial(train_cell, lab), deadline=deadline, processes=False
-        )
-    finally:
-        torch.set_num_threads(old)
-    finished = [c for c in cells if c in st.skipped or c in st.done]
-    runs = [records.cell_result(records.cell_dir(out, *c)) for c in finished]
-    rest = [records.cell_dir(out, *c).name for c in cells if c not in finished]
-    rec = lab_record(lab, runs, cfg, threads, command, _clock(clock), rest)
-    data.atomic_write_text(out / "grid.json", json.dumps(rec, indent=1))
-    return rec
+    settings = lambda c: {k: v for k, v in asdict(c).items() if k not in COSMETIC}
+    plan = check_lab_inputs(
+        cfg.encoder, cfg.data_dir, cfg.n_holdout, cfg.encoder_layers
+    )
+    inputs = lambda c: lab_inputs(settings(c), plan["files"], plan["encoder"])
+    done = records.same_inputs(inputs)
+    with records.open_grid(
+        out, "lab", names, seeds, settings(cfg), lambda *_: command, overwrite
+    ):
+        kept = records.kept_record(out, cells, done)
+        if kept is not None:
+            print(f"{out} already holds this grid's result; nothing trained")
+            return kept
+        threads = cfg.num_threads or len(os.sched_getaffinity(0))
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            lab = load_lab_data(
+                cfg.encoder,
+                cfg.data_dir,
+                cache_dir,
+                cfg.n_holdout,
+                cfg.max_seq_length,
+                cfg.encode_batch,
+                cfg.progress,
+                cfg.encoder_layers,
+            )
+            cell = partial(train_cell, lab, inputs=inputs)
+            st = records.run_cells(
+                cells, out, cell, deadline=deadline, processes=False, done=done
+            )
+        finally:
+            torch.set_num_threads(old)
+        finished = [c for c in cells if c in st.skipped or c in st.done]
+        runs = [records.cell_result(records.cell_dir(out, *c)) for c in finished]
+        runs = [{k: v for k, v in r.items() if k != "inputs"} for r in runs]
+        rest = [records.cell_dir(out, *c).name for c in cells if c not in finished]
+        rec = lab_record(lab, runs, cfg, threads, command, _clock(clock), rest)
+        return records.keep_record(out / "grid.json", rec)
 
 # %% ../nbs/10_lab.ipynb #35ce22ad
 def _clock(start: dict | None = None) -> dict:

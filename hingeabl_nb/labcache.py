@@ -19,11 +19,19 @@ from tqdm.auto import tqdm
 
 from . import data, encoders
 from . import model as atlop_model
+from .encoders import WEIGHT_SUFFIXES
+from .runfolder import input_fingerprint
+from hingeabl_nb.runs import (
+    TrainSetupError,
+    check_trainable,
+    holdout_split,
+    unique_titles,
+)
 
 # %% auto #0
-__all__ = ['SPLIT_FILES', 'POOLING_VERSION', 'WEIGHT_SUFFIXES', 'lab_files', 'encoder_fingerprint', 'pairs_cache_key',
-           'save_tiny_encoder', 'encode_pairs', 'take_docs', 'doc_features', 'cached_pairs', 'machine_info',
-           'peak_rss_mb', 'load_lab_data']
+__all__ = ['SPLIT_FILES', 'POOLING_VERSION', 'lab_files', 'encoder_fingerprint', 'pairs_cache_key', 'save_tiny_encoder',
+           'encode_pairs', 'take_docs', 'doc_features', 'cached_pairs', 'check_lab_inputs', 'lab_inputs',
+           'machine_info', 'peak_rss_mb', 'load_lab_data']
 
 # %% ../nbs/10a_lab_cache.ipynb #8cd68a19
 SPLIT_FILES = {
@@ -38,11 +46,21 @@ def lab_files(
 ) -> dict:  # train/dev/test: Path or None; protocol: "train-dev-test" or "split-dev"
     "The data files of a lab run and the protocol they imply."
     d = Path(data_dir).expanduser()
+    if d.is_file():
+        raise FileNotFoundError(
+            f"--data-dir {d} is a file, not a folder; pass the folder that holds "
+            "dev_revised.json and test_revised.json"
+        )
     if not d.is_dir():
         raise FileNotFoundError(
             f"data folder {str(d)!r} does not exist "
             "(expected dev_revised.json and test_revised.json in it)"
         )
+    folders = [
+        d / n for names in SPLIT_FILES.values() for n in names if (d / n).is_dir()
+    ]
+    if folders:
+        raise FileNotFoundError(f"data file {folders[0]} is a folder, not a file")
     found = {
         k: next((d / n for n in names if (d / n).is_file()), None)
         for k, names in SPLIT_FILES.items()
@@ -57,25 +75,14 @@ def lab_files(
 
 # %% ../nbs/10a_lab_cache.ipynb #ba7f1baf
 POOLING_VERSION = 2  # bump when encode_pairs, pool or encode_long change
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 
 
 def encoder_fingerprint(
     model_dir: str | Path,  # a local Hugging Face encoder folder
 ) -> dict:  # path, config SHA-256, per weight file: size and SHA-256
     "What identifies a frozen encoder: its folder, config and weights (size + SHA-256)."
-    d = Path(model_dir).expanduser()
-    if not (d / "config.json").is_file():
-        raise FileNotFoundError(
-            f"encoder folder {str(d)!r} has no config.json "
-            "(pass --model PATH to a Hugging Face model folder)"
-        )
+    d = encoders.check_encoder_folder(model_dir, TrainSetupError)
     weights = sorted(p for p in d.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
-    if not weights:
-        raise FileNotFoundError(
-            f"encoder folder {str(d)!r} has no weight file "
-            f"({', '.join(WEIGHT_SUFFIXES)})"
-        )
     return dict(
         path=str(d.resolve()),
         config=data.sha256_file(d / "config.json"),
@@ -249,6 +256,41 @@ def cached_pairs(
 
     file = data.default_cache_dir("pairs", cache_dir) / f"{name}-{key[:24]}.pt"
     return data.cached(file, build)
+
+# %% ../nbs/10a_lab_cache.ipynb #5beb2bb2
+def check_lab_inputs(
+    model: str | Path,  # encoder folder
+    data_dir: str | Path,  # data folder (see `lab_files`)
+    n_holdout: int = 100,  # held-out dev documents (split-dev protocol)
+    encoder_layers: int = 0,  # layers kept (0: all)
+) -> dict:  # files (per split), encoder (`encoder_fingerprint`)
+    "Everything a lab run checks before it encodes a document; TrainSetupError if not."
+    files, rel2id = lab_files(data_dir), data.load_rel2id()
+    enc_fp = encoder_fingerprint(model)  # a complete encoder folder
+    layers = json.loads((Path(model).expanduser() / "config.json").read_text())
+    try:
+        encoders.check_num_layers(
+            encoder_layers, layers.get("num_hidden_layers"), model
+        )
+    except ValueError as e:
+        raise TrainSetupError(f"--encoder-layers: {e}") from None
+    read = lambda f: unique_titles(data.load_docs(f, rel2id=rel2id, api_hints=False))
+    docs = {k: read(files[k]) for k in ("train", "dev", "test") if files[k]}
+    train = (
+        docs.get("train") or holdout_split(docs["dev"], n_holdout, files["dev"].name)[0]
+    )
+    check_trainable(train)
+    return dict(files=files, encoder=enc_fp)
+
+
+def lab_inputs(
+    config: dict,  # a cell's settings, the cosmetic ones left out
+    files: dict,  # split -> data file or None (`lab_files`)
+    encoder_fp: dict,  # `encoder_fingerprint`
+) -> dict:  # `runfolder.input_fingerprint`
+    "What a lab cell's result is computed from: settings, data files, encoder, version."
+    named = {Path(f).name: f for k, f in files.items() if k != "protocol" and f}
+    return input_fingerprint(named, config=config, encoder=encoder_fp)
 
 # %% ../nbs/10a_lab_cache.ipynb #e0fd5126
 def machine_info(

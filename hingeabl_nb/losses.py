@@ -21,7 +21,8 @@ from .sat import distances, mean_sat_loss, mean_sat_ref, sat_loss, sat_ref
 
 # %% auto #0
 __all__ = ['THRESHOLDS', 'OPTION_RULES', 'LOSSES', 'loss_inputs', 'balanced_softmax_loss', 'afl_loss', 'aml_loss',
-           'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'threshold_scores', 'predict', 'LossSpec', 'check_loss_names']
+           'balanced_softmax_ref', 'afl_ref', 'aml_ref', 'threshold_scores', 'refuse_nan', 'predict', 'LossSpec',
+           'check_loss_names']
 
 # %% ../nbs/05_losses.ipynb #0e63f235
 def loss_inputs(
@@ -160,6 +161,20 @@ def threshold_scores(
     return torch.zeros_like(logits[:, 0]) if threshold == "zero" else logits[:, 0]
 
 # %% ../nbs/05_losses.ipynb #7e159242
+def refuse_nan(
+    logits: Tensor,  # (n_pairs, 1+n_rel) scores
+    where: str,  # the calling function, for the message
+) -> None:
+    "ValueError naming the first row of `logits` with a NaN score."
+    nan = torch.isnan(logits).any(1)
+    if bool(nan.any()):
+        raise ValueError(
+            f"{where}: logits row {int(nan.nonzero()[0, 0])} has NaN scores "
+            f"({int(nan.sum())} of {len(logits)} rows); NaN is above no threshold "
+            "and below none: check the model (diverged?) or its input"
+        )
+
+
 def predict(
     logits: Tensor,  # (n_pairs, 1+n_rel) scores; column 0 is TH
     top_k: int | None = 4,  # max relations kept per pair (None or 0: no limit)
@@ -174,13 +189,7 @@ def predict(
         )
     if top_k is not None and (not isinstance(top_k, int) or top_k < 0):
         raise ValueError(f"predict: top_k must be None or an int >= 0, got {top_k!r}")
-    nan = torch.isnan(logits).any(1)
-    if bool(nan.any()):
-        raise ValueError(
-            f"predict: logits row {int(nan.nonzero()[0, 0])} has NaN scores "
-            f"({int(nan.sum())} of {len(logits)} rows); NaN is above no threshold "
-            "and below none: check the model (diverged?) or its input"
-        )
+    refuse_nan(logits, "predict")
     rel = logits[:, 1:] > threshold_scores(logits, threshold)[:, None]
     if top_k:
         kth = torch.topk(logits, min(top_k, logits.shape[1]), dim=1).values[:, -1:]

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from . import scoring
-from .losses import predict
+from .losses import predict, refuse_nan
 from .scoring import train_facts as train_facts
 
 # re-exported (nbdev adds `_all_` to the module's __all__)
@@ -252,6 +252,7 @@ def pair_patterns(
             "use rule='general' for another prediction rule"
         )
     s, y = torch.as_tensor(logits).float(), torch.as_tensor(labels).float()
+    refuse_nan(s, "pattern_stats")  # a NaN row would count as a correct negative
     g = scoring.gold_mask(s, y)
     p = (
         s[:, 1:] > s[:, :1]

@@ -234,6 +234,8 @@ class ATLOPHead(nn.Module):
         block_size: int = 64,
     ):  # group size b of the grouped bilinear (divides emb_size)
         super().__init__()
+        sizes = dict(n_classes=n_classes, emb_size=emb_size, block_size=block_size)
+        encoders.check_sizes("ATLOPHead", hidden_size=hidden_size, **sizes)
         if emb_size % block_size:
             raise ValueError(
                 f"ATLOPHead: emb_size={emb_size} is not a multiple of "

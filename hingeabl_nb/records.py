@@ -10,25 +10,29 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import data, train
+from . import data, runs, train
 from .core import find_up
 from .losses import check_loss_names
+from .runfolder import fingerprint_change, hold_folder, reuse_result
 from .runs import run_logged
 
 # %% auto #0
-__all__ = ['FLAG_NAMES', 'RECORD_KEYS', 'RUN_KEYS', 'check_grid', 'field_flag', 'config_argv', 'grid_command', 'cell_dir',
-           'cell_result', 'write_spec', 'CellOutcomes', 'run_cells', 'run_grid', 'make_record', 'check_record',
-           'device_slug', 'save_record', 'load_record', 'collect_runs', 'recorded_results', 'fmt_pm', 'Table',
-           'read_log']
+__all__ = ['FLAG_NAMES', 'GRID_FILES', 'RECORD_KEYS', 'RUN_KEYS', 'check_grid', 'field_flag', 'config_argv', 'grid_command',
+           'cell_dir', 'cell_folders', 'cell_result', 'holds_results', 'clear_grid', 'read_spec', 'write_spec',
+           'open_grid', 'CellOutcomes', 'check_cells', 'trained_on', 'same_inputs', 'kept_record', 'run_cells',
+           'run_grid', 'make_record', 'check_record', 'device_slug', 'save_record', 'load_record', 'keep_record',
+           'collect_runs', 'recorded_results', 'fmt_pm', 'Table', 'read_log']
 
 # %% ../nbs/11a_records.ipynb #8292c83f
 def check_grid(
@@ -52,6 +56,9 @@ def check_grid(
             raise ValueError(f"duplicate {what} in the grid: {', '.join(dup)}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ValueError(f"seeds must be integers, got {seeds!r}")
+    for s in seeds:
+        if runs.range_problem("seed", s):
+            raise ValueError(f"seed {s} {runs.range_problem('seed', s)}")
     return losses, seeds
 
 # %% ../nbs/11a_records.ipynb #b0cd1f55
@@ -100,6 +107,15 @@ def cell_dir(out, loss: str, seed: int) -> Path:
     return Path(out) / f"{loss}-s{seed}"
 
 
+def cell_folders(out) -> list[Path]:
+    "The cell folders under a grid folder (named <loss>-s<seed>), sorted."
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    is_cell = lambda d: d.is_dir() and d.name.rpartition("-s")[2].lstrip("-").isdigit()
+    return sorted(d for d in out.iterdir() if is_cell(d))
+
+
 def cell_result(
     d: Path,  # a grid cell's folder
     note: str = "rerunning this cell",  # what the caller does with an unreadable one
@@ -111,7 +127,38 @@ def cell_result(
         tqdm.write(f"{e}: {note}")
         return None
 
+# %% ../nbs/11a_records.ipynb #ec20f14e
+GRID_FILES = ("spec.json", "grid.json", "tables.md")  # besides the cell folders
 
+
+def holds_results(out) -> list[str]:
+    "The cells of a grid folder that hold a result or a checkpoint."
+    has = lambda d: (d / "metrics.json").exists() or (d / "checkpoint").exists()
+    return [d.name for d in cell_folders(out) if has(d)]
+
+
+def clear_grid(out) -> None:
+    "Remove what a grid wrote in `out` (cell folders and grid files), nothing else."
+    for d in cell_folders(out):
+        shutil.rmtree(d)
+    for name in GRID_FILES:
+        (Path(out) / name).unlink(missing_ok=True)
+
+
+def read_spec(out) -> dict | None:
+    "out/spec.json, or None; ValueError naming it when it is not readable JSON."
+    path = Path(out) / "spec.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"{path} is unreadable ({type(e).__name__}: {e}; cut short?): delete it "
+            "(the cells' results are kept and checked), or pass --overwrite"
+        ) from None
+
+# %% ../nbs/11a_records.ipynb #603d7cda
 def write_spec(
     out: Path,  # the grid folder
     preset: str,
@@ -120,19 +167,23 @@ def write_spec(
     overrides: dict,  # config fields that differ from the preset
     command=None,  # (losses, seeds) -> the command that reruns the grid (grid_command)
 ) -> dict:  # the spec written
-    "Create or extend out/spec.json; refuse a different preset or different overrides."
+    """Create or extend out/spec.json; refuse a different preset or different overrides
+    while a cell holds a result."""
     path, new = (
         out / "spec.json",
         {"preset": preset, "overrides": json.loads(json.dumps(overrides, default=str))},
     )
-    old = json.loads(path.read_text()) if path.exists() else None
+    old = read_spec(out)
     if old and {k: old.get(k) for k in new} != new:
-        raise ValueError(
-            f"{path} was written for preset {old.get('preset')!r} "
-            f"with overrides {old.get('overrides')}; "
-            f"this grid asks for preset {preset!r} "
-            f"with overrides {new['overrides']}. Use another --out folder."
-        )
+        held = holds_results(out)
+        if held:
+            raise ValueError(
+                f"{path} was written for preset {old.get('preset')!r} "
+                f"with overrides {old.get('overrides')}, and {len(held)} cell(s) hold "
+                f"results of it; this grid asks for preset {preset!r} with overrides "
+                f"{new['overrides']}. Use another --out folder, or pass --overwrite."
+            )
+        old = None  # nothing was trained under it: the new spec replaces it
     losses = list(dict.fromkeys([*(old or {}).get("losses", []), *losses]))
     seeds = list(dict.fromkeys([*(old or {}).get("seeds", []), *seeds]))
     spec = {
@@ -143,9 +194,27 @@ def write_spec(
         if command
         else grid_command(preset, losses, seeds, out, **overrides),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    data.atomic_write_text(path, json.dumps(spec, indent=1))
+    if spec != old:  # a rerun of the same grid leaves the file as it was
+        out.mkdir(parents=True, exist_ok=True)
+        data.atomic_write_text(path, json.dumps(spec, indent=1))
     return spec
+
+
+@contextmanager
+def open_grid(
+    out,  # the grid folder
+    preset: str,
+    losses: list,
+    seeds: list,
+    overrides: dict,
+    command=None,  # as for `write_spec`
+    overwrite: bool = False,  # clear what the folder holds first
+):
+    "Hold a grid folder while the block runs, cleared if asked; yield its spec."
+    with hold_folder(out) as folder:
+        if overwrite:
+            clear_grid(folder)
+        yield write_spec(folder, preset, losses, seeds, overrides, command)
 
 # %% ../nbs/11a_records.ipynb #f29fa4c6
 @dataclass
@@ -189,6 +258,74 @@ def _tail(path: Path, n: int = 15) -> str:
     lines = path.read_text(errors="replace").splitlines()[-n:] if path.exists() else []
     return "\n".join("    " + line for line in lines)
 
+# %% ../nbs/11a_records.ipynb #87f88bad
+def check_cells(
+    cells: dict,  # (loss, seed) -> a resolved config
+    out,  # the grid folder
+    done=None,  # (config, cell folder) -> its result or None; ValueError: other inputs
+) -> list:  # the cells whose result is reused
+    "The finished cells of a grid; refuse, naming them all, cells of other inputs."
+    done = done or (lambda config, folder: cell_result(folder))
+    finished, other = [], []
+    for cell, config in cells.items():
+        try:
+            if done(config, cell_dir(out, *cell)) is not None:
+                finished.append(cell)
+        except ValueError as e:
+            other.append(str(e))
+    if other:
+        raise ValueError(
+            f"{len(other)} grid cell(s) under {out} hold results of other inputs: "
+            f"{'; '.join(other)}. Delete those cell folders to train them again, pass "
+            "--overwrite to retrain the whole grid, or use another --out"
+        )
+    return finished
+
+
+def trained_on(
+    fingerprint: dict,  # `runs.data_fingerprint` of the grid's data
+):  # a `done` for `check_cells`
+    "The trainer's cells: reused with the same config and data (a checkpoint too)."
+
+    def done(config, folder):
+        r = cell_result(folder)
+        why = r is not None and runs.result_change(r, asdict(config), fingerprint)
+        if why:
+            raise ValueError(f"{folder.name} ({why})")
+        if r is None:
+            try:  # a cut cell resumes: its checkpoint must be of these inputs, intact
+                runs.load_checkpoint(folder, asdict(config), fingerprint, mmap=True)
+            except train.TrainSetupError as e:
+                raise ValueError(f"{folder.name} ({e})") from None
+        return r
+
+    return done
+
+
+def same_inputs(
+    inputs,  # config -> its `runfolder.input_fingerprint`
+):  # a `done` for `check_cells`
+    "Cells whose result stores its fingerprint (the lab's): reused for the same inputs."
+    return lambda config, folder: reuse_result(
+        cell_result(folder), inputs(config), folder.name, hint=""
+    )
+
+
+def kept_record(
+    out,  # a grid folder
+    cells: dict,  # (loss, seed) -> config: the grid asked for
+    done=None,  # as for `check_cells`
+) -> dict | None:  # out/grid.json's record, or None: there is work to do
+    "The grid's record, if every cell is finished with these inputs and it holds them."
+    if check_cells(cells, out, done) != list(cells):
+        return None
+    try:
+        rec = load_record(Path(out) / "grid.json")
+    except (OSError, ValueError):  # missing or unreadable: rebuilt from the cells
+        return None
+    same = {(r["loss"], r["seed"]) for r in rec["runs"]} == set(cells)
+    return rec if same and not rec.get("incomplete") else None
+
 # %% ../nbs/11a_records.ipynb #f522da00
 def run_cells(
     cells: dict,  # (loss, seed) -> a resolved config, in the order to train them
@@ -199,6 +336,7 @@ def run_cells(
     on_cell_end=None,  # (CellOutcomes) -> None after each cell ends: rewrite a record
     processes: bool | None = None,  # a process per cell (None: if jobs > 1 or deadline)
     poll: float = 1.0,  # seconds between two looks at the running cells
+    done=None,  # (config, cell folder) -> its result to reuse, or None (`check_cells`)
 ) -> CellOutcomes:  # which cells were skipped, done, failed, cut or not started
     """Train every cell without a result, `jobs` at a time. With a deadline, no cell
     starts that is predicted to end after it, and running cells stop at it."""
@@ -209,9 +347,7 @@ def run_cells(
     if jobs > 1 and not processes:
         raise ValueError("jobs > 1 trains cells in processes of their own")
     end = None if deadline is None else time.monotonic() + deadline
-    st = CellOutcomes(
-        skipped=[c for c in cells if cell_result(cell_dir(out, *c)) is not None]
-    )
+    st = CellOutcomes(skipped=check_cells(cells, out, done))
     pending, running = [c for c in cells if c not in st.skipped], {}
     threads = max(1, len(os.sched_getaffinity(0)) // jobs)
     bar = tqdm(total=len(pending), desc=f"grid of {len(cells)} cells", unit="cell")
@@ -292,7 +428,8 @@ def run_grid(
     out,  # grid folder; cell (loss, seed) goes to out/<loss>-s<seed>/
     jobs: int = 1,  # cells trained at once, one process each (several fit on a big GPU)
     deadline: float | None = None,  # seconds from now: see `run_cells`
-    on_cell_end=None,  # (CellOutcomes) -> None after each cell (see `run_cells`)
+    on_cell_end=None,  # (CellOutcomes) -> None after each cell, and once at the end
+    overwrite: bool = False,  # clear the grid folder first: retrain every cell
     **overrides,  # TrainConfig fields to change in every cell (e.g. epochs=1)
 ) -> list[dict]:  # per cell: status, loss, seed, out_dir, skipped, and its metrics.json
     """Train every (loss, seed) cell not yet finished with `train.run_training`
@@ -303,9 +440,23 @@ def run_grid(
         for s in seeds
         for l in losses
     }
+    for config in configs.values():  # every loss with its options, before any work
+        train.check_config(config)
+    done = trained_on(runs.plan_run(next(iter(configs.values())))["fingerprint"])
     out = Path(out)
-    write_spec(out, preset, losses, seeds, overrides)
-    st = run_cells(configs, out, train.run_training, jobs, deadline, on_cell_end)
+    with open_grid(out, preset, losses, seeds, overrides, overwrite=overwrite) as spec:
+        others = {  # cells of earlier calls: one table, one data set
+            (l, s): train.resolve_config(preset, loss=l, seed=s, **overrides)
+            for s in spec["seeds"]
+            for l in spec["losses"]
+            if (l, s) not in configs
+        }
+        check_cells(others, out, done)
+        st = run_cells(
+            configs, out, train.run_training, jobs, deadline, on_cell_end, done=done
+        )
+        if on_cell_end:  # once more, while the folder is held: the final record
+            on_cell_end(st)
     status = {
         c: k
         for k in ("skipped", "done", "failed", "cut", "not_started")
@@ -399,14 +550,30 @@ def save_record(
     dest = Path(
         str(path).replace("{device}", device_slug(check_record(record)["device"]))
     )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    data.atomic_write_text(dest, json.dumps(record, indent=1))
+    keep_record(dest, record)
     return dest
 
 
 def load_record(path) -> dict:
     "Read and check a record JSON file (out/grid.json, nbs/results/*.json)."
     return check_record(json.loads(Path(path).read_text()), str(path))
+
+
+def keep_record(
+    path,  # where the record goes
+    record: dict,  # a checked record
+) -> dict:  # the record the file holds now
+    """Write `record` atomically unless the file already says the same (its date aside):
+    a rerun that changed nothing leaves the earlier file as it was."""
+    same = lambda r: json.dumps({**r, "date": ""}, sort_keys=True, default=str)
+    try:
+        old = load_record(path) if Path(path).exists() else None
+    except (OSError, ValueError):  # unreadable: replaced
+        old = None
+    if old is not None and same(old) == same(record):
+        return old
+    data.atomic_write_text(path, json.dumps(record, indent=1))
+    return record
 
 # %% ../nbs/11a_records.ipynb #d8458041
 def _agree(values: list):
@@ -418,6 +585,19 @@ def _agree(values: list):
         )
     ]
     return distinct[0] if len(distinct) == 1 else distinct
+
+
+def _same_data(out, fps: dict) -> None:
+    "ValueError naming the cells whose data fingerprint differs from the first cell's."
+    first = next(iter(fps), None)
+    odd = [(n, fingerprint_change(fps[first], fp)) for n, fp in fps.items()]
+    odd = [f"{n} ({why})" for n, why in odd if why]
+    if odd:
+        raise ValueError(
+            f"the cells under {out} were trained on different data: against {first}, "
+            f"{'; '.join(odd)}; one table needs one test set: delete the cells of the "
+            "other data to train them again, or pass --overwrite"
+        )
 
 
 def _run_entry(m: dict, d: Path) -> dict:
@@ -444,22 +624,9 @@ def collect_runs(
     out,  # a grid folder written by run_grid
 ) -> dict:  # the record (also written to out/grid.json)
     """Gather every finished cell under `out` into one record and write it to
-    out/grid.json."""
+    out/grid.json (unless it says that already); refuse cells of different data."""
     out = Path(out)
-    spec = (
-        json.loads((out / "spec.json").read_text())
-        if (out / "spec.json").exists()
-        else {}
-    )
-    cells = (
-        sorted(
-            d
-            for d in out.iterdir()
-            if d.is_dir() and d.name.rpartition("-s")[2].lstrip("-").isdigit()
-        )
-        if out.is_dir()
-        else []
-    )
+    spec, cells = read_spec(out) or {}, cell_folders(out)
     found = {d: cell_result(d, "counted as incomplete") for d in cells}
     done = [d for d in cells if found[d] is not None]
     if not done:
@@ -467,6 +634,7 @@ def collect_runs(
             f"no finished run under {out}: no <loss>-s<seed>/metrics.json found"
         )
     ms = [found[d] for d in done]
+    _same_data(out, {d.name: m.get("data") for d, m in zip(done, ms) if m.get("data")})
     unstarted = [  # cells of the spec without a folder (not started before a deadline)
         cell_dir(out, l, s).name
         for s in spec.get("seeds", [])
@@ -487,8 +655,7 @@ def collect_runs(
         or _agree([(m.get("config") or {}).get("preset") for m in ms]),
         [d.name for d in cells if d not in done] + unstarted,
     )
-    data.atomic_write_text(out / "grid.json", json.dumps(record, indent=1))
-    return record
+    return keep_record(out / "grid.json", record)
 
 # %% ../nbs/11a_records.ipynb #d29bc287
 def recorded_results(

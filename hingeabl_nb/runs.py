@@ -6,12 +6,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
-import socket
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -20,23 +19,29 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from accelerate.utils import gather_object
-from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from . import data, metrics
+from . import data, encoders, metrics
 from . import model as atlop_model
 from .core import find_up, set_seed
 from .losses import LOSSES, check_loss_names
+from hingeabl_nb.runfolder import (
+    fingerprint_change,
+    hold_folder,
+    input_fingerprint,
+    verify_zip,
+)
 
 # %% auto #0
-__all__ = ['BATCHINGS', 'COSMETIC_FIELDS', 'RESULT_FILES', 'TrainSetupError', 'choose_mixed_precision', 'check_device',
-           'check_config', 'make_accelerator', 'run_logged', 'resolve_encoder', 'data_path', 'load_splits',
-           'encoder_dir', 'load_tokenizer', 'build_model', 'prepare_run', 'data_fingerprint', 'fingerprint_change',
-           'hold_run_dir', 'UnreadableResult', 'config_diff', 'read_result', 'check_out_dir', 'clear_run_dir',
-           'atomic_save', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'RunState', 'Recipe',
-           'Run', 'start_run', 'write_log', 'resume_run', 'evaluate_split', 'end_of_epoch', 'device_name', 'finish_run',
-           'train_and_test']
+__all__ = ['BATCHINGS', 'FLOAT_RULES', 'SEED_RANGE', 'COSMETIC_FIELDS', 'RESULT_FILES', 'TrainSetupError',
+           'choose_mixed_precision', 'check_device', 'range_problem', 'check_ranges', 'check_config',
+           'make_accelerator', 'run_logged', 'resolve_encoder', 'data_path', 'unique_titles', 'holdout_split',
+           'check_trainable', 'load_splits', 'encoder_dir', 'load_tokenizer', 'build_model', 'prepare_run',
+           'data_fingerprint', 'planned_steps', 'plan_run', 'UnreadableResult', 'config_diff', 'read_result',
+           'result_change', 'check_out_dir', 'clear_run_dir', 'atomic_save', 'rng_state', 'set_rng_state',
+           'save_checkpoint', 'load_checkpoint', 'RunState', 'Recipe', 'Run', 'start_run', 'write_log', 'resume_run',
+           'evaluate_split', 'end_of_epoch', 'device_name', 'finish_run', 'train_and_test']
 
 # %% ../nbs/09a_train_internals.ipynb #1b2498b9
 class TrainSetupError(ValueError):
@@ -82,14 +87,51 @@ def check_device(
 
 # %% ../nbs/09a_train_internals.ipynb #bfed9d9b
 BATCHINGS = ("random", "bucket")  # official shuffled batches; length-bucketed batches
+FLOAT_RULES = {  # config field -> (lowest, lowest allowed?, highest): finite numbers
+    "lr": (0.0, False, None),
+    "head_lr": (0.0, False, None),
+    "adam_eps": (0.0, False, None),
+    "weight_decay": (0.0, True, None),
+    "warmup_ratio": (0.0, True, 1.0),
+    "max_grad_norm": (0.0, True, None),
+    "neg_sample_rate": (0.0, False, 1.0),
+}
+SEED_RANGE = (0, 2**32 - 1)  # seeds every generator a run seeds accepts (NumPy's)
+
+
+def range_problem(
+    name: str,  # a config field
+    v,  # its value
+) -> str:  # what is wrong with it ("" when nothing, or no rule)
+    "Why a seed or a float setting is out of its range, in words."
+    if name == "seed" and not SEED_RANGE[0] <= v <= SEED_RANGE[1]:
+        return f"must be in {SEED_RANGE[0]}..{SEED_RANGE[1]}"
+    if name not in FLOAT_RULES or v is None:
+        return ""
+    lo, closed, hi = FLOAT_RULES[name]
+    if math.isfinite(v) and (v >= lo if closed else v > lo) and (hi is None or v <= hi):
+        return ""
+    top = f" and <= {hi:g}" if hi is not None else ""
+    return f"must be a finite number {'>=' if closed else '>'} {lo:g}{top}"
+
+
+def check_ranges(
+    config,  # a TrainConfig or a lab.LabConfig (the fields it has are checked)
+) -> None:
+    "TrainSetupError naming the first seed or rate out of its range."
+    for k in ("seed", *FLOAT_RULES):
+        why = hasattr(config, k) and range_problem(k, getattr(config, k))
+        if why:
+            raise TrainSetupError(f"{k}={getattr(config, k)!r} {why}")
 
 
 def check_config(
     config,  # a resolved `train.TrainConfig`
 ) -> None:  # raises `TrainSetupError`
     """Fail early, with a clear message, on a config that cannot run
-    (device, precision, loss, options, batching, sizes)."""
+    (device, precision, loss, options, batching, sizes, rates, seed)."""
     check_device(config)
+    check_ranges(config)
     choose_mixed_precision(
         config.mixed_precision,
         cuda=config.device != "cpu" and torch.cuda.is_available(),
@@ -108,6 +150,12 @@ def check_config(
     if config.epochs < 1 or config.train_batch_size < 1 or config.test_batch_size < 1:
         raise TrainSetupError(
             "epochs, train_batch_size and test_batch_size must be >= 1"
+        )
+    emb, block = getattr(config, "emb_size", 1), getattr(config, "block_size", 1)
+    if emb < 1 or block < 1 or emb % block:
+        raise TrainSetupError(
+            f"emb_size={emb}, block_size={block}: the head needs sizes >= 1, emb_size "
+            "a multiple of block_size"
         )
     kept = config.encoder_layers
     if kept < 0 or (config.encoder == "tiny" and kept > 2):
@@ -180,7 +228,14 @@ def data_path(
             f"walking up from {Path.cwd()} and $HINGEABL_DATA is unset; "
             "pass --data-dir DIR"
         )
+    if Path(config.data_dir).is_file():
+        raise TrainSetupError(
+            f"--data-dir {config.data_dir} is a file, not a folder; pass the folder "
+            f"that holds {name}"
+        )
     path = Path(config.data_dir) / name
+    if path.is_dir():
+        raise TrainSetupError(f"data file {path} is a folder, not a file; replace it")
     if not path.is_file():
         hint = (
             (
@@ -196,30 +251,66 @@ def data_path(
         )
     return path
 
+# %% ../nbs/09a_train_internals.ipynb #f81003cf
+def unique_titles(
+    docs: list,  # documents read from one file (`data.load_docs`: `.source` is set)
+) -> list:  # the same documents
+    "TrainSetupError naming two documents of a file that share a title."
+    seen = {}
+    for i, d in enumerate(docs):
+        j = seen.setdefault(d["title"], i)
+        if j != i:
+            raise TrainSetupError(
+                f"{Path(getattr(docs, 'source', '?')).name}: documents {j} and {i} "
+                f"share the title {d['title']!r}; the official scorer matches "
+                "predictions to documents by title: make the titles unique"
+            )
+    return docs
+
+
+def holdout_split(
+    docs: list,  # the documents of one file
+    n_holdout: int,  # how many to hold out
+    name: str,  # the file, for the message
+) -> tuple[list, list]:  # (training, held-out) documents, as `data.split_docs`
+    "`data.split_docs`, refusing a hold-out that leaves no document on one side."
+    if not 0 < n_holdout < len(docs):
+        raise TrainSetupError(
+            f"--n-holdout {n_holdout}: hold out 1 to {len(docs) - 1} of the "
+            f"{len(docs)} documents of {name}"
+        )
+    return data.split_docs(docs, n_holdout=n_holdout, seed=0)
+
+
+def check_trainable(
+    train: list,  # training documents
+) -> list:  # the same
+    "TrainSetupError when no training document has an entity pair."
+    if not any(len(d["vertexSet"]) > 1 for d in train):
+        raise TrainSetupError(
+            f"none of the {len(train)} training documents has two entities, so there "
+            "is no entity pair to train on; check the training file"
+        )
+    return train
+
 # %% ../nbs/09a_train_internals.ipynb #a9e4def2
 def load_splits(
     config,  # resolved config
     rel2id: dict,  # relation name -> column
 ) -> dict:  # {"train": docs, "dev": docs, "test": docs}
     """Read the train/dev/test documents of a run (reduced protocol: train/dev
-    split of the dev file)."""
+    split of the dev file); refuse titles that repeat, which the scorer cannot match."""
+    read = lambda name: unique_titles(
+        data.load_docs(data_path(config, name), rel2id=rel2id, api_hints=False)
+    )
     if config.split_dev_for_train:
-        train, dev = data.split_docs(
-            data.load_docs(data_path(config, config.dev_file), rel2id=rel2id),
-            n_holdout=config.n_holdout,
-            seed=0,
-        )
+        docs = read(config.dev_file)
+        train, dev = holdout_split(docs, config.n_holdout, config.dev_file)
     else:
-        train = data.load_docs(data_path(config, config.train_file), rel2id=rel2id)
-        dev = data.load_docs(data_path(config, config.dev_file), rel2id=rel2id)
-    test = data.load_docs(data_path(config, config.test_file), rel2id=rel2id)
+        train, dev = read(config.train_file), read(config.dev_file)
+    test = read(config.test_file)
     cut = lambda docs, n: docs if n is None else docs[:n]
-    train = cut(train, config.max_train_docs)
-    if not any(len(d["vertexSet"]) > 1 for d in train):
-        raise TrainSetupError(
-            f"none of the {len(train)} training documents has two entities, so there "
-            "is no entity pair to train on; check the training file"
-        )
+    train = check_trainable(cut(train, config.max_train_docs))
     return {
         "train": train,
         "dev": cut(dev, config.max_eval_docs),
@@ -234,7 +325,7 @@ def encoder_dir(
     where it looked."""
     path = Path(name).expanduser()
     if path.is_dir():
-        return path
+        return encoders.check_encoder_folder(path, TrainSetupError)
     if not (
         os.sep in name or name.startswith((".", "~"))
     ):  # a hub name: only the local cache is tried
@@ -296,11 +387,12 @@ def build_model(
 # %% ../nbs/09a_train_internals.ipynb #b7436fb4
 def prepare_run(
     config,  # resolved config
+    docs: dict | None = None,  # its documents, when already read (`plan_run`)
 ) -> dict:  # tokenizer, pad_id, rel2id, id2rel, docs and features of each split
     """Load everything a run reads from disk (documents, tokenizer and its pad id,
     features, through the feature cache: the cells of a grid featurise once)."""
     rel2id = data.load_rel2id()
-    docs = load_splits(config, rel2id)
+    docs = load_splits(config, rel2id) if docs is None else docs
     tokenizer = load_tokenizer(config)
     feats = {
         k: data.cached_features(
@@ -327,61 +419,49 @@ def prepare_run(
 # %% ../nbs/09a_train_internals.ipynb #0635af26
 def data_fingerprint(
     config,  # resolved config (data_dir, file names, split_dev_for_train, encoder)
-) -> dict:  # {"files": {name: sha256}, "tokenizer": fingerprint}
-    "What a run reads: the SHA-256 of each of its data files, and its tokenizer."
+) -> dict:  # {"files": {name: sha256}, "code": version, "tokenizer": fingerprint}
+    "What a run reads: the SHA-256 of each data file, the code version, its tokenizer."
     names = [config.dev_file, config.test_file]
     if not config.split_dev_for_train:
         names.insert(0, config.train_file)
-    files = {n: data.sha256_file(data_path(config, n)) for n in names}
-    return {
-        "files": files,
-        "tokenizer": data.tokenizer_fingerprint(load_tokenizer(config)),
-    }
+    return input_fingerprint(
+        {n: data_path(config, n) for n in names},
+        tokenizer=data.tokenizer_fingerprint(load_tokenizer(config)),
+    )
+
+# %% ../nbs/09a_train_internals.ipynb #d202a1a5
+def planned_steps(
+    n_docs: int,  # training documents
+    config,  # uses train_batch_size, drop_last
+    world: int = 1,  # processes sharing the batches
+) -> int:  # optimiser steps of one process in one epoch
+    "The optimiser steps per epoch that `train.epoch_batches` gives each process."
+    bs = config.train_batch_size
+    batches = n_docs // bs if config.drop_last else -(-n_docs // bs)
+    return batches // world
 
 
-def fingerprint_change(
-    old: dict,  # `data_fingerprint` of the earlier run
-    new: dict,  # `data_fingerprint` of this run
-) -> str:  # "" when nothing changed
-    "The data files and tokenizer that differ between two fingerprints, in words."
-    changed = [
-        f"{n} (sha256 {old['files'].get(n, 'none')[:12]} -> {h[:12]})"
-        for n, h in new["files"].items()
-        if old["files"].get(n) != h
-    ]
-    if old["tokenizer"] != new["tokenizer"]:
-        changed.append("the tokenizer")
-    return ", ".join(changed)
-
-# %% ../nbs/09a_train_internals.ipynb #b33b9181
-@contextmanager
-def hold_run_dir(
-    out: Path,  # run folder (created if missing)
-    main: bool = True,  # False in the other processes of a multi-process run
-):
-    "Lock `out` while the block runs; refuse, naming the holder, a folder already held."
-    out.mkdir(parents=True, exist_ok=True)
-    if not main:  # the main process holds the lock for all
-        yield
-        return
-    lock, owner = FileLock(out / ".lock"), out / ".lock.owner"
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        who = owner.read_text().strip() if owner.exists() else "another process"
+def plan_run(
+    config,  # a resolved config
+    world: int = 1,  # processes that will train
+) -> dict:  # docs (per split), steps (per epoch and process), fingerprint
+    """Check everything a run can check before it creates its folder or loads a model;
+    refuse a run with no optimiser step."""
+    check_config(config)
+    docs = load_splits(config, data.load_rel2id())
+    if config.encoder != "tiny":
+        encoder_dir(config.encoder)  # a complete folder, before the tokenizer is read
+    steps = planned_steps(len(docs["train"]), config, world)
+    if steps == 0:
+        why = " (drop_last: an incomplete batch is dropped)" * config.drop_last
+        shared = f", shared by {world} processes" if world > 1 else ""
         raise TrainSetupError(
-            f"{out} is in use by another run ({who}); "
-            "wait for it to end or use another --out"
-        ) from None
-    try:
-        since = time.strftime("%Y-%m-%d %H:%M:%S")
-        data.atomic_write_text(
-            owner, f"pid {os.getpid()} on {socket.gethostname()}, since {since}"
+            f"{len(docs['train'])} training document(s) in batches of "
+            f"{config.train_batch_size}{why}{shared} give 0 optimiser steps per epoch; "
+            "pass --no-drop-last or a smaller --train-batch-size, or train on more "
+            "documents"
         )
-        yield
-    finally:
-        owner.unlink(missing_ok=True)
-        lock.release()
+    return dict(docs=docs, steps=steps, fingerprint=data_fingerprint(config))
 
 # %% ../nbs/09a_train_internals.ipynb #e7c208cd
 COSMETIC_FIELDS = (
@@ -421,6 +501,17 @@ def read_result(
     return m
 
 # %% ../nbs/09a_train_internals.ipynb #b9731b7e
+def result_change(
+    done: dict,  # a finished run's metrics.json
+    config_dict: dict,  # `asdict(config)` of this run
+    fingerprint: dict,  # `data_fingerprint` of this run
+) -> str:  # "" when `done` is this run's result
+    "What differs between a finished run and this one: config fields or data, in words."
+    diff = config_diff(done.get("config", {}), config_dict)
+    changed = fingerprint_change(done.get("data", fingerprint), fingerprint)
+    return f"config fields {diff}" if diff else f"data: {changed}" if changed else ""
+
+
 def check_out_dir(
     out: Path,  # run folder
     config_dict: dict,  # `asdict(config)` of this run
@@ -437,17 +528,19 @@ def check_out_dir(
         done = None
         print(f"{e}: not a finished run")
     if done is not None:
-        diff = config_diff(done.get("config", {}), config_dict)
-        changed = fingerprint_change(done.get("data", fingerprint), fingerprint)
-        if not diff and not changed:
+        what = result_change(done, config_dict, fingerprint)
+        if not what:
             return done
-        what = f"config fields {diff}" if diff else f"data: {changed}"
         raise TrainSetupError(
             f"{out} holds the result of another run ({what} differ); "
             "pass --overwrite to replace it or use another --out"
         )
-    found = [f for f in (*RESULT_FILES, "checkpoint") if (out / f).exists()]
-    if found and not (resume and (out / "checkpoint" / "last.pt").exists()):
+    found = [f for f in RESULT_FILES if (out / f).exists()]
+    if (out / "checkpoint" / "last.pt").exists():
+        found.append("checkpoint/last.pt")
+    elif not found:  # killed before its first checkpoint: nothing to keep
+        return None
+    if not (resume and "checkpoint/last.pt" in found):
         raise TrainSetupError(
             f"{out} holds files of an earlier run ({', '.join(found)}) that this run "
             "would replace; pass --overwrite or use another --out"
@@ -540,12 +633,18 @@ def load_checkpoint(
     config_dict: dict,  # `asdict(config)` of the resuming run
     fingerprint: dict | None = None,  # its `data_fingerprint` (None: not checked)
     world: int = 1,  # its number of processes
+    mmap: bool = False,  # map the tensors, not read them (the check before a run)
 ) -> dict | None:  # the checkpoint dict, or None when there is none
-    "Read `out/checkpoint/last.pt`; refuse one of another config, world size or data."
+    """Read `out/checkpoint/last.pt` once its CRCs and its best file are verified;
+    refuse one of another config, world size or data."""
     path = out / "checkpoint" / "last.pt"
     if not path.exists():
         return None
-    ck = torch.load(path, map_location="cpu", weights_only=False)  # holds RNG tuples
+    again = "delete it to train from the start, or pass --overwrite"
+    verify_zip(path, again, TrainSetupError)
+    ck = torch.load(
+        path, map_location="cpu", weights_only=False, mmap=mmap
+    )  # RNG tuples
     diff = config_diff(ck["config"], config_dict)
     if diff:
         raise TrainSetupError(
@@ -565,6 +664,14 @@ def load_checkpoint(
             f"{path} was trained on other data: {changed}; "
             "use a new --out folder or pass --overwrite"
         )
+    best = ck["state"].get("best_file")
+    if best and not (out / "checkpoint" / best).is_file():
+        raise TrainSetupError(
+            f"{path} names the best model checkpoint/{best}, which is missing: "
+            "restore it, or pass --overwrite to train from the start"
+        )
+    if best:
+        verify_zip(out / "checkpoint" / best, again, TrainSetupError)
     return ck
 
 # %% ../nbs/09a_train_internals.ipynb #040548b6
@@ -635,11 +742,13 @@ def start_run(
     out: Path,  # run folder
     recipe: Recipe,
     fingerprint: dict,  # `data_fingerprint`
+    docs: dict | None = None,  # its documents, already read (`plan_run`)
 ) -> Run:  # not yet resumed
     "Accelerator, inputs, ATLOP, AdamW and the warm-up/decay schedule of a run."
     accelerator, mp = make_accelerator(config)
     set_seed(config.seed)
-    run = Run(config, out, recipe, fingerprint, accelerator, mp, prepare_run(config))
+    inputs = prepare_run(config, docs)
+    run = Run(config, out, recipe, fingerprint, accelerator, mp, inputs)
     model = build_model(config, run.inputs["tokenizer"])
     groups = model.param_groups(config.lr, config.head_lr)
     run.optimizer = torch.optim.AdamW(
@@ -767,6 +876,7 @@ def finish_run(
     "Score test with the best checkpoint; write test_logits.pt, then metrics.json."
     acc, st, out = run.accelerator, run.state, run.out
     best = out / "checkpoint" / st.best_file
+    verify_zip(best, "delete the checkpoint folder to train again", TrainSetupError)
     run.net.load_state_dict(torch.load(best, map_location="cpu"))
     logits, test = evaluate_split(run, "test")
     result = {}
@@ -806,16 +916,21 @@ def train_and_test(
     overwrite: bool,  # replace another run's files in `out`
     recipe: Recipe,  # the lesson's functions
 ) -> dict:  # metrics.json's content, or the run state when stopped early
-    "Claim `out`, set up, resume, `fit` with the dev hook, then test the best model."
+    """Check everything cheap, claim `out`, check what it holds, set up, resume, `fit`
+    with the dev hook, then test the best model."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     main = int(os.environ.get("RANK", "0")) == 0
-    with hold_run_dir(out, main):
-        fingerprint = data_fingerprint(config)
+    plan = plan_run(config, world)  # `out` is not created before this passes
+    with hold_folder(out, error=TrainSetupError, main=main):
+        fingerprint = plan["fingerprint"]
         done = check_out_dir(out, asdict(config), fingerprint, resume, overwrite)
         if done is not None:
             if main:
                 print(f"{out} already holds this run's result; nothing trained")
             return done
-        run = start_run(config, out, recipe, fingerprint)
+        if resume and not overwrite:  # refuse a bad checkpoint before featurising
+            load_checkpoint(out, asdict(config), fingerprint, world, mmap=True)
+        run = start_run(config, out, recipe, fingerprint, plan["docs"])
         if overwrite and run.accelerator.is_main_process:
             clear_run_dir(out)
         run.accelerator.wait_for_everyone()

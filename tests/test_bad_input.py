@@ -8,6 +8,7 @@ states the message it expects; a CLI case also checks stderr: one line, no trace
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hingeabl_nb import cli, data, datafiles, runs, train
+from hingeabl_nb import cli, data, datafiles, metrics, model, runs, train
 from hingeabl_nb.hinge import hinge_abl_loss
 from hingeabl_nb.losses import LOSSES, predict
 
@@ -411,3 +412,47 @@ def test_library_run_refuses_negative_doc_limits():
     cfg = train.resolve_config("smoke", max_train_docs=-2)
     with pytest.raises(train.TrainSetupError, match="max_train_docs = -2 must be >= 1"):
         train.run_training(cfg, "unused")
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_every_loss_refuses_non_finite_logits(name, bad):
+    "The same refusal from every loss, whether called through the registry or bare."
+    logits, labels = batch()
+    logits[1, 3] = bad
+    for fn, where in ((LOSSES[name], f"LOSSES['{name}']"), (LOSSES[name].fn, "")):
+        with pytest.raises(ValueError) as e:
+            fn(logits, labels)
+        assert "logits row 1 is not finite (1 of 2 rows hold NaN or inf)" in str(
+            e.value
+        )
+        assert str(e.value).startswith(where)
+
+
+def test_pattern_stats_refuses_nan_like_predict():
+    logits, labels = torch.zeros(3, 4), torch.tensor([[1.0, 0, 0, 0]] * 3)
+    logits[2] = math.nan  # would count as a correct negative
+    for rule in ("official", "general"):
+        with pytest.raises(ValueError, match="logits row 2 has NaN scores"):
+            metrics.pattern_stats(logits, labels, rule=rule)
+
+
+@pytest.mark.parametrize(
+    "build, want",
+    [
+        (
+            lambda: model.ATLOPHead(0),
+            "ATLOPHead: hidden_size=0 must be an integer >= 1",
+        ),
+        (lambda: model.ATLOPHead(8, n_classes=-1), "n_classes=-1"),
+        (lambda: model.ATLOPHead(8, emb_size=0), "emb_size=0"),
+        (lambda: model.ATLOPHead(8, block_size=0), "block_size=0"),
+        (lambda: model.ATLOPHead(8, emb_size=10, block_size=4), "not a multiple"),
+        (lambda: model.ATLOP(model.tiny_bert(50), emb_size=0), "emb_size=0"),
+        (lambda: model.tiny_bert(50, hidden_size=-4), "tiny_bert: hidden_size=-4"),
+        (lambda: model.tiny_bert(0), "tiny_bert: vocab_size=0"),
+    ],
+)
+def test_model_constructors_refuse_sizes_below_one(build, want):
+    with pytest.raises(ValueError, match=re.escape(want)):
+        build()

@@ -40,6 +40,7 @@ from hingeabl_nb.data import (
     split_docs,
     tiny_tokenizer,
 )
+from hingeabl_nb.runfolder import LOCK_FILES
 
 # the shared Re-DocRED files and MiniLM, found like the notebooks find them; tests that
 # need them are skipped elsewhere
@@ -378,6 +379,11 @@ class FakeServer:
         return Resp()
 
 
+def listing(folder):
+    "The files of a download folder, without the lock file of `runfolder.hold_folder`."
+    return sorted(p.name for p in folder.iterdir() if p.name not in LOCK_FILES)
+
+
 @pytest.fixture(scope="module")
 def payload():
     data = (sample_dir() / "dev.json").read_bytes()
@@ -400,7 +406,7 @@ def test_download_resumes(tmp_path, payload):
     )
     assert [r for _, r in srv.requests] == [None, "bytes=5000-", "bytes=12000-"]
     assert srv.requests[0][0] == D.REDOCRED_URL + "dev_revised.json"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev_revised.json"]
+    assert listing(tmp_path) == ["dev_revised.json"]
 
 
 def test_download_restart_when_range_ignored(tmp_path, payload):
@@ -452,7 +458,7 @@ def test_download_hash_mismatch(tmp_path, payload):
         download_redocred(
             tmp_path, splits=["dev"], opener=FakeServer(data), progress=False
         )  # recorded hash != sample
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
 
 
 def test_download_train_checked_by_git_blob(tmp_path, payload, monkeypatch):
@@ -464,7 +470,7 @@ def test_download_train_checked_by_git_blob(tmp_path, payload, monkeypatch):
         download_redocred(
             tmp_path, splits=["train"], opener=FakeServer(data), progress=False
         )  # the sample is not train_revised
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
     blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
     monkeypatch.setitem(
         REDOCRED_GIT_BLOBS, "train", blob
@@ -946,7 +952,7 @@ def test_download_cli(tmp_path, payload, capsys):
     assert (
         out["dev"].read_bytes() == data and f"sha256={sha}" in capsys.readouterr().out
     )
-    with pytest.raises(SystemExit):
+    with pytest.raises(cli.CLIError, match="--sha256 takes SPLIT=HEX"):
         cli.download_cli(
             [str(tmp_path), "--splits", "dev", "--sha256", "nohash"],
             opener=FakeServer(data),
@@ -962,8 +968,10 @@ def test_download_existing_unverifiable_file_kept(tmp_path, payload, monkeypatch
 
     with pytest.raises(
         AssertionError, match="network used"
-    ):  # blob id known and different: fetched again
+    ):  # blob id known and different: set aside, fetched again
         download_redocred(tmp_path, splits=["train"], opener=no_network)
+    assert listing(tmp_path) == ["train_revised.json.unverified"]
+    (tmp_path / "train_revised.json.unverified").rename(tmp_path / "train_revised.json")
     monkeypatch.delitem(REDOCRED_GIT_BLOBS, "train")
     with pytest.warns(UserWarning, match="kept without verification"):
         assert (

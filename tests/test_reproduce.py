@@ -13,17 +13,27 @@ import math
 import random
 import re
 import shlex
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
-from hingeabl_nb import cli, train
+from hingeabl_nb import cli, runs, train
 from hingeabl_nb import records as G
 from hingeabl_nb import reproduce as R
 
 PATTERN_KEYS = ("F/(T+F)", "FN/F", "FN_CRK/FN")
+FINGERPRINTS = {}  # data folder -> `runs.data_fingerprint` (hashed once per folder)
+
+
+def fingerprint(config) -> dict:
+    "The data fingerprint a real run of `config` stores (hashed once per data folder)."
+    if config.data_dir not in FINGERPRINTS:
+        FINGERPRINTS[config.data_dir] = runs.data_fingerprint(config)
+    return FINGERPRINTS[config.data_dir]
 
 
 def synthetic_split(rng: random.Random) -> dict:
@@ -49,8 +59,10 @@ def synthetic_split(rng: random.Random) -> dict:
     }
 
 
-def synthetic_metrics(loss: str, seed: int) -> dict:
+def synthetic_metrics(loss: str, seed: int, config=None) -> dict:
+    "A cell's metrics.json: random scores, with the config and data it would be of."
     rng = random.Random(f"{loss}-{seed}")
+    trained = {"config": asdict(config), "data": fingerprint(config)} if config else {}
     return {
         "dev": synthetic_split(rng),
         "test": synthetic_split(rng),
@@ -58,7 +70,7 @@ def synthetic_metrics(loss: str, seed: int) -> dict:
         "device": "synthetic-device",
         "protocol": "synthetic test protocol",
         "config": {"loss": loss, "seed": seed, "preset": "smoke"},
-    }
+    } | trained
 
 
 class FakeTrainer:
@@ -75,7 +87,7 @@ class FakeTrainer:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.calls.append((config.loss, config.seed, out_dir))
         self.configs.append((config,))
-        m = synthetic_metrics(config.loss, config.seed)
+        m = synthetic_metrics(config.loss, config.seed, config)
         if self.write:
             (out_dir / "metrics.json").write_text(json.dumps(m))
         return m
@@ -569,9 +581,14 @@ def test_parallel_jobs_train_every_cell(tmp_path):
         assert a["test"]["F1"] == pytest.approx(b["test"]["F1"], abs=1e-9)
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         G.run_grid("smoke", ["ATL"], [1], tmp_path / "x", jobs=0)
+    # a damaged checkpoint of a cut cell is refused before any cell trains
+    cell = tmp_path / "par" / "HingeABL-s1"
+    (cell / "metrics.json").unlink()
+    (cell / "checkpoint" / "last.pt").write_text("cut")
+    with pytest.raises(ValueError, match="HingeABL-s1 .checkpoint .* is damaged"):
+        G.run_grid("smoke", ["ATL", "HingeABL"], [1], tmp_path / "par", 2, **over)
     # a cell whose process fails is reported with its log; the other cells' results stay
-    (tmp_path / "par" / "HingeABL-s1" / "metrics.json").unlink()
-    (tmp_path / "par" / "HingeABL-s1" / "checkpoint" / "last.pt").write_text("cut")
+    shutil.rmtree(cell / "checkpoint")  # its log.jsonl stays: a run it cannot resume
     ends = []
     with pytest.raises(RuntimeError, match=r"1 cell\(s\) failed: HingeABL-s1"):
         G.run_grid(
@@ -585,8 +602,8 @@ def test_parallel_jobs_train_every_cell(tmp_path):
             **over,
         )
     assert "Traceback" in (tmp_path / "par" / "HingeABL-s1" / "console.log").read_text()
-    assert len(ends) == 1 and ends[0].failed == [("HingeABL", 1)]
-    assert ends[0].skipped == [("ATL", 1)]
+    assert len(ends) == 2  # after the cell, and once more at the end of the grid
+    assert ends[-1].failed == [("HingeABL", 1)] and ends[-1].skipped == [("ATL", 1)]
 
 
 def test_mean_std_of_undefined_ratios_is_nan_not_a_crash():

@@ -190,7 +190,7 @@ def test_resume_refuses_another_tokenizer(tmp_path, monkeypatch):
     cfg = smoke()
     T.run_training(cfg, tmp_path / "run", stop_after=1)
     monkeypatch.setattr(data, "tokenizer_fingerprint", lambda tok: "another")
-    with pytest.raises(T.TrainSetupError, match="other data: the tokenizer"):
+    with pytest.raises(T.TrainSetupError, match="other data: tokenizer "):
         T.run_training(cfg, tmp_path / "run")
 
 
