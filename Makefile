@@ -4,19 +4,26 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 RUN   := PATH="$(abspath $(VENV))/bin:$$PATH"
 # CPU build of PyTorch; override on a GPU machine, e.g. `make test TORCH=torch`.
+# TORCH_INDEX: where pip finds it; CI passes PyTorch's CPU index
+# (https://download.pytorch.org/whl/cpu), where PyPI's default build brings CUDA's wheels.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+# pip shows what it collects and downloads; setuptools' editable-install banner is not shown.
+PIP   := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install
 
-.PHONY: install install-book install-jupyter demo test check-course execute student check-outputs book check-site jupyter gpu-carry gpu-rehearsal grade clean
+.PHONY: install install-book install-jupyter demo test check-course execute student check-outputs book check-site browser jupyter gpu-carry gpu-rehearsal grade clean
 
 # The venv with PyTorch: its own stamp, so every install below starts from it.
 $(VENV)/.torch:
+	@echo "== install 1/2: $(VENV) with $(TORCH) (CPU build; ~200 MB download on a fresh machine)"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
+	$(PIP) "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch setup.py settings.ini
-	$(PY) -m pip install -q -e ".[dev]"
+	@echo "== install 2/2: the package (editable) with its dev tools"
+	$(PIP) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,11 +31,13 @@ install: $(VENV)/.installed
 # The course site and its browser check (jupyter-book, MathJax, playwright), and JupyterLab.
 # Each installs the dev extras too, in the same pip run (one resolution, not two).
 $(VENV)/.installed-book: $(VENV)/.torch setup.py settings.ini
-	$(PY) -m pip install -q -e ".[dev,book]"
+	@echo "== install 2/2: the package (editable) with its dev tools and the book extra"
+	$(PIP) -e ".[dev,book]"
 	touch $(VENV)/.installed $@
 
 $(VENV)/.installed-jupyter: $(VENV)/.torch setup.py settings.ini
-	$(PY) -m pip install -q -e ".[dev,jupyter]"
+	@echo "== install 2/2: the package (editable) with its dev tools and JupyterLab"
+	$(PIP) -e ".[dev,jupyter]"
 	touch $(VENV)/.installed $@
 
 install-book: $(VENV)/.installed-book
@@ -72,10 +81,14 @@ COURSE = $(if $(filter student,$(EDITION)),_student,nbs)
 book: install-book $(if $(filter student,$(EDITION)),student)
 	$(PY) book/build_book.py --src $(COURSE) --dest _site
 
-# Open _site/ in headless Chromium (Debian's, installed with apt when missing) and check what a reader sees.
+# Open _site/ in headless Chromium (the one tools/resources.py finds) and check what a reader sees.
 check-site: install-book
-	bash book/ensure_chromium.sh
 	$(PY) book/check_site.py --site _site --nbs nbs
+
+# Install a Chromium for the browser checks: as root on Debian, Debian's package (apt-get);
+# otherwise Playwright's own, in ~/.cache/ms-playwright. Nothing else installs a browser.
+browser: install-book
+	PYTHON=$(PY) bash book/install_browser.sh
 
 # JupyterLab with the widget front-end, opened on the course (as root, e.g. in a container:
 # --allow-root); EDITION=student opens the student edition instead of nbs/ (the solutions).
@@ -85,8 +98,9 @@ jupyter: install-jupyter $(if $(filter student,$(EDITION)),student)
 
 # The GPU session (tools/gpu_session.py): the folder carried to the GPU machine (data,
 # encoder, any wheels in .whl/; refused over 60 MiB), and the session rehearsed on the CPU.
-gpu-carry:
-	python3 tools/gpu_session.py carry
+# Without ../shared the carry holds the packaged sample and the tiny encoder (rehearsal only).
+gpu-carry: install
+	$(PY) tools/gpu_session.py carry
 
 gpu-rehearsal: install gpu-carry
 	$(PY) tools/gpu_session.py rehearse

@@ -4,9 +4,10 @@ Usage: python book/check_site.py [--site _site] [--nbs nbs] [--pages index 01_at
                                   [--shots DIR]
 
 Serves the site on 127.0.0.1 (a thread running http.server; nothing else is reachable:
-any request to another host is blocked and reported), drives Debian's /usr/bin/chromium
-with Playwright's Python package (`executable_path`; Playwright's own browser download
-is not needed), and on every page checks:
+any request to another host is blocked and reported), drives the Chromium that
+tools/resources.py finds ($CHROMIUM, Playwright's own, Debian's /usr/bin/chromium, or
+one on PATH; `make browser` installs one) with Playwright's Python package, and on every
+page checks:
   * math is typeset: every `.math` element holds a MathJax `mjx-container`, and no raw
     `$$`, `\\(` or `\\[` is left in the visible prose;
   * every <img> loaded (naturalWidth > 0), and the page shows at least as many output
@@ -24,7 +25,6 @@ Prints one line per page with its timings; exits 1 if any check failed.
 import argparse
 import functools
 import http.server
-import os
 import sys
 import threading
 import time
@@ -32,16 +32,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dev"))  # check_outputs
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # make_student
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # resources
 from build_book import part_of
 from check_outputs import image_outputs
+from resources import find_chromium, line
 
 from hingeabl_nb.student import is_solution
 
 ROOT = Path(__file__).resolve().parents[1]
 # checked by default: the landing page, every Part I lesson (found in --nbs), and these
 OTHER_PAGES = ["07_metrics", "11_reproduce"]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -231,18 +231,11 @@ def main(argv=None):
     site = Path(a.site)
     if not (site / "index.html").is_file():
         sys.exit(f"check_site: {site}/index.html not found; run `make book` first")
-    if not Path(CHROMIUM).is_file():
-        sys.exit(
-            f"check_site: {CHROMIUM} not found; install Debian's chromium "
-            "(apt-get install -y chromium) or set CHROMIUM"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sys.exit(
-            "check_site: the playwright package is missing; install the book extra: "
-            'pip install -e ".[book]"'
-        )
+    chromium = find_chromium()[0]
+    if chromium is None:
+        sys.exit(f"check_site: {line('chromium')}")
+    from playwright.sync_api import sync_playwright
+
     if a.shots:
         Path(a.shots).mkdir(parents=True, exist_ok=True)
     srv, base = serve(site)
@@ -250,7 +243,7 @@ def main(argv=None):
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=ARGS
+                executable_path=str(chromium), headless=True, args=ARGS
             )
             page = browser.new_page(viewport={"width": 1280, "height": 900})
 

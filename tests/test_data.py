@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import resources
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,15 +42,10 @@ from hingeabl_nb.data import (
     tiny_tokenizer,
 )
 
-# the shared Re-DocRED files and MiniLM, found like the notebooks find them; tests that
-# need them are skipped elsewhere
-_DATA = locate_redocred(start=Path(__file__).resolve().parent)
-DATA = _DATA if _DATA is not None else Path("/nonexistent")
-MINILM = (
-    DATA.parents[1] / "models" / "minilm-l6-h384-uncased"
-    if _DATA is not None
-    else Path("/nonexistent")
-)
+# Re-DocRED and MiniLM where the library finds them (tools/resources.py); a test
+# marked `needs` is skipped without them
+DATA = resources.find("redocred") or Path("/nonexistent")
+MINILM = resources.find("minilm") or Path("/nonexistent")
 REL2ID = load_rel2id()
 
 
@@ -114,15 +110,11 @@ def test_rel2id_bad(tmp_path):
         load_rel2id(_write(tmp_path, {"Na": 0, "P1": 1, "P2": 5}, "r.json"))
 
 
+@pytest.mark.needs("redocred")
 def test_sample_documents_are_unmodified_copies(sample):
     # counts, disjoint titles and the licence file are checked in 06_data
-    if (
-        DATA / "dev_revised.json"
-    ).exists():  # the sample documents are unmodified copies
-        dev = {
-            d["title"]: d for d in json.loads((DATA / "dev_revised.json").read_text())
-        }
-        assert all(dev[d["title"]] == d for d in sample["train"] + sample["dev"])
+    dev = {d["title"]: d for d in json.loads((DATA / "dev_revised.json").read_text())}
+    assert all(dev[d["title"]] == d for d in sample["train"] + sample["dev"])
 
 
 def test_locate(tmp_path, monkeypatch):
@@ -536,9 +528,7 @@ def test_download_http_error(tmp_path, payload):
         download_redocred(tmp_path, splits=["valid"], opener=FakeServer(b""))
 
 
-@pytest.mark.skipif(
-    not (DATA / "dev_revised.json").exists(), reason="shared Re-DocRED files absent"
-)
+@pytest.mark.needs("redocred")
 def test_recorded_hashes_match_shared_files(tmp_path):
     for split in ("dev", "test"):
         name, sha, size = REDOCRED_FILES[split]
@@ -626,7 +616,7 @@ def test_featurize_other_special_frame(sample):
     _check_feature(sample["train"][0], f, tok, offset=2, suffix=2)
 
 
-@pytest.mark.skipif(not (MINILM / "vocab.txt").exists(), reason="MiniLM absent")
+@pytest.mark.needs("minilm")
 def test_tiny_vocab_tokenizes_sample_like_minilm(sample):
     from transformers import AutoTokenizer
 
@@ -815,9 +805,7 @@ def test_doc_stats_hand():
     assert st["sentences"] == 2 and st["words"] == 12 and st["relations"] == 3
 
 
-@pytest.mark.skipif(
-    not (DATA / "dev_revised.json").exists(), reason="shared Re-DocRED files absent"
-)
+@pytest.mark.needs("redocred")
 def test_paper_tables_5_6():
     """Dev/test statistics reproduce Table 6 (entities, triples, sentences) and the
     ~93-94% NA share.

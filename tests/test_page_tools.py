@@ -125,10 +125,8 @@ def test_code_density_counts_joins_long_lines_and_skips_directives():
     assert d["over_100"] == pytest.approx(1 / 3)
 
 
+@pytest.mark.needs("chromium")
 def test_check_site_flags_a_code_line_wider_than_its_column(tmp_path, capsys):
-    if not Path(check_site.CHROMIUM).is_file():
-        pytest.skip("no Chromium at /usr/bin/chromium")
-    pytest.importorskip("playwright")
     long = "x = " + "1234567890" * 30
     page = (
         '<main><article style="width: 400px">'

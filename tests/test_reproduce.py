@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import resources
 import torch
 
 from hingeabl_nb import cli, train
@@ -346,21 +347,10 @@ def test_tables_name_the_run(record):
         assert needle in md
 
 
+@pytest.mark.needs("paper")
 def test_paper_constants_match_the_paper():
-    """PAPER_TABLE3/7 against the rows of the paper's text, when the paper is reachable
-    from here.
-    """
-    paper = next(
-        (
-            p / "shared/paper/hingeabl-paper.md"
-            for p in (Path.cwd(), *Path.cwd().parents)
-            if (p / "shared/paper/hingeabl-paper.md").exists()
-        ),
-        None,
-    )
-    if paper is None:
-        pytest.skip("paper text not found (only in the development checkout)")
-    text = re.sub(r"</?b>", "", paper.read_text())
+    "PAPER_TABLE3/7 against the rows of the paper's text (tools/resources.py)."
+    text = re.sub(r"</?b>", "", resources.find("paper").read_text())
     rows = re.findall(
         r"^(ATL|Balanced Softmax|AML|AFL|SAT|MeanSAT|HingeABL)[^\t]*"
         r"\t([\d.]+%?)\t([\d.]+%?)(?:\t([\d.]+%?))?$",

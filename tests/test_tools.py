@@ -296,14 +296,8 @@ def test_remote_assets_are_found(tmp_path):
     assert len(bad) == 2 and "cdn.example" in bad[0] and "fonts.example" in bad[1]
 
 
-def _browser():
-    if not Path(check_site.CHROMIUM).is_file():
-        pytest.skip("no Chromium at /usr/bin/chromium")
-    pytest.importorskip("playwright")
-
-
+@pytest.mark.needs("chromium")
 def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys):
-    _browser()
     (tmp_path / "index.html").write_text(
         '<main><p>Loss $$x^2$$ here</p><img src="missing.png">'
         "<pre>Traceback (most recent call last):</pre></main>"
@@ -323,12 +317,12 @@ def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys
     reason="`make check-course` builds the real course site and checks it in Chromium "
     "(the same build_book.build, remote_assets and check_site)",
 )
+@pytest.mark.needs("chromium")
 def test_book_builds_and_reads_in_chromium(tmp_path, capsys):
     """End to end on a tiny course: build offline, then the browser check passes (math,
     figure, folded solution).
     """
     pytest.importorskip("jupyter_book")
-    _browser()
     png = (
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
         "AAAABJRU5ErkJggg=="
