@@ -393,7 +393,7 @@ def lab_cli(
         a.deadline,
         **over,
     )
-    print(reproduce.tables_markdown(rec))
+    print(reproduce.tables_markdown(rec, markdown=False))
     print(f"wrote {Path(a.out) / 'grid.json'}")
     if rec["incomplete"]:
         print(f"not finished: {', '.join(rec['incomplete'])}; rerun to resume them")
@@ -472,7 +472,7 @@ def compare_cli(argv: list[str] | None = None) -> None:
     write = grid_files(Path(a.out), a.record)
     records.run_grid(a.preset, losses, seeds, a.out, a.jobs, a.deadline, write, **over)
     record = write()
-    print(reproduce.tables_markdown(record))
+    print(reproduce.tables_markdown(record, markdown=False))
     if record["incomplete"]:
         print(f"not finished: {', '.join(record['incomplete'])}; rerun to resume them")
     if a.record:

@@ -470,14 +470,17 @@ def test_cli_writes_tables_and_record(capsys, fake, tmp_path):
     )
     printed = capsys.readouterr().out
     assert "Table 3" in printed and "Table 4" in printed and "Table 7" in printed
-    assert (out / "tables.md").read_text() in printed
+    md = (out / "tables.md").read_text()  # the same tables: Markdown in the file,
+    assert "| --- |" in md and "| --- |" not in printed  # aligned text on the terminal
     rec = G.load_record(tmp_path / "results" / "reduced-synthetic-device.json")
     assert rec == json.loads((out / "grid.json").read_text()) and len(rec["runs"]) == 4
+    assert all(
+        t.to_text() in printed and t.to_markdown() in md for t in R.record_tables(rec)
+    )
     assert rec["command"].endswith("--model tiny --max-eval-docs 3 --epochs 1")
     assert [c[0].max_eval_docs for c in fake.configs] == [3] * 4
-    cli.compare_cli(
-        shlex.split(rec["command"])[1:]
-    )  # the recorded command reruns the grid: nothing left to train
+    # the recorded command reruns the grid: nothing left to train
+    cli.compare_cli(shlex.split(rec["command"])[1:])
     assert len(fake.calls) == 4  # the second call trained nothing
 
 
