@@ -261,6 +261,15 @@ def test_toc_parts_follow_the_file_name_rule():
     )
     with pytest.raises(SystemExit, match="Part II"):
         build_book.toc_yaml(["00_core.ipynb", "08a_x.ipynb"])
+    titled = build_book.toc_yaml(names, {"05a_threshold": 'Where "b" goes: 1'})
+    entry = (
+        '- file: 05a_threshold\n        title: "05a_threshold · Where \\"b\\" goes: 1"'
+    )
+    assert entry in titled and titled.count("title:") == 1
+    nb = new_notebook(
+        cells=[new_code_cell("x"), new_markdown_cell("# The title\n> sub")]
+    )
+    assert build_book.nb_title(nb) == "The title"
 
 
 def test_present_folds_solutions_and_drops_nbdev_cells():
@@ -300,7 +309,9 @@ def test_remote_assets_are_found(tmp_path):
 def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys):
     (tmp_path / "index.html").write_text(
         '<main><p>Loss $$x^2$$ here</p><img src="missing.png">'
-        "<pre>Traceback (most recent call last):</pre></main>"
+        "<pre>Traceback (most recent call last):</pre>"
+        "<div class='cell_output'><pre>| a | b |\n|---|---|</pre></div>"
+        "<div class='cell_input'><pre>t = '| --- |'</pre></div></main>"
     )
     assert (
         check_site.main(
@@ -310,6 +321,7 @@ def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys
     )
     out = capsys.readouterr().out
     assert "raw TeX" in out and "did not load" in out and "traceback" in out
+    assert "1 raw Markdown table rows (e.g. '|---|')" in out  # not the code's
 
 
 @pytest.mark.skipif(
