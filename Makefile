@@ -45,6 +45,18 @@ $(VENV)/.installed-jupyter: $(VENV)/.torch setup.py settings.ini
 install-book: $(VENV)/.installed-book
 install-jupyter: $(VENV)/.installed-jupyter
 
+# What `make book` needs and no more: the book extra's tools (Jupyter Book, offline MathJax,
+# Playwright, nbformat) and the package without its dependencies (the student edition needs
+# only nbformat). No PyTorch: the site shows the notebooks' committed outputs (the Pages job).
+BOOK_REQS = import configparser; c = configparser.ConfigParser(); c.read("settings.ini"); print(*c["DEFAULT"]["book_requirements"].split(), sep="\n")
+$(VENV)/.installed-site: setup.py settings.ini
+	@echo "== install: the course site's tools and the package alone (no PyTorch)"
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c '$(BOOK_REQS)' > $(VENV)/book-requirements.txt
+	$(PIP) -r $(VENV)/book-requirements.txt
+	$(PIP) --no-deps -e .
+	touch $@
+
 demo: install
 	$(RUN) $(PY) tools/demo.py
 
@@ -80,7 +92,9 @@ grade:
 # EDITION=student builds it from the student edition: no solution anywhere on the site.
 EDITION ?= full
 COURSE = $(if $(filter student,$(EDITION)),_student,nbs)
-book: install-book $(if $(filter student,$(EDITION)),student)
+STUDENT_EDITION = import sys; from hingeabl_nb.student import student_main; sys.exit(student_main(sys.argv[1:]))
+book: $(VENV)/.installed-site
+	$(if $(filter student,$(EDITION)),$(PY) -c '$(STUDENT_EDITION)' --src nbs --dest _student --check $(STUDENT_FLAGS))
 	$(PY) book/build_book.py --src $(COURSE) --dest _site
 
 # Open _site/ in headless Chromium (the one tools/resources.py finds) and check what a reader sees.
