@@ -57,16 +57,16 @@ python tools/resources.py --missing
 echo "$(python tools/resources.py | grep -c '^found:') found, the rest skipped"
 
 if [ "$part" = quick ]; then
-  # the tests that look for something outside the repository or depend on the user;
-  # the notebooks that read Re-DocRED or MiniLM when they find them
-  step "pytest: the tests that depend on the machine (resources, permissions, the GPU carry)"
-  HINGEABL_SITE_STEPS=1 python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
-    tests/test_data.py tests/test_model.py tests/test_train.py tests/test_reproduce.py \
-    tests/test_tools.py tests/test_page_tools.py tests/test_gpu_session.py \
-    tests/test_bad_input.py tests/test_demo.py
-  step "notebooks that read Re-DocRED or MiniLM when found (the packaged sample otherwise)"
-  python dev/test_nbs.py --workers 2 --only 06_data 07a_metrics_internals 08a_encoders
-  step "the GPU session's carry from what the project makes itself (no ../shared)"
+  # what depends on the machine: every test that needs a resource (skipped here without
+  # it), the download, locate and permission tests, the GPU carry; a notebook that reads
+  # Re-DocRED when found (the packaged sample otherwise)
+  step "pytest: the tests that need a resource, and those of data, permissions and the GPU carry"
+  python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m needs tests
+  python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/test_data.py \
+    tests/test_bad_input.py tests/test_gpu_session.py
+  step "06_data's tests (the packaged sample when Re-DocRED is not found)"
+  python dev/test_nbs.py --workers 1 --only 06_data
+  step "the GPU session's carry from what the project makes itself when ../shared is missing"
   python tools/gpu_session.py carry --dest "$(mktemp -d)/carry"
   exit 0
 fi
