@@ -4,10 +4,10 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 RUN   := PATH="$(abspath $(VENV))/bin:$$PATH"
 # CPU build of PyTorch; override on a GPU machine, e.g. `make test TORCH=torch`.
-# TORCH_INDEX: where pip finds it; CI passes PyTorch's CPU index
-# (https://download.pytorch.org/whl/cpu), where PyPI's default build brings CUDA's wheels.
+# TORCH_INDEX: an extra index for it, PyTorch's CPU one: its `2.13.0+cpu` wins over PyPI's
+# `2.13.0`, which on Linux is the CUDA build with several GB of nvidia wheels. Empty: PyPI only.
 TORCH ?= torch==2.13.0
-TORCH_INDEX ?=
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # pip shows what it collects and downloads; setuptools' editable-install banner is not shown.
 PIP   := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install
 # Where `make data` puts Re-DocRED and MiniLM: beside the checkout, where the library looks.
@@ -17,10 +17,10 @@ SHARED ?= ../shared
 
 # The venv with PyTorch: its own stamp, so every install below starts from it.
 $(VENV)/.torch:
-	@echo "== install 1/2: $(VENV) with $(TORCH) (CPU build; ~200 MB download on a fresh machine)"
+	@echo "== install 1/2: $(VENV) with $(TORCH) (the CPU build: ~200 MB to download)"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PIP) "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PIP) "$(TORCH)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch setup.py settings.ini

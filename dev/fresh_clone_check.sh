@@ -7,7 +7,8 @@
 #   * as root: run by an unprivileged user (hingeabl-ci, created when missing) in a private
 #     mount namespace where each Chromium on PATH is an empty file that is no program; as
 #     another user: $CHROMIUM names no program and Playwright's browser cache is empty;
-#   * a clean environment: HOME, USER, PATH (/usr/local/bin:/usr/bin:/bin), LANG.
+#   * a clean environment: HOME, USER, PATH (/usr/local/bin:/usr/bin:/bin), LANG and the
+#     machine's PIP_* settings.
 # Passes when that run passes and printed exactly one `skipped:` line for each resource
 # of tools/resources.py (Re-DocRED, MiniLM, a Chromium, the paper's text).
 set -euo pipefail
@@ -20,7 +21,9 @@ git clone -q --no-checkout "$root" "$clone"
 git -C "$clone" checkout -q "$(git -C "$root" rev-parse HEAD)"
 touch "$tmp/no-browser" # mode 644: not a program
 steps='cd "$CLONE" && make install-book && PATH="$CLONE/.venv/bin:$PATH" bash tools/test_all.sh quick'
-clean=(env -i LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin CLONE="$clone")
+# this machine's pip settings (PIP_* variables: an index, a local wheel folder) carry over
+mapfile -t pip_env < <(env | grep '^PIP_' || true)
+clean=(env -i LANG=C.UTF-8 PATH=/usr/local/bin:/usr/bin:/bin CLONE="$clone" "${pip_env[@]}")
 if [ "$(id -u)" = 0 ]; then
   user=hingeabl-ci
   id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
@@ -34,7 +37,8 @@ if [ "$(id -u)" = 0 ]; then
   echo "fresh clone: $clone, user $user, hidden browsers: ${hide:-none}"
   run() {
     unshare --mount --propagation private -- sh -c "${hide}exec setpriv --reuid=$user \
-      --regid=$user --init-groups ${clean[*]} HOME=$home USER=$user bash -c '$steps'"
+      --regid=$user --init-groups $(printf '%q ' "${clean[@]}") HOME=$home USER=$user \
+      bash -c '$steps'"
   }
 else
   echo "fresh clone: $clone, user $(id -un), CHROMIUM=$tmp/no-browser"
