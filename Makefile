@@ -4,19 +4,28 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 RUN   := PATH="$(abspath $(VENV))/bin:$$PATH"
 # CPU build of PyTorch; override on a GPU machine, e.g. `make test TORCH=torch`.
+# TORCH_INDEX: an extra index for it, PyTorch's CPU one: its `2.13.0+cpu` wins over PyPI's
+# `2.13.0`, which on Linux is the CUDA build with several GB of nvidia wheels. Empty: PyPI only.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# pip shows what it collects and downloads; setuptools' editable-install banner is not shown.
+PIP   := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install
+# Where `make data` puts Re-DocRED and MiniLM: beside the checkout, where the library looks.
+SHARED ?= ../shared
 
-.PHONY: install install-book install-jupyter demo test check-course execute student check-outputs book check-site jupyter gpu-carry gpu-rehearsal grade clean
+.PHONY: install install-book install-jupyter demo test check-course execute student check-outputs book check-site browser data jupyter gpu-carry gpu-rehearsal grade clean
 
 # The venv with PyTorch: its own stamp, so every install below starts from it.
 $(VENV)/.torch:
+	@echo "== install 1/2: $(VENV) with $(TORCH) (the CPU build: ~200 MB to download)"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
+	$(PIP) "$(TORCH)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch setup.py settings.ini
-	$(PY) -m pip install -q -e ".[dev]"
+	@echo "== install 2/2: the package (editable) with its dev tools"
+	$(PIP) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,15 +33,29 @@ install: $(VENV)/.installed
 # The course site and its browser check (jupyter-book, MathJax, playwright), and JupyterLab.
 # Each installs the dev extras too, in the same pip run (one resolution, not two).
 $(VENV)/.installed-book: $(VENV)/.torch setup.py settings.ini
-	$(PY) -m pip install -q -e ".[dev,book]"
+	@echo "== install 2/2: the package (editable) with its dev tools and the book extra"
+	$(PIP) -e ".[dev,book]"
 	touch $(VENV)/.installed $@
 
 $(VENV)/.installed-jupyter: $(VENV)/.torch setup.py settings.ini
-	$(PY) -m pip install -q -e ".[dev,jupyter]"
+	@echo "== install 2/2: the package (editable) with its dev tools and JupyterLab"
+	$(PIP) -e ".[dev,jupyter]"
 	touch $(VENV)/.installed $@
 
 install-book: $(VENV)/.installed-book
 install-jupyter: $(VENV)/.installed-jupyter
+
+# What `make book` needs and no more: the book extra's tools (Jupyter Book, offline MathJax,
+# Playwright, nbformat) and the package without its dependencies (the student edition needs
+# only nbformat). No PyTorch: the site shows the notebooks' committed outputs (the Pages job).
+BOOK_REQS = import configparser; c = configparser.ConfigParser(); c.read("settings.ini"); print(*c["DEFAULT"]["book_requirements"].split(), sep="\n")
+$(VENV)/.installed-site: setup.py settings.ini
+	@echo "== install: the course site's tools and the package alone (no PyTorch)"
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c '$(BOOK_REQS)' > $(VENV)/book-requirements.txt
+	$(PIP) -r $(VENV)/book-requirements.txt
+	$(PIP) --no-deps -e .
+	touch $@
 
 demo: install
 	$(RUN) $(PY) tools/demo.py
@@ -69,13 +92,26 @@ grade:
 # EDITION=student builds it from the student edition: no solution anywhere on the site.
 EDITION ?= full
 COURSE = $(if $(filter student,$(EDITION)),_student,nbs)
-book: install-book $(if $(filter student,$(EDITION)),student)
+STUDENT_EDITION = import sys; from hingeabl_nb.student import student_main; sys.exit(student_main(sys.argv[1:]))
+book: $(VENV)/.installed-site
+	$(if $(filter student,$(EDITION)),$(PY) -c '$(STUDENT_EDITION)' --src nbs --dest _student --check $(STUDENT_FLAGS))
 	$(PY) book/build_book.py --src $(COURSE) --dest _site
 
-# Open _site/ in headless Chromium (Debian's, installed with apt when missing) and check what a reader sees.
+# Open _site/ in headless Chromium (the one tools/resources.py finds) and check what a reader sees.
 check-site: install-book
-	bash book/ensure_chromium.sh
 	$(PY) book/check_site.py --site _site --nbs nbs
+
+# Install a Chromium for the browser checks: as root on Debian, Debian's package (apt-get);
+# otherwise Playwright's own, in ~/.cache/ms-playwright. Nothing else installs a browser.
+browser: install-book
+	PYTHON=$(PY) bash book/install_browser.sh
+
+# Re-DocRED dev/test and the MiniLM encoder into $(SHARED) (../shared: where the library,
+# the tests and the GPU session look), each file checked against its recorded SHA-256;
+# needs internet (GitHub and PyPI's file host). CI's test workflow runs it.
+data: install
+	$(VENV)/bin/hingeabl-download $(SHARED)/data/redocred --splits dev test
+	$(VENV)/bin/hingeabl-download $(SHARED)/models/minilm-l6-h384-uncased --minilm
 
 # JupyterLab with the widget front-end, opened on the course (as root, e.g. in a container:
 # --allow-root); EDITION=student opens the student edition instead of nbs/ (the solutions).
@@ -85,8 +121,9 @@ jupyter: install-jupyter $(if $(filter student,$(EDITION)),student)
 
 # The GPU session (tools/gpu_session.py): the folder carried to the GPU machine (data,
 # encoder, any wheels in .whl/; refused over 60 MiB), and the session rehearsed on the CPU.
-gpu-carry:
-	python3 tools/gpu_session.py carry
+# Without ../shared the carry holds the packaged sample and the tiny encoder (rehearsal only).
+gpu-carry: install
+	$(PY) tools/gpu_session.py carry
 
 gpu-rehearsal: install gpu-carry
 	$(PY) tools/gpu_session.py rehearse

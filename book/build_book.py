@@ -18,6 +18,7 @@ build fails if any page still loads a script or stylesheet from http(s). Warning
 """
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -64,20 +65,37 @@ def toc_parts(names):
     return parts
 
 
-def toc_yaml(names):
-    "The `_toc.yml` of the book: index first, then the parts, captions and chapters."
+def toc_yaml(names, titles=None):
+    """The `_toc.yml` of the book: index first, then the parts, captions and chapters.
+
+    `titles` ({stem: the notebook's title}) names each page in the sidebar as
+    `03_hinge · Adaptive Hinge Balance Loss`: the file name the prose uses, then the
+    title."""
     parts = toc_parts(names)
     missing = [PARTS[k] for k in ("I", "II") if not parts[k]]
     if missing:
         raise SystemExit(f"build_book: no notebook found for {', '.join(missing)}")
+    titles = titles or {}
     lines = ["format: jb-book", "root: index", "parts:"]
     for k, stems in parts.items():
         if not stems:
             continue
-        lines += [f'  - caption: "{PARTS[k]}"', "    chapters:"] + [
-            f"      - file: {s}" for s in stems
-        ]
+        lines += [f'  - caption: "{PARTS[k]}"', "    chapters:"]
+        for s in stems:
+            lines.append(f"      - file: {s}")
+            if titles.get(s):
+                title = json.dumps(f"{s} · {titles[s]}", ensure_ascii=False)
+                lines.append(f"        title: {title}")
     return "\n".join(lines) + "\n"
+
+
+def nb_title(nb):
+    "The notebook's `# Title` (its first markdown heading), or None."
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            m = re.match(r"#\s+(.+)", c.source.strip())
+            return m.group(1).strip() if m else None
+    return None
 
 
 _directive = re.compile(r"^\s*#\|\s*(.*)$")
@@ -182,14 +200,15 @@ def stage(src, work):
             ".ipynb_checkpoints", "__pycache__", "runs", "cache", "_*"
         ),
     )
-    folded = {}
+    folded, titles = {}, {}
     for p in sorted(work.glob("*.ipynb")):
         nb = nbformat.read(p, as_version=4)
-        folded[p.stem] = present(nb)
+        folded[p.stem], titles[p.stem] = present(nb), nb_title(nb)
         nbformat.write(nb, p)
     shutil.copy2(ROOT / "book" / "_config.yml", work / "_config.yml")
     shutil.copytree(ROOT / "book" / "_static", work / "_static")  # the course's CSS
-    (work / "_toc.yml").write_text(toc_yaml(p.name for p in work.glob("*.ipynb")))
+    names = [p.name for p in work.glob("*.ipynb")]
+    (work / "_toc.yml").write_text(toc_yaml(names, titles), encoding="utf-8")
     copy_mathjax(work / "_mathjax" / "mathjax")
     return folded
 

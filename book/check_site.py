@@ -3,10 +3,14 @@
 Usage: python book/check_site.py [--site _site] [--nbs nbs] [--pages index 01_atl ...]
                                   [--shots DIR]
 
+Every page of the site is checked (the landing page and one page per notebook in
+--nbs), at 1280 px wide.
+
 Serves the site on 127.0.0.1 (a thread running http.server; nothing else is reachable:
-any request to another host is blocked and reported), drives Debian's /usr/bin/chromium
-with Playwright's Python package (`executable_path`; Playwright's own browser download
-is not needed), and on every page checks:
+any request to another host is blocked and reported), drives the Chromium that
+tools/resources.py finds ($CHROMIUM, Playwright's own, Debian's /usr/bin/chromium, or
+one on PATH; `make browser` installs one) with Playwright's Python package, and on every
+page checks:
   * math is typeset: every `.math` element holds a MathJax `mjx-container`, and no raw
     `$$`, `\\(` or `\\[` is left in the visible prose;
   * every <img> loaded (naturalWidth > 0), and the page shows at least as many output
@@ -14,17 +18,18 @@ is not needed), and on every page checks:
     page);
   * no Python traceback is visible ("Traceback (most recent call last)", or an error
     output);
+  * no raw Markdown table: no `| --- |` row in the prose or an output (a table a cell
+    printed instead of displaying it: `display(records.Table)`);
   * solutions are folded: each `solution` cell is hidden until its toggle is clicked,
     then shown;
-  * on the Part I pages (notebooks 00-05b), no code cut off: no `pre` block (code or
-    printed output) is wider than its column or scrolls sideways.
+  * no code cut off: no `pre` block (code or printed output) is wider than its column
+    or scrolls sideways.
 Prints one line per page with its timings; exits 1 if any check failed.
 """
 
 import argparse
 import functools
 import http.server
-import os
 import sys
 import threading
 import time
@@ -32,16 +37,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dev"))  # check_outputs
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # make_student
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # resources
 from build_book import part_of
 from check_outputs import image_outputs
+from resources import find_chromium, line
 
 from hingeabl_nb.student import is_solution
 
 ROOT = Path(__file__).resolve().parents[1]
-# checked by default: the landing page, every Part I lesson (found in --nbs), and these
-OTHER_PAGES = ["07_metrics", "11_reproduce"]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -71,9 +74,11 @@ def notebook_facts(nb_path):
 
 
 def default_pages(nbs):
-    "index, every Part I lesson in `nbs`, then OTHER_PAGES."
-    part_i = sorted(p.stem for p in Path(nbs).glob("*.ipynb") if part_of(p.name) == "I")
-    return ["index", *part_i, *OTHER_PAGES]
+    "Every page: index, then each notebook of `nbs` that the book shows, in order."
+    return [
+        "index",
+        *sorted(p.stem for p in Path(nbs).glob("*.ipynb") if part_of(p.name)),
+    ]
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -103,10 +108,14 @@ PAGE_FACTS = """() => {
   ).forEach(e => e.remove());
   const text = prose.innerText || prose.textContent;
   const raw = ['$$', '\\\\(', '\\\\['].filter(s => text.includes(s));
+  const shown = main.cloneNode(true);  // prose and outputs: no code, no script
+  shown.querySelectorAll('.cell_input, script, style, mjx-container')
+    .forEach(e => e.remove());
+  const rawTables = (shown.textContent.match(/\\|[ \\t]*:?-{3,}:?[ \\t]*\\|/g) || []);
   const imgs = [...main.querySelectorAll('img')];
   return {
     mjx: main.querySelectorAll('mjx-container').length, maths: maths.length,
-    untypeset, raw,
+    untypeset, raw, rawTables,
     imgs: imgs.length, outImgs: main.querySelectorAll('.cell_output img').length,
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0))
       .map(i => i.getAttribute('src')),
@@ -199,7 +208,12 @@ def check_page(page, base, stem, facts, shots=None):
         )
     if f["traceback"]:
         errs.append("a Python traceback is visible")
-    if part_of(stem + ".ipynb") == "I" and f["wide"]:
+    if f["rawTables"]:
+        errs.append(
+            f"{len(f['rawTables'])} raw Markdown table rows (e.g. "
+            f"{f['rawTables'][0]!r}): display the table, do not print it"
+        )
+    if f["wide"]:
         w = f["wide"][0]
         errs.append(
             f"{len(f['wide'])} code blocks wider than their column "
@@ -223,7 +237,7 @@ def main(argv=None):
     ap.add_argument(
         "--pages",
         nargs="+",
-        help="page stems (default: index, the Part I lessons, then OTHER_PAGES)",
+        help="page stems (default: every page: index and each notebook's)",
     )
     ap.add_argument("--shots", help="folder for a screenshot of each page")
     a = ap.parse_args(argv)
@@ -231,18 +245,11 @@ def main(argv=None):
     site = Path(a.site)
     if not (site / "index.html").is_file():
         sys.exit(f"check_site: {site}/index.html not found; run `make book` first")
-    if not Path(CHROMIUM).is_file():
-        sys.exit(
-            f"check_site: {CHROMIUM} not found; install Debian's chromium "
-            "(apt-get install -y chromium) or set CHROMIUM"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sys.exit(
-            "check_site: the playwright package is missing; install the book extra: "
-            'pip install -e ".[book]"'
-        )
+    chromium = find_chromium()[0]
+    if chromium is None:
+        sys.exit(f"check_site: {line('chromium')}")
+    from playwright.sync_api import sync_playwright
+
     if a.shots:
         Path(a.shots).mkdir(parents=True, exist_ok=True)
     srv, base = serve(site)
@@ -250,7 +257,7 @@ def main(argv=None):
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=ARGS
+                executable_path=str(chromium), headless=True, args=ARGS
             )
             page = browser.new_page(viewport={"width": 1280, "height": 900})
 
@@ -286,13 +293,9 @@ def main(argv=None):
                     f"math {t_math:.2f} s; "
                     f"{f.get('mjx', 0)} equations typeset, {f.get('imgs', 0)} images "
                     f"({f.get('outImgs', 0)} figures), "
-                    f"{f.get('folded', 0)} of {n_sol} solutions folded"
-                    + (
-                        f", {f.get('pres', 0) - len(f.get('wide', []))} of "
-                        f"{f.get('pres', 0)} code blocks within the column"
-                        if part_of(stem + ".ipynb") == "I"
-                        else ""
-                    )
+                    f"{f.get('folded', 0)} of {n_sol} solutions folded, "
+                    f"{f.get('pres', 0) - len(f.get('wide', []))} of "
+                    f"{f.get('pres', 0)} code blocks within the column"
                 )
                 for e in errs:
                     print(f"       - {e}")

@@ -69,7 +69,12 @@ def execute(path, timeout=600, flags=None):
         "MPLBACKEND", None
     )  # Agg in the kernel would make plt.show() emit no image
     nb = nbformat.read(path, as_version=4)
-    ep = SkipFlagged(timeout=timeout, kernel_name="python3")
+    # the kernel logs errors only (ipykernel warns of its loopback TCP link at start)
+    ep = SkipFlagged(
+        timeout=timeout,
+        kernel_name="python3",
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
     ep.flags = tuple(flags or tst_flags())
     ep.preprocess(nb, {"metadata": {"path": str(path.parent)}})
     strip_widgets(nb)

@@ -23,6 +23,9 @@ from nbclient import NotebookClient
 
 from hingeabl_nb import student
 
+# The kernel's own log: errors only (ipykernel warns of its loopback TCP link at start).
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
 
 def run(nb, folder: Path):
     "Execute `nb` in `folder` (errors kept as outputs); return it."
@@ -31,6 +34,7 @@ def run(nb, folder: Path):
         timeout=300,
         allow_errors=True,
         resources={"metadata": {"path": str(folder)}},
+        extra_arguments=QUIET_KERNEL,
     ).execute()
     return nb
 

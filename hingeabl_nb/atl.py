@@ -99,14 +99,12 @@ def atl_parts(
     check_pairs(logits, labels, "atl_parts")
     s = as_float(logits)
     pos = labels[:, 1:] > 0.5
-    pos = torch.cat(
-        [torch.zeros_like(pos[:, :1]), pos], dim=1
-    )  # TH is never a positive class
+    # TH is never a positive class
+    pos = torch.cat([torch.zeros_like(pos[:, :1]), pos], dim=1)
     th = torch.zeros_like(pos)
     th[:, 0] = True
-    lse_p = torch.logsumexp(
-        s.masked_fill(~(pos | th), float("-inf")), dim=1
-    )  # over P ∪ {TH}
+    # over P ∪ {TH}
+    lse_p = torch.logsumexp(s.masked_fill(~(pos | th), float("-inf")), dim=1)
     lse_n = torch.logsumexp(s.masked_fill(pos, float("-inf")), dim=1)  # over N ∪ {TH}
     L1 = torch.where(pos, lse_p[:, None] - s, torch.zeros_like(s)).sum(1)
     L2 = lse_n - s[:, 0]
@@ -136,9 +134,8 @@ def atl_ref(
     the reference `atl_loss` is tested against."""
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        P = [
-            r for r in range(1, len(s)) if y[r] > 0.5
-        ]  # column 0 (TH) is never a positive
+        # column 0 (TH) is never a positive
+        P = [r for r in range(1, len(s)) if y[r] > 0.5]
         N = [r for r in range(1, len(s)) if y[r] <= 0.5]
         L1 = sum(logsumexp_ref([s[0]] + [s[q] for q in P]) - s[r] for r in P)  # eq. (3)
         L2 = logsumexp_ref([s[0]] + [s[r] for r in N]) - s[0]  # eq. (4)

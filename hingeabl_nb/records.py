@@ -683,8 +683,8 @@ def fmt_pm(mean: float | None, std: float | None, digits: int = 2) -> str:
 
 # %% ../nbs/11a_records.ipynb #e7462e5e
 class Table(list):
-    """A list of dict rows that also renders as a plain markdown table
-    (header + body cells)."""
+    """A list of dict rows that shows itself as a table: Markdown in a notebook or a
+    page, aligned columns in a terminal (header + body cells, a title, notes)."""
 
     def __init__(
         self,
@@ -695,29 +695,39 @@ class Table(list):
         notes: list[str] = (),
     ):
         super().__init__(rows)
-        self.header, self.body, self.title, self.notes = (
-            header,
-            body,
-            title,
-            list(notes),
-        )
+        self.header, self.body, self.title = header, body, title
+        self.notes = list(notes)
+
+    @classmethod
+    def of(cls, header: list[str], body: list[list], title="", notes=()) -> Table:
+        "A table whose rows are its body cells by header name (cells as text)."
+        body = [[str(x) for x in row] for row in body]
+        return cls([dict(zip(header, r)) for r in body], header, body, title, notes)
 
     def to_markdown(self) -> str:
+        "A Markdown table (bold title above, notes below)."
         lines = [f"**{self.title}**", ""] if self.title else []
         lines += [
             "| " + " | ".join(self.header) + " |",
             "|" + "|".join(" --- " for _ in self.header) + "|",
         ]
         lines += ["| " + " | ".join(row) + " |" for row in self.body]
-        return "\n".join(
-            lines + ([""] + [f"{n}" for n in self.notes] if self.notes else [])
-        )
+        return "\n".join(lines + ([""] + self.notes if self.notes else []))
+
+    def to_text(self) -> str:
+        "Aligned columns for a terminal: the first one left, the others right."
+        w = [max(map(len, col)) for col in zip(self.header, *self.body)]
+        cell = lambda j, x: x.ljust(w[j]) if j == 0 else x.rjust(w[j])
+        row = lambda r: "  ".join(cell(j, x) for j, x in enumerate(r)).rstrip()
+        lines = [self.title] if self.title else []
+        lines += [row(self.header), "  ".join("-" * n for n in w)]
+        lines += [row(r) for r in self.body]
+        return "\n".join(lines + ([""] + self.notes if self.notes else []))
 
     def _repr_markdown_(self):
         return self.to_markdown()
 
-    def __str__(self):
-        return self.to_markdown()
+    __str__ = __repr__ = to_text
 
 # %% ../nbs/11a_records.ipynb #e6b989b8
 def read_log(run_dir) -> list[dict]:

@@ -14,7 +14,7 @@ from .records import Table, check_record, fmt_pm
 # %% auto #0
 __all__ = ['PAPER_SOURCE', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE7', 'PAPER_TABLE1', 'TABLE4_RATIOS', 'paper_row',
            'mean_std', 'runs_by_loss', 'metric_table', 'table3', 'table4', 'table7', 'paired_difference', 'plot_paired',
-           'figure1_table', 'tables_markdown']
+           'figure1_table', 'record_tables', 'tables_markdown']
 
 # %% ../nbs/11_reproduce.ipynb #cf2a4dbc
 PAPER_SOURCE = (
@@ -52,9 +52,8 @@ PAPER_TABLE7 = {
     "MeanSAT": {"macro_F1": 63.34, "macro_Ign_F1": 60.91},
     "HingeABL": {"macro_F1": 64.13, "macro_Ign_F1": 61.34},
 }
-PAPER_TABLE1 = {
-    "ATL": {"FP": 2859, "FN_CRK": 3192, "FN_IRK": 889}
-}  # Table 1 of the paper: ATL's false predictions (counts)
+# Table 1 of the paper: ATL's false predictions (counts)
+PAPER_TABLE1 = {"ATL": {"FP": 2859, "FN_CRK": 3192, "FN_IRK": 889}}
 
 # %% ../nbs/11_reproduce.ipynb #e3129f91
 def _key(name: str) -> str:
@@ -111,11 +110,12 @@ def _values(runs: list[dict], split: str, metric: str, where: str) -> list[float
     return out
 
 # %% ../nbs/11_reproduce.ipynb #12a3b8ed
+# Table 4 columns: keys of metrics.pattern_stats (fractions)
 TABLE4_RATIOS = (
     "F/(T+F)",
     "FN/F",
     "FN_CRK/FN",
-)  # Table 4 columns: keys of metrics.pattern_stats (fractions)
+)
 
 
 def metric_table(
@@ -324,26 +324,33 @@ def figure1_table(record: dict) -> Table:
     )
 
 # %% ../nbs/11_reproduce.ipynb #19d43d6d
-def tables_markdown(record: dict) -> str:
-    """Tables 3, 4 and 7, the HingeABL − ATL difference and Figure 1 of a record,
-    as one markdown text."""
+def record_tables(record: dict) -> list[Table]:
+    "Tables 3, 4 and 7, the HingeABL − ATL difference and Figure 1 of a record."
+    out = [table3(record), table4(record), table7(record)]
+    if {"HingeABL", "ATL"} <= set(runs_by_loss(record)):
+        out.append(paired_difference(record))
+    if any(r.get("thresholds") for r in record["runs"]):
+        out.append(figure1_table(record))
+    return out
+
+
+def tables_markdown(
+    record: dict,
+    markdown: bool = True,  # False: aligned text for a terminal
+) -> str:
+    """A record's tables (`record_tables`) under its protocol, command and date, as
+    Markdown (the grid's tables.md) or as text."""
+    code = (lambda s: f"`{s}`") if markdown else str
     parts = [
-        f"# Results of `{record['preset']}` on {record['device']}",
+        f"{'# ' if markdown else ''}Results of {code(record['preset'])} on "
+        f"{record['device']}",
         "",
         f"Protocol: {record['protocol']}",
-        f"Command: `{record['command']}`",
+        f"Command: {code(record['command'])}",
         f"Date: {record['date']}",
-        "",
-        str(table3(record)),
-        "",
-        str(table4(record)),
-        "",
-        str(table7(record)),
     ]
-    if {"HingeABL", "ATL"} <= set(runs_by_loss(record)):
-        parts += ["", str(paired_difference(record))]
-    if any(r.get("thresholds") for r in record["runs"]):
-        parts += ["", str(figure1_table(record))]
+    for t in record_tables(record):
+        parts += ["", t.to_markdown() if markdown else t.to_text()]
     if record.get("incomplete"):
         parts += [
             "",

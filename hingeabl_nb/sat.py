@@ -65,9 +65,8 @@ def neg_log_sigmoid_ref(
     (the loop references' building block)."""
     if prob_eps <= 0:
         return max(-d, 0.0) + math.log1p(math.exp(-abs(d)))  # softplus(-d), stable
-    p = (
-        1 / (1 + math.exp(-d)) if d >= 0 else math.exp(d) / (1 + math.exp(d))
-    )  # sigma_paper(-d), stable
+    # sigma_paper(-d), stable
+    p = 1 / (1 + math.exp(-d)) if d >= 0 else math.exp(d) / (1 + math.exp(d))
     return -math.log(p + prob_eps)
 
 # %% ../nbs/02_sat.ipynb #c2ba6bb2
@@ -80,9 +79,10 @@ def sat_ref(
     the reference `sat_loss` is tested against."""
     total = 0.0
     for s, y in zip(logits.double().tolist(), labels.double().tolist()):
+        # eqs. (7)-(8)
         total += sum(
             neg_log_sigmoid_ref(d_ref(s, y, r), prob_eps) for r in range(1, len(s))
-        )  # eqs. (7)-(8)
+        )
     return total / len(logits)
 
 # %% ../nbs/02_sat.ipynb #47383308

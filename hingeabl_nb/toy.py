@@ -36,9 +36,8 @@ def toy_data(
         raise ValueError(f"toy_data: na_share must be in [0, 1), got {na_share}")
     P = torch.randn(1 + n_rel, dim, generator=torch.Generator().manual_seed(proto_seed))
     g = torch.Generator().manual_seed(seed)
-    y = pair_labels(
-        torch.rand(n_pairs, generator=g) >= na_share, n_rel, second_gold, g
-    )  # as 05a's population
+    # as 05a's population
+    y = pair_labels(torch.rand(n_pairs, generator=g) >= na_share, n_rel, second_gold, g)
     return signal * y @ P + noise * torch.randn(n_pairs, dim, generator=g), y
 
 # %% ../nbs/05b_toy.ipynb #44ba7664

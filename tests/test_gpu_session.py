@@ -218,6 +218,32 @@ def test_carry_builds_manifest_refuses_over_limit_and_locate_finds_damage(tmp_pa
     assert "redocred/dev_revised.json" in steps[-1]["detail"]
 
 
+def test_carry_without_shared_is_the_sample_and_the_tiny_encoder(tmp_path):
+    """No ../shared: the packaged sample (its 40 dev_revised documents as dev) and the
+    tiny BERT saved as an encoder folder; the library loads both; rehearsal only."""
+    from hingeabl_nb import runs
+
+    dest = tmp_path / "carry"
+    G.build_carry(tmp_path / "no-shared", dest, tmp_path / "no-wheels", limit_mib=10)
+    assert G.carried(dest) == {
+        "data": "the packaged Re-DocRED sample",
+        "encoder": G.TINY,
+    }
+    sample = data.sample_dir()
+    dev = data.load_docs(dest / "redocred" / "dev_revised.json")
+    assert len(dev) == 40 and dev[:32] == data.load_docs(sample / "train.json")
+    test = (dest / "redocred" / "test_revised.json").read_bytes()
+    assert test == (sample / "test.json").read_bytes()
+    tok = runs.load_tokenizer(argparse.Namespace(encoder=str(dest / G.TINY)))
+    assert tok.tokenize("Lovelace") == data.tiny_tokenizer().tokenize("Lovelace")
+    assert atlop_model.load_encoder(dest / G.TINY).config.hidden_size == 64
+    s = G.Session(tmp_path / "out", budget=60)
+    assert not G.step_locate(s, tmp_path / "w1", dest, rehearsal=False)
+    assert "a rehearsal's carry" in s.steps[-1]["detail"]
+    assert G.step_locate(s, tmp_path / "w2", dest)
+    assert (tmp_path / "w2/shared/models" / G.TINY / "config.json").is_file()
+
+
 def test_the_grid_is_the_library_command():
     "The session's grid is `hingeabl-compare` with the size's settings, as it parses."
     a = argparse.Namespace(size="full", **G.SIZES["full"])
@@ -233,13 +259,15 @@ def test_the_grid_is_the_library_command():
     assert got.deadline == 300 and got.record == "/out/reduced-{device}.json"
     assert got.out == "/work/grid"
     tiny = argparse.Namespace(size="tiny", **G.SIZES["tiny"])
-    argv = map(str, G.grid_argv(tiny, Path("/w"), Path("/o"), 60))
+    argv = map(str, G.grid_argv(tiny, Path("/w"), Path("/o"), 60, G.TINY))
     got = cli.compare_parser().parse_args(argv)
-    assert (got.losses, got.max_train_docs, got.device) == (
+    assert (got.losses, got.max_train_docs, got.device, got.n_holdout) == (
         ["ATL", "HingeABL"],
         4,
         "cpu",
+        4,
     )
+    assert got.encoder == G.TINY
 
 
 def test_session_fails_naming_the_step(tmp_path, capsys):

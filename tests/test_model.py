@@ -8,9 +8,9 @@ attention, and the API contract.
 
 import math
 import random
-from pathlib import Path
 
 import pytest
+import resources
 import torch
 import torch.nn.functional as F
 
@@ -27,14 +27,7 @@ from hingeabl_nb.model import (
 
 torch.set_num_threads(1)
 CLS, SEP = 2, 3
-MINILM = next(
-    (
-        p / "shared/models/minilm-l6-h384-uncased"
-        for p in [Path(__file__).resolve(), *Path(__file__).resolve().parents]
-        if (p / "shared/models/minilm-l6-h384-uncased/config.json").exists()
-    ),
-    None,
-)
+MINILM = resources.find("minilm")  # tools/resources.py; tests that need it are marked
 
 
 # -------------------------------------------------------- independent float64 reference
@@ -278,7 +271,7 @@ def test_sdpa_recompute_gradients_equal_eager():
     torch.testing.assert_close(grads[1], grads[0], atol=1e-8, rtol=1e-6)
 
 
-@pytest.mark.skipif(MINILM is None, reason="shared MiniLM encoder not present")
+@pytest.mark.needs("minilm")
 def test_sdpa_recompute_equals_eager_minilm():
     e, f = (
         load_encoder(MINILM).eval(),

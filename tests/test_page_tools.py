@@ -1,7 +1,8 @@
 """Tests of the tools that keep the code on the page readable and the map true.
 
-check_outputs' figure rule, module_map's generated block, code_density's counts and
-check_site's column-width check, each on a small fixture that must fail.
+check_outputs' figure rule, module_map's generated block, code_density's counts,
+page_rules' comments and links and check_site's column-width check, each on a small
+fixture that must fail; page_rules also on the course itself.
 """
 
 import sys
@@ -18,6 +19,7 @@ import check_outputs
 import check_site
 import code_density
 import module_map
+import page_rules
 
 
 def _figure_nb(tmp_path, *cells):
@@ -125,10 +127,8 @@ def test_code_density_counts_joins_long_lines_and_skips_directives():
     assert d["over_100"] == pytest.approx(1 / 3)
 
 
+@pytest.mark.needs("chromium")
 def test_check_site_flags_a_code_line_wider_than_its_column(tmp_path, capsys):
-    if not Path(check_site.CHROMIUM).is_file():
-        pytest.skip("no Chromium at /usr/bin/chromium")
-    pytest.importorskip("playwright")
     long = "x = " + "1234567890" * 30
     page = (
         '<main><article style="width: 400px">'
@@ -137,8 +137,31 @@ def test_check_site_flags_a_code_line_wider_than_its_column(tmp_path, capsys):
     )
     for stem in ("01_x", "07_y"):
         (tmp_path / f"{stem}.html").write_text(page)
+    (tmp_path / "08_z.html").write_text(page.replace(long, "x = 1"))
     (tmp_path / "index.html").write_text("<main></main>")
     argv = ["--site", str(tmp_path), "--nbs", str(tmp_path), "--pages"]
     assert check_site.main([*argv, "01_x"]) == 1
     assert "1 code blocks wider than their column" in capsys.readouterr().out
-    assert check_site.main([*argv, "07_y"]) == 0  # not a Part I page
+    assert check_site.main([*argv, "07_y"]) == 1  # every page, not only Part I's
+    assert check_site.main([*argv, "08_z"]) == 0
+
+
+def test_page_rules_find_stranded_comments_and_unlinked_mentions():
+    split = "x = f(\n    1,\n)  # about x\n"
+    split += "try:\n    pass\nexcept (\n    E\n) as e:  # why\n"
+    assert page_rules.stranded_comments(split) == [")  # about x", ") as e:  # why"]
+    rows = "t = [\n    [1],  # row 1\n    [2],  # row 2\n]\n"
+    docments = (
+        "def f(\n    a,  # a\n) -> tuple[\n    int, int\n]:  # the pair\n    pass\n"
+    )
+    assert page_rules.stranded_comments(rows + docments) == []
+    stems = {"01_atl", "03_hinge"}
+    md = "As `01_atl` showed, [`03_hinge`](03_hinge.ipynb) goes on; `05_x`, `03_hinge`"
+    assert page_rules.unlinked_mentions(md, stems, me="03_hinge") == ["01_atl"]
+    assert page_rules.unlinked_mentions("```\n`01_atl`\n```", stems) == []
+    assert page_rules.is_lesson("05b_toy") and page_rules.is_lesson("11_reproduce")
+    assert not page_rules.is_lesson("11a_records") and page_rules.is_lesson("index")
+
+
+def test_the_course_keeps_its_comments_in_place_and_links_its_lessons():
+    assert page_rules.breaches() == []

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import resources
 import torch
 
 from hingeabl_nb import cli, runs, train
@@ -358,21 +359,10 @@ def test_tables_name_the_run(record):
         assert needle in md
 
 
+@pytest.mark.needs("paper")
 def test_paper_constants_match_the_paper():
-    """PAPER_TABLE3/7 against the rows of the paper's text, when the paper is reachable
-    from here.
-    """
-    paper = next(
-        (
-            p / "shared/paper/hingeabl-paper.md"
-            for p in (Path.cwd(), *Path.cwd().parents)
-            if (p / "shared/paper/hingeabl-paper.md").exists()
-        ),
-        None,
-    )
-    if paper is None:
-        pytest.skip("paper text not found (only in the development checkout)")
-    text = re.sub(r"</?b>", "", paper.read_text())
+    "PAPER_TABLE3/7 against the rows of the paper's text (tools/resources.py)."
+    text = re.sub(r"</?b>", "", resources.find("paper").read_text())
     rows = re.findall(
         r"^(ATL|Balanced Softmax|AML|AFL|SAT|MeanSAT|HingeABL)[^\t]*"
         r"\t([\d.]+%?)\t([\d.]+%?)(?:\t([\d.]+%?))?$",
@@ -492,14 +482,17 @@ def test_cli_writes_tables_and_record(capsys, fake, tmp_path):
     )
     printed = capsys.readouterr().out
     assert "Table 3" in printed and "Table 4" in printed and "Table 7" in printed
-    assert (out / "tables.md").read_text() in printed
+    md = (out / "tables.md").read_text()  # the same tables: Markdown in the file,
+    assert "| --- |" in md and "| --- |" not in printed  # aligned text on the terminal
     rec = G.load_record(tmp_path / "results" / "reduced-synthetic-device.json")
     assert rec == json.loads((out / "grid.json").read_text()) and len(rec["runs"]) == 4
+    assert all(
+        t.to_text() in printed and t.to_markdown() in md for t in R.record_tables(rec)
+    )
     assert rec["command"].endswith("--model tiny --max-eval-docs 3 --epochs 1")
     assert [c[0].max_eval_docs for c in fake.configs] == [3] * 4
-    cli.compare_cli(
-        shlex.split(rec["command"])[1:]
-    )  # the recorded command reruns the grid: nothing left to train
+    # the recorded command reruns the grid: nothing left to train
+    cli.compare_cli(shlex.split(rec["command"])[1:])
     assert len(fake.calls) == 4  # the second call trained nothing
 
 

@@ -261,6 +261,15 @@ def test_toc_parts_follow_the_file_name_rule():
     )
     with pytest.raises(SystemExit, match="Part II"):
         build_book.toc_yaml(["00_core.ipynb", "08a_x.ipynb"])
+    titled = build_book.toc_yaml(names, {"05a_threshold": 'Where "b" goes: 1'})
+    entry = (
+        '- file: 05a_threshold\n        title: "05a_threshold · Where \\"b\\" goes: 1"'
+    )
+    assert entry in titled and titled.count("title:") == 1
+    nb = new_notebook(
+        cells=[new_code_cell("x"), new_markdown_cell("# The title\n> sub")]
+    )
+    assert build_book.nb_title(nb) == "The title"
 
 
 def test_present_folds_solutions_and_drops_nbdev_cells():
@@ -296,17 +305,13 @@ def test_remote_assets_are_found(tmp_path):
     assert len(bad) == 2 and "cdn.example" in bad[0] and "fonts.example" in bad[1]
 
 
-def _browser():
-    if not Path(check_site.CHROMIUM).is_file():
-        pytest.skip("no Chromium at /usr/bin/chromium")
-    pytest.importorskip("playwright")
-
-
+@pytest.mark.needs("chromium")
 def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys):
-    _browser()
     (tmp_path / "index.html").write_text(
         '<main><p>Loss $$x^2$$ here</p><img src="missing.png">'
-        "<pre>Traceback (most recent call last):</pre></main>"
+        "<pre>Traceback (most recent call last):</pre>"
+        "<div class='cell_output'><pre>| a | b |\n|---|---|</pre></div>"
+        "<div class='cell_input'><pre>t = '| --- |'</pre></div></main>"
     )
     assert (
         check_site.main(
@@ -316,6 +321,7 @@ def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys
     )
     out = capsys.readouterr().out
     assert "raw TeX" in out and "did not load" in out and "traceback" in out
+    assert "1 raw Markdown table rows (e.g. '|---|')" in out  # not the code's
 
 
 @pytest.mark.skipif(
@@ -323,12 +329,12 @@ def test_check_site_fails_on_raw_tex_broken_image_and_traceback(tmp_path, capsys
     reason="`make check-course` builds the real course site and checks it in Chromium "
     "(the same build_book.build, remote_assets and check_site)",
 )
+@pytest.mark.needs("chromium")
 def test_book_builds_and_reads_in_chromium(tmp_path, capsys):
     """End to end on a tiny course: build offline, then the browser check passes (math,
     figure, folded solution).
     """
     pytest.importorskip("jupyter_book")
-    _browser()
     png = (
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
         "AAAABJRU5ErkJggg=="

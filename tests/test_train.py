@@ -491,6 +491,7 @@ def test_resume_refuses_other_config(smoke_run, tmp_path):
         T.run_training(T.dataclasses.replace(cfg, seed=99), tmp_path / "run")
 
 
+@pytest.mark.needs("redocred", "minilm")
 def test_reduced_preset_runs_with_pretrained_minilm(tmp_path):
     """The reduced protocol end to end on a handful of documents: MiniLM weights, dev
     split, test_revised.
@@ -504,8 +505,7 @@ def test_reduced_preset_runs_with_pretrained_minilm(tmp_path):
         test_batch_size=2,
         progress=False,
     )
-    if not Path(cfg.encoder).is_dir() or not cfg.data_dir:
-        pytest.skip("shared MiniLM encoder or Re-DocRED folder not found")
+    assert Path(cfg.encoder).is_dir() and cfg.data_dir  # as the library finds them
     res = T.run_training(cfg, tmp_path / "run")
     assert (
         res["protocol"].lower().startswith("reduced protocol")

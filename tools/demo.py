@@ -35,20 +35,22 @@ PARTS = (
 
 def threshold_part(n_pairs: int = 2000) -> str:
     "05a's table on its population (2000 pairs), and the sentence that reads it."
+    from hingeabl_nb.records import Table
     from hingeabl_nb.threshold import threshold_population, threshold_table
 
     rows = threshold_table(*threshold_population(n_pairs=n_pairs))
-    lines = [
-        f"{PARTS[0]} (nbs/05a_threshold.ipynb: {n_pairs} pairs of fixed scores, "
-        "the threshold moved by b)",
-        f"{'loss':16s} {'b*':>6s} {'gold <= TH':>10s} {'F1 at b*':>9s} "
-        f"{'F1-opt b':>9s} {'best F1':>8s}",
+    header = ["loss", "b*", "gold <= TH", "F1 at b*", "F1-opt b", "best F1"]
+    body = [
+        [r["loss"], f"{r['b_star']:.2f}", f"{100 * r['gold_below']:.1f}%"]
+        + [f"{100 * r['f1_at_b_star']:.1f}", f"{r['b_f1']:.2f}"]
+        + [f"{100 * r['best_f1']:.1f}"]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"{r['loss']:16s} {r['b_star']:6.2f} {100 * r['gold_below']:9.1f}% "
-            f"{100 * r['f1_at_b_star']:9.1f} {r['b_f1']:9.2f} {100 * r['best_f1']:8.1f}"
-        )
+    title = (
+        f"{PARTS[0]} (nbs/05a_threshold.ipynb: {n_pairs} pairs of fixed scores, "
+        "the threshold moved by b)"
+    )
+    lines = [str(Table.of(header, body, title))]
     by = {r["loss"]: r for r in rows}
     high = ", ".join(
         f"{n} {by[n]['b_star'] - by[n]['b_f1']:+.1f}"

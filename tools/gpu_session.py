@@ -58,6 +58,7 @@ CARRY = REPO / ".gpu-carry"  # git-ignored; `carry` builds it from ../shared
 DATA_FILES = ("dev_revised.json", "test_revised.json", "rel2id.json", "rel_info.json")
 DATA_FILES += ("LICENSE-Re-DocRED",)
 ENCODER = "minilm-l6-h384-uncased"
+TINY = "tiny-bert"  # the carry's encoder without ../shared: the package's tiny BERT
 CARRY_LIMIT_MIB = 60
 # full: the GPU machine (every loss in the registry); tiny: the CPU rehearsal, ~1 min
 # (4 documents a split, one step a cell; slack: step limits x3 on a shared CPU).
@@ -65,8 +66,9 @@ SIZES = {
     "full": dict(device="cuda", losses=(), seeds=(1, 5, 42, 66, 233), epochs=8),
     "tiny": dict(device="cpu", losses=("ATL", "HingeABL"), seeds=(1,), epochs=1),
 }
-SIZES["full"] |= dict(max_docs=None, jobs=11, budget=540, slack=1)
-SIZES["tiny"] |= dict(max_docs=4, jobs=2, budget=900, slack=3)
+SIZES["full"] |= dict(max_docs=None, n_holdout=None, jobs=11, budget=540, slack=1)
+# tiny holds out 4 documents: the packaged sample has 40 of dev_revised, not 500
+SIZES["tiny"] |= dict(max_docs=4, n_holdout=4, jobs=2, budget=900, slack=3)
 BENCH = {"full": ["base", "32"], "tiny": ["tiny", "4"]}  # --encoder-size, --docs
 BUDGET = {"locate": 5, "install": 30, "check": 60, "bench": 90, "finish": 10}
 # What comes back from $OUT (device tool): at most 8 files of 16 MiB, these names.
@@ -176,9 +178,16 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def step_locate(s: Session, work: Path, carry: Path) -> bool:
+def carried(carry: Path) -> dict:
+    "What the carry holds: {'data': a description, 'encoder': its folder's name}."
+    f = carry / "CARRY.json"
+    return json.loads(f.read_text()) if f.is_file() else dict(data="?", encoder=ENCODER)
+
+
+def step_locate(s: Session, work: Path, carry: Path, rehearsal: bool = True) -> bool:
     """Check the carried folder against its manifest; link it as work/shared so the
-    library's own search (shared/data/redocred, shared/models/<name>) finds it."""
+    library's own search (shared/data/redocred, shared/models/<name>) finds it. The
+    tiny encoder's carry (built without ../shared) is for a rehearsal only."""
     t, manifest = time.monotonic(), carry / "MANIFEST.json"
     if not manifest.is_file():
         return s.step("locate", False, t, f"{manifest} missing: run `make gpu-carry`")
@@ -199,13 +208,17 @@ def step_locate(s: Session, work: Path, carry: Path) -> bool:
         bad += [f"{rel} ({why})"] if why else []
     if bad:
         return s.step("locate", False, t, "carried files damaged: " + ", ".join(bad))
+    what = carried(carry)
+    if what["encoder"] == TINY and not rehearsal:
+        why = f"{carry} holds {what['data']} and {TINY}: a rehearsal's carry"
+        return s.step("locate", False, t, why + "; build it beside ../shared")
     for link, target in [
         (work / "shared" / "data" / "redocred", carry / "redocred"),
-        (work / "shared" / "models" / ENCODER, carry / ENCODER),
+        (work / "shared" / "models" / what["encoder"], carry / what["encoder"]),
     ]:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(target.resolve(), target_is_directory=True)
-    return s.step("locate", True, t, f"data and {ENCODER} from {carry}")
+    return s.step("locate", True, t, f"{what['data']} and {what['encoder']}")
 
 
 PROBE = """
@@ -268,9 +281,11 @@ def step_check(s: Session, work: Path, device: str) -> bool:
     return s.step("check", rc == 0, t, "" if rc == 0 else f"pytest exited {rc}")
 
 
-def grid_argv(a, work: Path, out: Path, deadline: float) -> list:
+def grid_argv(a, work: Path, out: Path, deadline: float, encoder=ENCODER) -> list:
     "The `hingeabl-compare` arguments of the session's grid (`a`: its sizes)."
     argv = ["--preset", "reduced", "--seeds", *a.seeds, "--epochs", a.epochs]
+    argv += ["--model", encoder] if encoder != ENCODER else []
+    argv += ["--n-holdout", a.n_holdout] if a.n_holdout else []
     argv += ["--jobs", a.jobs, "--deadline", int(deadline), "--device", a.device]
     argv += ["--out", work / "grid", "--record", out / "reduced-{device}.json"]
     argv += ["--losses", *a.losses] if a.losses else []
@@ -284,7 +299,8 @@ def step_grid(s: Session, work: Path, a, deadline: float) -> bool:
     code = (
         "import sys; from hingeabl_nb.cli import compare_main; sys.exit(compare_main())"
     )
-    cmd = [sys.executable, "-c", code, *grid_argv(a, work, s.out, deadline)]
+    enc = carried(Path(a.carry))["encoder"]
+    cmd = [sys.executable, "-c", code, *grid_argv(a, work, s.out, deadline, enc)]
     rc = s.run(cmd, deadline + 60 * s.slack, work, child_env(work))
     grid = work / "grid"
     if (grid / "tables.md").exists():
@@ -324,7 +340,7 @@ def run_session(a) -> int:
     )
     failed = []
     if not (
-        step_locate(s, work, Path(a.carry))
+        step_locate(s, work, Path(a.carry), rehearsal=a.size != "full")
         and step_install(s, work, Path(a.carry), a.device)
     ):
         failed.append(s.steps[-1]["step"])
@@ -347,15 +363,68 @@ def run_session(a) -> int:
 # ---- here: the carried folder and the rehearsal --------------------------------------
 
 
+def carry_sources(shared: Path, tmp: Path) -> tuple[dict, dict]:
+    """{carried name: source file}, and what they are: Re-DocRED dev/test and MiniLM
+    from `shared` when there, else the packaged sample (its 40 dev_revised documents as
+    dev_revised.json) and the package's tiny BERT saved into `tmp`."""
+    from hingeabl_nb.data import sample_dir
+    from hingeabl_nb.datafiles import assets_dir
+
+    data, sample = shared / "data" / "redocred", sample_dir()
+    own = {  # the package's copies of the small files (the same bytes as ../shared's)
+        "rel2id.json": assets_dir() / "rel2id.json",
+        "rel_info.json": assets_dir() / "rel_info.json",
+        "LICENSE-Re-DocRED": sample / "LICENSE-Re-DocRED",
+    }
+    if all((data / n).is_file() for n in DATA_FILES[:2]):
+        what = {"data": f"Re-DocRED dev/test ({data})"}
+        src = {n: data / n if (data / n).is_file() else own[n] for n in DATA_FILES}
+    else:
+        what = {"data": "the packaged Re-DocRED sample"}
+        docs = [
+            json.loads((sample / f"{k}.json").read_text()) for k in ("train", "dev")
+        ]
+        (tmp / "dev_revised.json").write_text(json.dumps(docs[0] + docs[1]))
+        src = {"dev_revised.json": tmp / "dev_revised.json"}
+        src |= {"test_revised.json": sample / "test.json"} | own
+    src = {f"redocred/{n}": p for n, p in src.items()}
+    enc = shared / "models" / ENCODER
+    if not (enc / "config.json").is_file():
+        enc = save_tiny_encoder(tmp / TINY)
+    what["encoder"] = enc.name
+    src |= {f"{enc.name}/{p.name}": p for p in sorted(enc.iterdir()) if p.is_file()}
+    return src, what
+
+
+def save_tiny_encoder(dest: Path) -> Path:
+    "The package's tiny BERT (seeded) and its tokenizer, saved as an encoder folder."
+    from transformers.utils import logging
+
+    from hingeabl_nb.data import tiny_tokenizer
+    from hingeabl_nb.encoders import tiny_bert
+
+    logging.disable_progress_bar()  # a 2 MB file
+    tok = tiny_tokenizer()
+    ids = dict(cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id)
+    tiny_bert(vocab_size=len(tok), **ids).save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return dest
+
+
 def build_carry(shared: Path, dest: Path, wheels: Path, limit_mib: float) -> dict:
     """Copy the data, the encoder and any wheels into `dest` with a manifest; refuse
-    (SystemExit) when the total is over `limit_mib`."""
-    src = {f"redocred/{n}": shared / "data" / "redocred" / n for n in DATA_FILES}
-    enc = shared / "models" / ENCODER
-    if not enc.is_dir():
-        raise SystemExit(f"gpu carry: encoder folder {enc} not found")
-    src |= {f"{ENCODER}/{p.name}": p for p in sorted(enc.iterdir()) if p.is_file()}
-    src |= {f"wheels/{p.name}": p for p in sorted(wheels.glob("*.whl"))}
+    (SystemExit) when the total is over `limit_mib`. Without Re-DocRED or MiniLM in
+    `shared`, the packaged sample and the tiny encoder stand in (rehearsal only)."""
+    with tempfile.TemporaryDirectory(prefix="hingeabl-carry-") as made:
+        src, what = carry_sources(shared, Path(made))
+        src |= {f"wheels/{p.name}": p for p in sorted(wheels.glob("*.whl"))}
+        manifest = copy_carry(src, dest, limit_mib, what)
+    print(f"{dest}: {what['data']}, encoder {what['encoder']}")
+    return manifest
+
+
+def copy_carry(src: dict, dest: Path, limit_mib: float, what: dict) -> dict:
+    "Copy {name: file} into `dest` (atomically) with MANIFEST.json and CARRY.json."
     missing = [str(p) for p in src.values() if not p.is_file()]
     if missing:
         raise SystemExit(f"gpu carry: missing {', '.join(missing)}")
@@ -375,6 +444,7 @@ def build_carry(shared: Path, dest: Path, wheels: Path, limit_mib: float) -> dic
         shutil.copyfile(p, tmp / rel)  # contents only: the sources are read-only
         manifest[rel] = [p.stat().st_size, sha256(tmp / rel)]
     (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
+    (tmp / "CARRY.json").write_text(json.dumps(what, indent=1))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     print(f"{dest}: {len(manifest)} files, {total:.1f} MiB (limit {limit_mib} MiB)")
@@ -536,6 +606,7 @@ def main(argv=None) -> int:
     r.add_argument("--seeds", nargs="+", type=int)
     c = sub.add_parser("carry", help="build .gpu-carry/ from ../shared and .whl/")
     c.add_argument("--shared", default=os.environ.get("HINGEABL_SHARED"))
+    c.add_argument("--dest", default=str(CARRY), help="the carried folder to write")
     c.add_argument("--limit-mib", type=float, default=CARRY_LIMIT_MIB)
     h = sub.add_parser("rehearse", help="the session on the CPU (--size tiny)")
     h.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -543,7 +614,7 @@ def main(argv=None) -> int:
     a = p.parse_args(args if args and not args[0].startswith("-") else ["run", *args])
     if a.cmd == "carry":
         shared = Path(a.shared) if a.shared else REPO.parent / "shared"
-        build_carry(shared, CARRY, REPO / ".whl", a.limit_mib)
+        build_carry(shared, Path(a.dest), REPO / ".whl", a.limit_mib)
         return 0
     if a.cmd == "rehearse":
         return rehearse(a)

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # The test suite, in two parts (`make test`, `make check-course`; CI runs both: .ci/run).
 #   bash tools/test_all.sh test    the library and its lessons: export/clean in step, ruff,
-#                                  module map, README, workflows, pytest, nbdev_test
+#                                  module map, README, workflows, pytest, every notebook
 #   bash tools/test_all.sh course  the course as readers get it: committed outputs, student
 #                                  edition, book, browser, GPU rehearsal + fresh install
+#   bash tools/test_all.sh quick   the part of `test` that depends on the machine (what is
+#                                  found beside the checkout, who runs it): .ci/run runs it
+#                                  in a fresh clone (dev/fresh_clone_check.sh)
+# Each part starts with the resources from outside the repository (tools/resources.py):
+# one line for each missing one, saying what is skipped and how to get it; a missing
+# resource that $HINGEABL_REQUIRE names fails the run instead (CI sets it).
 # Fails on the first broken step; each step prints its wall and CPU seconds (user+sys
 # of the processes it waited for), and the run ends with a table of them.
 set -euo pipefail
 part="${1:-}"
-case "$part" in test | course) ;; *) echo "usage: tools/test_all.sh test|course" >&2; exit 2 ;; esac
+case "$part" in test | course | quick) ;; *) echo "usage: tools/test_all.sh test|course|quick" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg
 export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
@@ -46,6 +52,25 @@ finish() {
 }
 trap finish EXIT
 
+step "resources from outside the repository (tools/resources.py; make data, make browser)"
+python tools/resources.py --missing
+echo "$(python tools/resources.py | grep -c '^found:') found, the rest skipped"
+
+if [ "$part" = quick ]; then
+  # what depends on the machine: every test that needs a resource (skipped here without
+  # it), the download, locate and permission tests, the GPU carry; a notebook that reads
+  # Re-DocRED when found (the packaged sample otherwise)
+  step "pytest: the tests that need a resource, and those of data, permissions and the GPU carry"
+  python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m needs tests
+  python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/test_data.py \
+    tests/test_bad_input.py tests/test_gpu_session.py
+  step "06_data's tests (the packaged sample when Re-DocRED is not found)"
+  python dev/test_nbs.py --workers 1 --only 06_data
+  step "the GPU session's carry from what the project makes itself when ../shared is missing"
+  python tools/gpu_session.py carry --dest "$(mktemp -d)/carry"
+  exit 0
+fi
+
 if [ "$part" = test ]; then
   step "library in step with the notebooks (nbdev_export changes nothing)"
   nbdev_export
@@ -80,13 +105,10 @@ if [ "$part" = test ]; then
   HINGEABL_SITE_STEPS=1 python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadfile \
     --durations=15
 
-  step "nbdev_test (every notebook, CPU paths only; HINGEABL_PROBE=1: each passing exercise check is re-run against wrong answers)"
-  HINGEABL_PROBE=1 nbdev_test --n_workers 2 --timing
+  step "every notebook, CPU paths only (nbdev's test_nb; HINGEABL_PROBE=1: each passing exercise check is re-run against wrong answers)"
+  HINGEABL_PROBE=1 python dev/test_nbs.py --workers 2
   exit 0
 fi
-
-step "Debian's Chromium for the browser check (apt-get install chromium when missing)"
-bash book/ensure_chromium.sh
 
 # These two steps run side by side (a fresh venv's pip install is mostly one core and disk):
 # the install's output is printed after the rehearsal's, and either failing fails CI.
@@ -125,5 +147,9 @@ hingeabl-grade _class --key nbs --only 00_core 01_atl --strict --no-progress --o
 step "course site: Jupyter Book, offline MathJax, warnings are errors"
 python book/build_book.py --src nbs --dest _site
 
-step "course site in headless Chromium: equations typeset, figures load, no traceback, solutions folded"
-python book/check_site.py --site _site --nbs nbs
+step "course site in headless Chromium, every page: equations typeset, figures load, no traceback, no raw Markdown table, no code scrolling sideways, solutions folded"
+if python tools/resources.py --have chromium >/dev/null; then
+  python book/check_site.py --site _site --nbs nbs
+else
+  echo "not run: no Chromium (the resources step above says how to get one)"
+fi
