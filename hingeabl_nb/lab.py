@@ -333,6 +333,15 @@ def _train_and_score(pairs: dict, scorers: dict, configs: list) -> list:
         )
     return runs
 
+
+def _shared(run: dict, share: float) -> dict:
+    """A run whose epoch seconds are its stack's divided among the stack's runs,
+    rescaled to a share of the group's (its stacks ran side by side)."""
+    scale = lambda h: dict(
+        h, seconds=h["seconds"] * share, dev_seconds=h["dev_seconds"] * share
+    )
+    return dict(run, history=[scale(h) for h in run["history"]])
+
 # %% ../nbs/10_lab.ipynb #0d8e9bf0
 def run_group(
     lab: dict,  # from `labcache.load_lab_data`
@@ -359,7 +368,7 @@ def run_group(
             torch.set_num_threads(threads)
     runs = [None] * R
     for w, part_runs in enumerate(done):
-        runs[w::W] = part_runs
+        runs[w::W] = [_shared(run, len(part_runs) / R) for run in part_runs]
     wall, cpu = (time.time() - t0) / R, (time.process_time() - c0) / R  # shared
     return [dict(run, wall_seconds=wall, cpu_seconds=cpu) for run in runs]
 
