@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,12 +19,11 @@ import torch
 from torch import Tensor
 from transformers import get_linear_schedule_with_warmup
 
-from . import data, metrics, records, train
+from . import data, lockstep, metrics, records, train
 from . import model as atlop_model
 from .core import set_seed
 from hingeabl_nb.labcache import (
     check_lab_inputs,
-    doc_features,
     lab_inputs,
     load_lab_data,
     machine_info,
@@ -39,7 +40,8 @@ _all_ = ["lab_files", "save_tiny_encoder"]
 
 # %% auto #0
 __all__ = ['LAB_SEEDS', 'COSMETIC', 'LabConfig', 'check_lab_config', 'lab_config', 'head_logits', 'dev_f1', 'train_head',
-           'offset_scan', 'run_one', 'train_cell', 'run_lab', 'lab_record', 'lab_files', 'save_tiny_encoder']
+           'check_lockstep', 'train_heads', 'offset_scan', 'lab_scorers', 'run_group', 'train_cell', 'run_lab',
+           'lab_record', 'lab_files', 'save_tiny_encoder']
 
 # %% ../nbs/10_lab.ipynb #3a48b960
 @dataclass
@@ -140,6 +142,52 @@ def dev_f1(
     "Micro F1 (percent) of `predict` under `threshold` against the pair labels."
     return 100 * metrics.pair_prf(logits, labels, threshold, top_k)["F1"]
 
+# %% ../nbs/10_lab.ipynb #d8dd4bb1
+_SEEDING = threading.Lock()  # stacks built in threads seed the RNG in turn
+
+
+def _fresh_head(
+    tr: dict,  # training pair set (its sizes)
+    config: LabConfig,  # emb_size, block_size, seed
+) -> atlop_model.ATLOPHead:
+    "A new ATLOP head for the pair set's sizes, its weights drawn from `config.seed`."
+    set_seed(config.seed)
+    return atlop_model.ATLOPHead(
+        tr["hs"].shape[1],
+        n_classes=tr["labels"].shape[1],
+        emb_size=config.emb_size,
+        block_size=config.block_size,
+    )
+
+
+def _optimiser(params, n_pairs: int, config: LabConfig) -> tuple:
+    "AdamW and its warm-up/decay schedule over the run's steps."
+    opt = torch.optim.AdamW(
+        params,
+        lr=config.lr,
+        eps=config.adam_eps,
+        weight_decay=config.weight_decay,
+        fused=True,  # one kernel per step over all parameters (same update rule)
+    )
+    steps = config.epochs * -(-n_pairs // config.batch_pairs)
+    warm = train.warmup_steps(steps, config.warmup_ratio)
+    return opt, get_linear_schedule_with_warmup(opt, warm, steps)
+
+
+def _pair_order(n_pairs: int, config: LabConfig):
+    "epoch -> its batches: a permutation of the pairs (seeded by `config.seed`), cut."
+    g = torch.Generator().manual_seed(config.seed)
+    return lambda e: list(
+        torch.randperm(n_pairs, generator=g).split(config.batch_pairs)
+    )
+
+
+def _log_epoch(history: list, best: dict, state, **epoch) -> None:
+    "Append an epoch to a run's history; keep `state()` if its dev F1 is the best yet."
+    history.append(epoch)
+    if not best or epoch["dev_F1"] > best["f1"]:
+        best.update(f1=epoch["dev_F1"], state=state())
+
 # %% ../nbs/10_lab.ipynb #a2014b95
 def train_head(
     tr: dict,  # training pair set
@@ -149,58 +197,104 @@ def train_head(
     """Train a fresh ATLOP head on cached pair features with `train.fit`; keep the
     epoch with the best dev F1."""
     check_lab_config(config)
-    set_seed(config.seed)
-    (N, H), bs = tr["hs"].shape, config.batch_pairs
-    head = atlop_model.ATLOPHead(
-        H,
-        n_classes=tr["labels"].shape[1],
-        emb_size=config.emb_size,
-        block_size=config.block_size,
-    )
-    opt = torch.optim.AdamW(
-        head.parameters(),
-        lr=config.lr,
-        eps=config.adam_eps,
-        weight_decay=config.weight_decay,
-        fused=True,  # one kernel per step over all parameters (same update rule)
-    )
+    head, n = _fresh_head(tr, config), tr["hs"].shape[0]
+    opt, sched = _optimiser(head.parameters(), n, config)
     x = {k: tr[k].float() for k in ("hs", "rs", "ts")}  # float32 once, not per step
-    steps = config.epochs * -(-N // bs)
-    sched = get_linear_schedule_with_warmup(
-        opt, train.warmup_steps(steps, config.warmup_ratio), steps
-    )
-    g, best, history = torch.Generator().manual_seed(config.seed), {}, []
-    rule = LOSSES[config.loss].threshold
+    rule, best, history = LOSSES[config.loss].threshold, {}, []
 
-    def end(epoch, loss, n, seconds):
+    def end(epoch, loss, steps, seconds):
         t = time.time()
         f1 = dev_f1(head_logits(head, dev), dev["labels"], rule, config.top_k)
-        history.append(
-            dict(
-                epoch=epoch + 1,
-                train_loss=loss,
-                dev_F1=f1,
-                seconds=seconds,
-                dev_seconds=time.time() - t,
-            )
+        state = lambda: {k: v.clone() for k, v in head.state_dict().items()}
+        dev_s = time.time() - t
+        _log_epoch(
+            history,
+            best,
+            state,
+            epoch=epoch + 1,
+            train_loss=loss,
+            dev_F1=f1,
+            seconds=seconds,
+            dev_seconds=dev_s,
         )
-        if not best or f1 > best["f1"]:
-            best.update(
-                f1=f1, state={k: v.clone() for k, v in head.state_dict().items()}
-            )
 
     train.fit(
         head,
         opt,
         sched,
         config,
-        lambda e: list(torch.randperm(N, generator=g).split(bs)),
+        _pair_order(n, config),
         lambda i: (head(x["hs"][i], x["rs"][i], x["ts"][i]), tr["labels"][i]),
         end,
     )
     head.load_state_dict(best["state"])
     head.eval()
     return head, history
+
+# %% ../nbs/10_lab.ipynb #fe0cd83b
+def check_lockstep(
+    configs: list,  # LabConfigs of the runs to train together
+) -> list:  # the configs, unchanged
+    "TrainSetupError unless the runs differ in nothing but their loss and its options."
+    if not configs:
+        raise TrainSetupError("no run to train")
+    rest = lambda c: {
+        k: v for k, v in asdict(c).items() if k not in ("loss", "loss_options")
+    }
+    odd = [c.loss for c in configs if rest(check_lab_config(c)) != rest(configs[0])]
+    if odd:
+        raise TrainSetupError(
+            f"{odd} differ from {configs[0].loss} in more than the loss: runs in "
+            "lockstep share seed, batch order and schedule"
+        )
+    return configs
+
+# %% ../nbs/10_lab.ipynb #d6bb7cf1
+def train_heads(
+    tr: dict,  # training pair set
+    dev: dict,  # validation pair set (model selection)
+    configs: list,  # LabConfigs differing only in loss and options (`check_lockstep`)
+) -> tuple:  # (HeadStack with each run's best dev epoch, per run: its history)
+    """Train a fresh ATLOP head per config, all in lockstep, each as `train_head`
+    would train it alone; keep each run's epoch with the best dev F1."""
+    c, n, R = check_lockstep(configs)[0], tr["hs"].shape[0], len(configs)
+    with _SEEDING:  # the global RNG draws the weights: one stack at a time
+        stack = lockstep.HeadStack([_fresh_head(tr, k) for k in configs])
+    opt, sched = _optimiser(stack.parameters(), n, c)
+    x = tr.get("rows", None)  # (N, 3H) float32 (`stack_features`), built once
+    x = lockstep.stack_features(tr) if x is None else x
+    best, history = [{} for _ in configs], [[] for _ in configs]
+
+    def end(epoch, losses, steps, seconds):
+        t, logits = time.time(), lockstep.stack_logits(stack, dev)
+        rules = [(LOSSES[k.loss].threshold, k.top_k) for k in configs]
+        f1 = [dev_f1(s, dev["labels"], *rule) for s, rule in zip(logits, rules)]
+        dev_s = (time.time() - t) / R  # the group's seconds, shared by its runs
+        for r in range(R):
+            state = lambda r=r: [p[r].detach().clone() for p in stack.parameters()]
+            entry = dict(train_loss=losses[r], dev_F1=f1[r], seconds=seconds / R)
+            _log_epoch(
+                history[r], best[r], state, epoch=epoch + 1, **entry, dev_seconds=dev_s
+            )
+
+    forward = lambda i: (stack(x[i]), tr["labels"][i])
+    losses = lockstep.RunLosses([(k.loss, k.loss_options) for k in configs])
+    train.fit(
+        stack,
+        opt,
+        sched,
+        c,
+        _pair_order(n, c),
+        forward,
+        end,
+        loss_fn=losses,
+        clip=lockstep.clip_runs_,
+    )
+    with torch.no_grad():
+        for r, b in enumerate(best):
+            for p, kept in zip(stack.parameters(), b["state"]):
+                p[r] = kept
+    return stack.eval(), history
 
 # %% ../nbs/10_lab.ipynb #dccaff7c
 def offset_scan(
@@ -214,44 +308,82 @@ def offset_scan(
     return dict(b_f1=b, F1_at_b_f1=100 * f1, F1_at_0=100 * at_0)
 
 # %% ../nbs/10_lab.ipynb #4b3fb5e3
-def _score_split(lab: dict, config, split: str, logits: Tensor) -> dict:
-    "`train.score` of one split's pair logits (official, macro and pattern scores)."
-    ptr = lab["pairs"][split]["doc_ptr"].tolist()
-    return train.score(
-        [logits[a:b] for a, b in zip(ptr, ptr[1:])],
-        doc_features(lab["pairs"][split]),
-        lab["docs"][split],
-        lab["docs"]["train"],
-        config,
-        data.id2rel(lab["rel2id"]),
-    )
+def lab_scorers(
+    lab: dict,  # from `labcache.load_lab_data`
+) -> dict:  # dev and test: `lockstep.split_scorer` (the lab's own when it holds them)
+    "What scoring a run on dev and test needs, counted once from the documents."
+    return lab.get("scorers") or {
+        k: lockstep.split_scorer(
+            lab["pairs"][k], lab["docs"][k], lab["docs"]["train"], lab["rel2id"]
+        )
+        for k in ("dev", "test")
+    }
 
 # %% ../nbs/10_lab.ipynb #214e19bb
-def run_one(
-    lab: dict,  # from `labcache.load_lab_data`
-    config: LabConfig,  # the lab's settings with loss and seed set
-) -> dict:  # record run: loss, seed, dev, test, seconds, history, thresholds, ...
-    """Train one head and score it on dev and test; summarise its test threshold
-    (Figure 1) and where the F1-best threshold would be on dev."""
-    t0, c0, P = time.time(), time.process_time(), lab["pairs"]
-    rule = LOSSES[config.loss].threshold
-    head, history = train_head(P["train"], P["dev"], config)
-    logits = {k: head_logits(head, P[k]) for k in ("dev", "test")}
-    out = {k: _score_split(lab, config, k, logits[k]) for k in ("dev", "test")}
-    return dict(
-        loss=config.loss,
-        seed=config.seed,
-        dev=out["dev"],
-        test=out["test"],
-        wall_seconds=time.time() - t0,
-        cpu_seconds=time.process_time() - c0,
-        best_epoch=max(history, key=lambda x: x["dev_F1"])["epoch"],
-        history=history,
-        thresholds=metrics.threshold_summary(
-            logits["test"], P["test"]["labels"].float(), rule
-        ),
-        dev_offset=offset_scan(logits["dev"], P["dev"]["labels"], rule),
+def _train_and_score(pairs: dict, scorers: dict, configs: list) -> list:
+    "`run_group`'s work for one stack of runs: train, score dev and test, summarise."
+    stack, histories = train_heads(pairs["train"], pairs["dev"], configs)
+    logits = {k: lockstep.stack_logits(stack, pairs[k]) for k in ("dev", "test")}
+    labels = {k: pairs[k]["labels"].float() for k in logits}
+    runs = []
+    for r, (cfg, history) in enumerate(zip(configs, histories)):
+        rule, s = LOSSES[cfg.loss].threshold, {k: v[r] for k, v in logits.items()}
+        score = {
+            k: lockstep.bulk_score(scorers[k], s[k], cfg.loss, cfg.top_k) for k in s
+        }
+        runs.append(
+            dict(
+                loss=cfg.loss,
+                seed=cfg.seed,
+                **score,
+                wall_seconds=None,
+                cpu_seconds=None,
+                best_epoch=max(history, key=lambda x: x["dev_F1"])["epoch"],
+                history=history,
+                thresholds=metrics.threshold_summary(s["test"], labels["test"], rule),
+                dev_offset=offset_scan(s["dev"], labels["dev"], rule),
+            )
+        )
+    return runs
+
+
+def _shared(run: dict, share: float) -> dict:
+    """A run whose epoch seconds are its stack's divided among the stack's runs,
+    rescaled to a share of the group's (its stacks ran side by side)."""
+    scale = lambda h: dict(
+        h, seconds=h["seconds"] * share, dev_seconds=h["dev_seconds"] * share
     )
+    return dict(run, history=[scale(h) for h in run["history"]])
+
+# %% ../nbs/10_lab.ipynb #0d8e9bf0
+def run_group(
+    lab: dict,  # from `labcache.load_lab_data`
+    configs: list,  # settings of runs that may train in lockstep (one seed)
+    workers: int | None = None,  # stacks trained side by side (None: torch's threads)
+) -> list:  # per run, its record: loss, seed, dev, test, seconds, history, thresholds..
+    """Train the runs in lockstep, split into `workers` stacks that train side by side,
+    each on one thread; score each run on dev and test, summarise its test threshold
+    (Figure 1) and where the F1-best threshold would be on dev."""
+    t0, c0, R, threads = time.time(), time.process_time(), len(configs), None
+    W = max(1, min(workers or torch.get_num_threads(), R))
+    parts = [configs[w::W] for w in range(W)]  # the losses dealt out in turn
+    tr = lab["pairs"]["train"]
+    pairs = dict(lab["pairs"], train=dict(tr, rows=lockstep.stack_features(tr)))
+    work = partial(_train_and_score, pairs, lab_scorers(lab))
+    if W > 1:  # one torch thread per stack: its small operations run side by side
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(W) as pool:
+            done = list(pool.map(work, parts))
+    finally:
+        if threads:
+            torch.set_num_threads(threads)
+    runs = [None] * R
+    for w, part_runs in enumerate(done):
+        runs[w::W] = [_shared(run, len(part_runs) / R) for run in part_runs]
+    wall, cpu = (time.time() - t0) / R, (time.process_time() - c0) / R  # shared
+    return [dict(run, wall_seconds=wall, cpu_seconds=cpu) for run in runs]
 
 # %% ../nbs/10_lab.ipynb #78fc3b98
 LAB_SEEDS = (0, 1, 2)  # head seeds of a lab run: three, so a difference has a spread
@@ -262,14 +394,28 @@ def train_cell(
     lab: dict,  # from `labcache.load_lab_data`
     config: LabConfig,  # one cell's settings
     folder: Path,  # the cell's folder in the grid
+    cells: dict | None = None,  # the grid: (loss, seed) -> config (None: this cell)
     inputs=None,  # config -> what the result depends on, stored with it (`lab_inputs`)
-) -> dict:  # the run, as `run_one` returns it
-    "One cell of the lab's grid: `run_one`, written to folder/metrics.json."
-    run = run_one(lab, config)
-    if inputs:
-        run["inputs"] = inputs(config)
-    data.atomic_write_text(folder / "metrics.json", json.dumps(run, indent=1))
-    return run
+) -> dict:  # the run, as `run_group` returns it
+    """One cell of the lab's grid, trained in lockstep with the grid's unfinished
+    cells of its seed (`run_group`); each run written, with its inputs, to its
+    folder/metrics.json."""
+    out, me = Path(folder).parent, (config.loss, config.seed)
+    todo = lambda c, k: k.seed == config.seed and not _finished(out, c)
+    group = {c: k for c, k in (cells or {me: config}).items() if todo(c, k)}
+    group[me] = config
+    runs = dict(zip(group, run_group(lab, list(group.values()))))
+    for c, run in runs.items():
+        if inputs:
+            run["inputs"] = inputs(group[c])
+        path = records.cell_dir(out, *c) / "metrics.json"
+        data.atomic_write_text(path, json.dumps(run, indent=1))
+    return runs[me]
+
+
+def _finished(out: Path, cell: tuple) -> bool:
+    "Does the grid cell hold a finished result?"
+    return records.cell_result(records.cell_dir(out, *cell)) is not None
 
 
 def run_lab(
@@ -288,8 +434,8 @@ def run_lab(
     **overrides,  # `LabConfig` fields replacing its defaults (epochs, lr, ...)
 ) -> dict:  # the grid record (also in out/grid.json)
     """Check every input, encode once (cached), train the ATLOP head with each loss and
-    seed through the course's one grid runner (resumable; a finished grid is kept as
-    it is), score dev/test, write a grid record."""
+    seed through the course's one grid runner (resumable; a seed's cells in lockstep;
+    a finished grid is kept as it is), score dev/test, write a grid record."""
     clock, out = _clock(), Path(out)
     cfg = lab_config(encoder=str(model), data_dir=str(data_dir), **overrides)
     names, seeds = records.check_grid("lab", list(losses or LOSSES), seeds, ["lab"])
@@ -329,13 +475,24 @@ def run_lab(
                 cfg.progress,
                 cfg.encoder_layers,
             )
-            cell = partial(train_cell, lab, inputs=inputs)
-            st = records.run_cells(
-                cells, out, cell, deadline=deadline, processes=False, done=done
+            lab = dict(lab, scorers=lab_scorers(lab))
+            finished = set(records.check_cells(cells, out, done))
+            leaders = {}  # per seed, its first unfinished cell trains the seed's cells
+            for c, k in cells.items():
+                if c not in finished:
+                    leaders.setdefault(k.seed, (c, k))
+            cell = partial(train_cell, lab, cells=cells, inputs=inputs)
+            records.run_cells(
+                dict(leaders.values()),
+                out,
+                cell,
+                deadline=deadline,
+                processes=False,
+                done=done,
             )
         finally:
             torch.set_num_threads(old)
-        finished = [c for c in cells if c in st.skipped or c in st.done]
+        finished = [c for c in cells if _finished(out, c)]
         runs = [records.cell_result(records.cell_dir(out, *c)) for c in finished]
         runs = [{k: v for k, v in r.items() if k != "inputs"} for r in runs]
         rest = [records.cell_dir(out, *c).name for c in cells if c not in finished]

@@ -237,12 +237,16 @@ def fit(
     stop_after: int
     | None = None,  # stop before this epoch, as a kill would (None: run all)
     accelerator=None,  # an `accelerate.Accelerator`, or None for plain PyTorch
-) -> list:  # mean training loss of each epoch that ran
+    loss_fn=None,  # (logits, labels) -> a loss per run of a stacked model (None: one)
+    clip=None,  # (parameters, max_norm) -> None (None: one norm over all parameters)
+) -> list:  # mean training loss of each epoch that ran (a list per epoch: per run)
     """The one training loop, per batch: forward, float32 loss of
     `LOSSES[config.loss]`, backward, clip, step."""
     spec, opts, means = LOSSES[config.loss], dict(config.loss_options), []
+    name = getattr(loss_fn, "__name__", config.loss) if loss_fn else config.loss
+    loss_fn = loss_fn or (lambda s, y: spec(s.float(), y.float(), **opts))
     backward = accelerator.backward if accelerator else torch.Tensor.backward
-    clip = (
+    clip = clip or (
         accelerator.clip_grad_norm_ if accelerator else torch.nn.utils.clip_grad_norm_
     )
     show = config.progress and (accelerator is None or accelerator.is_main_process)
@@ -251,24 +255,24 @@ def fit(
         config.epochs if stop_after is None else min(stop_after, config.epochs),
     ):
         model.train()
-        t0, total, bs = time.time(), 0.0, batches(epoch)
+        t0, bs = time.time(), batches(epoch)
+        total = torch.zeros((), dtype=torch.float64)
         for b in tqdm(
             bs,
-            desc=f"{config.loss} epoch {epoch + 1}/{config.epochs}",
+            desc=f"{name} epoch {epoch + 1}/{config.epochs}",
             disable=not show,
             leave=False,
         ):
-            logits, labels = forward(b)
-            loss = spec(logits.float(), labels.float(), **opts)
-            backward(loss)
+            loss = loss_fn(*forward(b))
+            backward(loss.sum())  # the runs of a stacked model share no parameter
             if config.max_grad_norm > 0:
                 clip(model.parameters(), config.max_grad_norm)
             optimizer.step()
             if not (accelerator and accelerator.optimizer_step_was_skipped):
                 scheduler.step()  # fp16 overflow: no decay
             optimizer.zero_grad(set_to_none=True)
-            total += loss.item()
-        means.append(total / max(len(bs), 1))
+            total = total + loss.detach().double()  # float64 sum of the steps' losses
+        means.append((total / max(len(bs), 1)).tolist())
         if on_epoch_end:
             on_epoch_end(epoch, means[-1], len(bs), time.time() - t0)
     return means

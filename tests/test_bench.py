@@ -76,6 +76,26 @@ def test_bench_hingeabl_agrees_and_prints_ratio(capsys):
     assert "ratio official/ours" in capsys.readouterr().out
 
 
+def test_bench_lab_head_rows_and_breakdown(capsys):
+    threads = torch.get_num_threads()
+    try:
+        res = load("bench_lab_head").main(
+            ["--threads", "1", "--rounds", "1", "--pairs", "1024"]
+            + ["--peak-sizes", "128"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "GEMM peak float32" in out and out.count("% of fp32 peak") == len(
+        res["best"]
+    )
+    assert {"one at a time", "lockstep, autograd", "lockstep (the lab)"} <= set(
+        res["best"]
+    )
+    for parts in res["parts"].values():
+        assert parts["GEMMs"] > 0 and parts["loss (fwd + bwd)"] > 0
+
+
 def test_bench_lab_encoder_rows_and_drift(capsys):
     threads = torch.get_num_threads()
     try:

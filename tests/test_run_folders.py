@@ -72,14 +72,18 @@ def wait_for(test, proc, what: str, limit: float = 120):
         time.sleep(0.05)
 
 
-def kill_mid_write(patch: str, main: str, argv: list, folder: Path) -> None:
+def kill_mid_write(
+    patch: str, main: str, argv: list, folder: Path, prefix: str = "."
+) -> None:
     """Run `cli.<main>(argv)` in a process whose writes stall as `patch` (code that
-    replaces a writer) makes them; SIGKILL it once a temporary file is in `folder`."""
+    replaces a writer) makes them; SIGKILL it once a temporary file whose name starts
+    with `prefix` is in `folder` (another file's passing temporary is not the stall)."""
     code = f"import sys, time\n{patch}\nfrom hingeabl_nb import cli\n"
     code += f"sys.exit(cli.{main}(sys.argv[1:]))\n"
     writer = subprocess.Popen([sys.executable, "-c", code, *argv], env=ENV)
     try:
-        wait_for(lambda: leftovers(folder), writer, "a temporary file")
+        stalled = lambda: [p for p in leftovers(folder) if p.startswith(prefix)]
+        wait_for(stalled, writer, "a temporary file")
     finally:
         writer.send_signal(signal.SIGKILL)  # no except, no finally runs
         writer.wait()
@@ -210,7 +214,7 @@ def test_a_kill_during_the_final_write_keeps_the_earlier_grid(lab_grid, capsys):
         "    real(path)\n"
         "runfolder.fsync_path = slow"
     )
-    kill_mid_write(stall, "lab_main", extend, out)
+    kill_mid_write(stall, "lab_main", extend, out, prefix=".grid.json.")
     assert (out / "grid.json").read_bytes() == grid  # the earlier result, intact
     assert len(leftovers(out)) == 1 and (out / ".lock.owner").exists()
     code, _, err = run_main(cli.lab_main, extend, capsys)  # the lock died with it

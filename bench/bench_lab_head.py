@@ -1,0 +1,317 @@
+#!/usr/bin/env python
+"""The lab's head step against this machine's matrix-product peak, in one process.
+
+First the peak: dense square float32 (and bfloat16, where the CPU has it) products,
+best of several. Then one optimiser step of the lab's head (`LabConfig` sizes: 512
+pairs, 384-dimensional features, emb 64, block 8, 97 classes: 0.69 MFLOP per pair,
+forward and backward) for every loss of the registry, done several ways on the same
+batches:
+
+- one at a time: seven `ATLOPHead`s, one after the other, as `lab.train_head` steps them
+  (autograd, `clip_grad_norm_`, fused AdamW);
+- lockstep, autograd: the seven as one stack (`lockstep.HeadStack`'s weights), its
+  forward written with plain tensor operations and differentiated by autograd;
+- lockstep: `lockstep.HeadStack` with its hand-written backward (what `hingeabl-lab`
+  uses);
+- lockstep, bf16 GEMMs: the same with the matrix products in bfloat16 (a measurement
+  only: the lab trains in float32);
+- lockstep, compiled losses: the seven losses under `torch.compile` (`--compile`;
+  its compilation time is printed beside it).
+
+Each way is timed in alternating rounds (best kept); a head step is one run's step,
+so the lockstep times are a step of the stack divided by the number of runs. The
+breakdown of the lab's way and of one-at-a-time comes from `torch.profiler`: matrix
+products, the head's elementwise work, the losses (forward and backward), clipping and
+the optimiser, the gather of the batch.
+
+Usage:
+    python bench/bench_lab_head.py                  # 2 threads, 20 rounds
+    python bench/bench_lab_head.py --threads 1 --rounds 3 --pairs 4096   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from hingeabl_nb import lockstep
+from hingeabl_nb.losses import LOSSES
+from hingeabl_nb.model import ATLOPHead
+
+H, C, E, BLOCK, P = 384, 97, 64, 8, 512  # the lab's sizes (LabConfig defaults)
+FLOP_PER_PAIR = 2 * (2 * (2 * H * E) * 2 + 3 * E * BLOCK * C)  # fwd + bwd, no x grad
+GEMMS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def best_seconds(fn, repeats: int) -> float:
+    "Fastest of `repeats` calls of fn (after one warm-up call)."
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def gemm_peak(dtype, sizes=(512, 1024, 2048), repeats: int = 10) -> dict:
+    "GFLOP/s of square products n x n @ n x n, per n, and the best."
+    out = {}
+    for n in sizes:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        out[n] = 2 * n**3 / best_seconds(lambda: a @ b, repeats) / 1e9
+    return dict(per_n=out, peak=max(out.values()))
+
+
+def pairs(n: int, seed: int = 0) -> tuple:
+    "Random pair features (n, 3H) float32 and labels: 6% of pairs hold one relation."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3 * H, generator=g)
+    labels = torch.zeros(n, C)
+    rel = torch.randint(1, C, (n,), generator=g)
+    labels[torch.arange(n), torch.where(torch.rand(n, generator=g) < 0.06, rel, 0)] = 1
+    return x, labels
+
+
+def fresh_heads(n: int) -> list:
+    "n ATLOP heads with the lab's sizes, initialised as the lab does for one seed."
+    heads = []
+    for _ in range(n):
+        torch.manual_seed(0)
+        heads.append(ATLOPHead(H, C, E, BLOCK))
+    return heads
+
+
+def adamw(params):
+    return torch.optim.AdamW(params, lr=3e-3, eps=1e-6, weight_decay=0.0, fused=True)
+
+
+def one_at_a_time(x, labels):
+    "step(idx): each loss's head in turn, as `lab.train_head` steps it."
+    runs = [
+        (h, adamw(h.parameters()), LOSSES[n]) for h, n in zip(fresh_heads(7), LOSSES)
+    ]
+    hs, rs, ts = (x[:, i * H : (i + 1) * H].contiguous() for i in range(3))
+
+    def step(idx):
+        for head, opt, loss in runs:
+            with record_function("gather"):
+                batch = hs[idx], rs[idx], ts[idx]
+                y = labels[idx]
+            with record_function("head forward"):
+                logits = head(*batch)
+            with record_function("loss"):
+                s = logits.detach().requires_grad_()
+                loss(s, y).backward()
+            with record_function("head backward"):
+                logits.backward(s.grad)
+            with record_function("clip"):
+                torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            with record_function("optimizer"):
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+    return step, len(runs)
+
+
+def autograd_heads(stack, x):
+    "The stack's forward in plain operations, pairs first (autograd differentiates it)."
+    R, k, n = stack.w_s.shape[0], E // BLOCK, x.shape[0]
+
+    def side(w, b, rows):  # (P, R * E): one product for every run
+        return torch.tanh(torch.addmm(b.reshape(-1), rows, w.reshape(R * E, -1).t()))
+
+    z_s = side(stack.w_s, stack.b_s, x[:, : 2 * H]).view(n, R, k, BLOCK, 1)
+    z_o = side(stack.w_o, stack.b_o, x[:, H:]).view(n, R, k, 1, BLOCK)
+    outer = (z_s * z_o).view(n, R, E * BLOCK).transpose(0, 1)  # (R, P, E * b)
+    return torch.baddbmm(stack.b_b[:, None], outer, stack.w_b.transpose(1, 2))
+
+
+class Bf16Heads(torch.autograd.Function):
+    "`lockstep._Heads` with its matrix products in bfloat16 (outputs back in float32)."
+
+    @staticmethod
+    def forward(ctx, x, w_s, b_s, w_o, b_o, w_b, b_b, block):
+        (R, E_, H2), Pn, C_ = w_s.shape, x.shape[0], w_b.shape[1]
+        k, bf = E_ // block, torch.bfloat16
+        xb = x.to(bf)
+        z_s = (
+            torch.addmm(
+                b_s.view(-1, 1).to(bf), w_s.view(R * E_, H2).to(bf), xb[:, :H2].t()
+            )
+            .float()
+            .tanh_()
+        )
+        z_o = (
+            torch.addmm(
+                b_o.view(-1, 1).to(bf),
+                w_o.view(R * E_, H2).to(bf),
+                xb[:, H2 // 2 :].t(),
+            )
+            .float()
+            .tanh_()
+        )
+        outer = (
+            (z_s.view(R, k, block, 1, Pn) * z_o.view(R, k, 1, block, Pn))
+            .view(R, E_ * block, Pn)
+            .to(bf)
+        )
+        ctx.save_for_backward(xb, w_s, w_o, w_b, z_s, z_o, outer)
+        ctx.block = block
+        logits = torch.baddbmm(b_b.view(R, C_, 1).to(bf), w_b.to(bf), outer)
+        return logits.transpose(1, 2).float()
+
+    @staticmethod
+    def backward(ctx, d_logits):
+        xb, w_s, w_o, w_b, z_s, z_o, outer = ctx.saved_tensors
+        (R, E_, H2), Pn, b, bf = w_s.shape, xb.shape[0], ctx.block, torch.bfloat16
+        d_t = d_logits.transpose(1, 2).to(bf)
+        d_wb = torch.bmm(d_t, outer.transpose(1, 2)).float()
+        d_outer = torch.bmm(w_b.to(bf).transpose(1, 2), d_t).float()
+        d_outer = d_outer.view(R, E_ // b, b, b, Pn)
+        d_zs = (d_outer * z_o.view(R, E_ // b, 1, b, Pn)).sum(3).view(R * E_, Pn)
+        d_zo = (d_outer * z_s.view(R, E_ // b, b, 1, Pn)).sum(2).view(R * E_, Pn)
+        d_zs = torch.ops.aten.tanh_backward(d_zs, z_s)
+        d_zo = torch.ops.aten.tanh_backward(d_zo, z_o)
+        d_ws = (d_zs.to(bf) @ xb[:, :H2]).float().view(R, E_, H2)
+        d_wo = (d_zo.to(bf) @ xb[:, H2 // 2 :]).float().view(R, E_, H2)
+        bias = lambda d: d.sum(-1).view(R, E_)
+        return None, d_ws, bias(d_zs), d_wo, bias(d_zo), d_wb, d_logits.sum(1), None
+
+
+def lockstep_step(x, labels, forward="lockstep", compile_losses=False):
+    "step(idx): the seven runs as one stack; `forward` picks how the stack computes."
+    stack = lockstep.HeadStack(fresh_heads(7))
+    opt = adamw(stack.parameters())
+    losses = lockstep.RunLosses([(n, {}) for n in LOSSES])
+    if compile_losses:
+        losses = torch.compile(losses.__call__, dynamic=False)
+    run = {
+        "lockstep": stack,
+        "autograd": lambda xb: autograd_heads(stack, xb),
+        "bf16": lambda xb: Bf16Heads.apply(xb, *stack.parameters(), BLOCK),
+    }[forward]
+
+    def step(idx):
+        with record_function("gather"):
+            xb, y = x[idx], labels[idx]
+        with record_function("head forward"):
+            logits = run(xb)
+        with record_function("loss"):
+            s = logits.detach().requires_grad_()
+            losses(s, y).sum().backward()
+        with record_function("head backward"):
+            logits.backward(s.grad)
+        with record_function("clip"):
+            lockstep.clip_runs_(stack.parameters(), 1.0)
+        with record_function("optimizer"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    return step, 7
+
+
+def breakdown(step, batches, runs: int) -> dict:
+    "Milliseconds per head step by kind of work, from `torch.profiler`."
+    step(batches[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for idx in batches:
+            step(idx)
+    ev = prof.key_averages()
+    total = lambda name: sum(e.cpu_time_total for e in ev if e.key == name)
+    gemm = sum(e.self_cpu_time_total for e in ev if e.key in GEMMS)
+    head = total("head forward") + total("head backward")
+    out = {
+        "GEMMs": gemm,
+        "head elementwise": head - gemm,
+        "loss (fwd + bwd)": total("loss"),
+        "clip + optimizer": total("clip") + total("optimizer"),
+        "data gather": total("gather"),
+    }
+    scale = 1e-3 / (len(batches) * runs)  # us per profile -> ms per head step
+    return {k: v * scale for k, v in out.items()}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=20, help="alternating rounds")
+    ap.add_argument("--pairs", type=int, default=32768, help="training pairs drawn")
+    ap.add_argument("--compile", action="store_true", help="also torch.compile losses")
+    ap.add_argument(
+        "--peak-sizes", type=int, nargs="+", default=[512, 1024, 2048], metavar="N"
+    )
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    x, labels = pairs(a.pairs)
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randperm(a.pairs, generator=g)[:P] for _ in range(8)]
+    peak = {"float32": gemm_peak(torch.float32, a.peak_sizes)}
+    if (
+        torch.backends.mkldnn.is_available()
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    ):
+        peak["bfloat16"] = gemm_peak(torch.bfloat16, a.peak_sizes)
+    ways = {
+        "one at a time": one_at_a_time(x, labels),
+        "lockstep, autograd": lockstep_step(x, labels, "autograd"),
+        "lockstep (the lab)": lockstep_step(x, labels),
+    }
+    if "bfloat16" in peak:
+        ways["lockstep, bf16 GEMMs"] = lockstep_step(x, labels, "bf16")
+    compile_s = None
+    if a.compile:
+        t = time.perf_counter()
+        ways["lockstep, compiled losses"] = step = lockstep_step(
+            x, labels, compile_losses=True
+        )
+        step[0](batches[0])
+        compile_s = time.perf_counter() - t
+    best = {k: float("inf") for k in ways}
+    for i in range(a.rounds):
+        idx = batches[i % len(batches)]
+        for name, (step, runs) in ways.items():
+            t = time.perf_counter()
+            step(idx)
+            best[name] = min(best[name], (time.perf_counter() - t) / runs)
+    fp32 = peak["float32"]["peak"]
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    cpu = platform.processor() or platform.machine()
+    print(
+        f"torch {torch.__version__}, {a.threads} thread(s), {os.cpu_count()} CPUs "
+        f"({cpu}), load average {os.getloadavg()[0]:.2f}, {date}"
+    )
+    for dt, p in peak.items():
+        per = ", ".join(f"n={n}: {v:.0f}" for n, v in p["per_n"].items())
+        print(f"GEMM peak {dt}: {p['peak']:.0f} GFLOP/s ({per})")
+    flop = FLOP_PER_PAIR * P
+    print(
+        f"head step: {P} pairs, {flop / 1e6:.0f} MFLOP (forward + backward), "
+        f"best of {a.rounds} alternating rounds"
+    )
+    base = best["one at a time"]
+    for name, s in best.items():
+        extra = f", compiled in {compile_s:.0f} s" if "compiled" in name else ""
+        print(
+            f"  {name:<26} {1e3 * s:6.2f} ms per head step  {flop / s / 1e9:6.1f} "
+            f"GFLOP/s  {100 * flop / s / 1e9 / fp32:5.1f}% of fp32 peak  "
+            f"x{base / s:.2f}{extra}"
+        )
+    parts = {}
+    for name in ("one at a time", "lockstep (the lab)"):
+        parts[name] = breakdown(ways[name][0], batches[:4], ways[name][1])
+    print("breakdown, ms per head step (torch.profiler; it adds its own overhead):")
+    print(f"  {'':<18}" + "".join(f"{n:>22}" for n in parts))
+    for k in parts["one at a time"]:
+        print(f"  {k:<18}" + "".join(f"{v[k]:>22.2f}" for v in parts.values()))
+    return dict(peak=peak, best=best, parts=parts, compile_s=compile_s)
+
+
+if __name__ == "__main__":
+    main()
