@@ -5,9 +5,12 @@ PY    := $(VENV)/bin/python
 RUN   := PATH="$(abspath $(VENV))/bin:$$PATH"
 # CPU build of PyTorch; override on a GPU machine, e.g. `make test TORCH=torch`.
 # TORCH_INDEX: an extra index for it, PyTorch's CPU one: its `2.13.0+cpu` wins over PyPI's
-# `2.13.0`, which on Linux is the CUDA build with several GB of nvidia wheels. Empty: PyPI only.
+# `2.13.0`, which on Linux is the CUDA build with several GB of nvidia wheels. Empty: only the
+# indexes pip is configured with. By default the CPU index is used when its host resolves (a
+# machine with only a package mirror skips it rather than retry it for every dependency).
 TORCH ?= torch==2.13.0
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(shell python3 -c "import socket; socket.getaddrinfo('download.pytorch.org', 443)" >/dev/null 2>&1 && echo $(CPU_INDEX))
 # pip shows what it collects and downloads; setuptools' editable-install banner is not shown.
 PIP   := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install
 # Where `make data` puts Re-DocRED and MiniLM: beside the checkout, where the library looks.
