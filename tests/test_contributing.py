@@ -1,6 +1,8 @@
 """CONTRIBUTING.md true to the code: its make targets are the Makefile's, each target's
-row names the scripts that target runs, and every path it names exists."""
+row names the scripts that target runs, and every path it names exists; the README's
+times are those of a recorded fresh run."""
 
+import json
 import re
 from pathlib import Path
 
@@ -70,3 +72,33 @@ def test_the_checks_catch_a_drift(tmp_path):
     assert [p for p in PATH.findall(rows["demo"]) if p not in rules["demo"]] == [
         "tools/demo.sh"
     ]
+
+
+def readme_times(text: str) -> tuple[float, float] | None:
+    "The minutes the README gives for a fresh `make demo` and a fresh `make test`."
+    m = re.search(
+        r"a fresh `make demo` took ([\d.]+) min.*?a fresh `make test` ([\d.]+) min",
+        text,
+        re.S,
+    )
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def test_readme_times_are_a_recorded_fresh_run():
+    "Within 20% of bench/fresh-times.json (dev/time_fresh.sh), its command and date."
+    rec = json.loads((ROOT / "bench" / "fresh-times.json").read_text())
+    text = (ROOT / "README.md").read_text()
+    said = readme_times(text)
+    assert said, "the README gives no time for a fresh make demo and make test"
+    for minutes, key in zip(said, ("make demo", "make test")):
+        got = rec["fresh"][key] / 60
+        assert abs(minutes - got) <= 0.2 * got, (
+            f"{key}: README {minutes}, run {got:.1f}"
+        )
+    assert rec["command"] in text and rec["date"][:10] in text
+    assert readme_times(
+        "a fresh `make demo` took 1 min, a fresh `make test` 9 min"
+    ) == (
+        1.0,
+        9.0,
+    )
