@@ -272,15 +272,17 @@ def python_argv(
 ) -> list:  # the whole command
     "The command that runs `python -S args` in the sandbox."
     python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    # killed when the grader dies, even by SIGKILL (Linux; setpriv is util-linux's)
+    guard = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
     if box.mode == "folder":
-        return [python, "-S", *args]
+        return [*guard, python, "-S", *args]
     binds = {"work": str(run / "work"), "pkg": str(box.pkg)}
     binds |= {f"site{i}": d for i, d in enumerate(box.site)}
     hide = [str(h) for h in box.hide]
     plan = dict(view=VIEW, binds=binds, writable=["work"], hide=hide)
     (run / "plan.json").write_text(json.dumps(plan | {"python": [python, "-S", *args]}))
     ns = ["unshare", "-r", "-m", "-p", "--fork", "--mount-proc", "--kill-child"]
-    return ns + [python, "-S", "-c", _SETUP, str(run / "plan.json")]
+    return guard + ns + [python, "-S", "-c", _SETUP, str(run / "plan.json")]
 
 
 def kernel_argv(box: Sandbox, run: Path) -> list:

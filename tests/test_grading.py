@@ -205,9 +205,23 @@ def test_a_class_that_tries_to_beat_the_grader(course, mode):
     assert totals["honest"]["points"] == 1.0 and totals["blank"]["points"] == 0.0
 
 
+def processes_naming(text: str) -> list:
+    "Pids of the processes whose command line names `text` (Linux /proc)."
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and text in (d / "cmdline").read_text(errors="replace"):
+                pids.append(int(d.name))
+        except OSError:  # ended meanwhile
+            pass
+    return pids
+
+
 def test_the_report_is_never_half_written(course, tmp_path):
-    "Kill the grader while kernels run: the report folder holds the earlier report."
-    out = tmp_path / "grades"
+    """Kill the grader while kernels run: the report folder holds the earlier report,
+    and no kernel outlives the grader."""
+    out, runs = tmp_path / "grades", tmp_path / "runs"
+    runs.mkdir()
     out.mkdir()
     (out / "grades.csv").write_text("an earlier report\n")
     cmd = [
@@ -230,12 +244,21 @@ def test_the_report_is_never_half_written(course, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=dict(os.environ, TMPDIR=str(runs)),  # the runs' folders, named by kernels
     )
-    time.sleep(8)
+    t0 = time.time()
+    while not processes_naming(str(runs)):  # a sandboxed kernel has started
+        assert p.poll() is None and time.time() - t0 < 60, "no kernel started"
+        time.sleep(0.2)
+    time.sleep(1)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     assert sorted(x.name for x in out.iterdir()) == ["grades.csv"]
     assert (out / "grades.csv").read_text() == "an earlier report\n"
+    t0 = time.time()
+    while processes_naming(str(runs)) and time.time() - t0 < 10:
+        time.sleep(0.2)
+    assert processes_naming(str(runs)) == [], "kernels outlived the grader"
 
 
 def test_the_command(course, tmp_path, capsys):
