@@ -11,18 +11,23 @@ batches:
   (autograd, `clip_grad_norm_`, fused AdamW);
 - lockstep, autograd: the seven as one stack (`lockstep.HeadStack`'s weights), its
   forward written with plain tensor operations and differentiated by autograd;
-- lockstep: `lockstep.HeadStack` with its hand-written backward (what `hingeabl-lab`
-  uses);
-- lockstep, bf16 GEMMs: the same with the matrix products in bfloat16 (a measurement
-  only: the lab trains in float32);
-- lockstep, compiled losses: the seven losses under `torch.compile` (`--compile`;
-  its compilation time is printed beside it).
+- lockstep, fp32: `lockstep.HeadStack` with its hand-written backward, float32 rows
+  (every product in float32: `--matmul float32`);
+- lockstep, bf16 (the lab): the same with bfloat16 rows: the extractors' products and
+  the gradient through the bilinear in bfloat16 (`LabConfig.matmul`'s default); what
+  `hingeabl-lab` runs for a seed, on all of torch's threads;
+- 2 stacks side by side, bf16: the seven runs dealt into two stacks (4 + 3), stepped
+  side by side on two threads of one torch thread each (`lab.run_group(workers=2)`,
+  the lab's layout before it was measured slower than one stack);
+- lockstep, bf16, compiled: the seven losses under `torch.compile` (`--compile`), whole
+  (`fullgraph`): the batch's values are checked once outside the graph
+  (`RunLosses.check`); its compilation time is printed beside it.
 
 Each way is timed in alternating rounds (best kept); a head step is one run's step,
 so the lockstep times are a step of the stack divided by the number of runs. The
-breakdown of the lab's way and of one-at-a-time comes from `torch.profiler`: matrix
-products, the head's elementwise work, the losses (forward and backward), clipping and
-the optimiser, the gather of the batch.
+breakdown of one-at-a-time and of the two one-stack lockstep ways comes from
+`torch.profiler`: matrix products, the head's elementwise work, the losses (forward and
+backward), clipping and the optimiser, the gather of the batch.
 
 Usage:
     python bench/bench_lab_head.py                  # 2 threads, 20 rounds
@@ -36,11 +41,13 @@ import datetime
 import os
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from hingeabl_nb import lockstep
+from hingeabl_nb.atl import values_checked
 from hingeabl_nb.losses import LOSSES
 from hingeabl_nb.model import ATLOPHead
 
@@ -133,79 +140,37 @@ def autograd_heads(stack, x):
     return torch.baddbmm(stack.b_b[:, None], outer, stack.w_b.transpose(1, 2))
 
 
-class Bf16Heads(torch.autograd.Function):
-    "`lockstep._Heads` with its matrix products in bfloat16 (outputs back in float32)."
-
-    @staticmethod
-    def forward(ctx, x, w_s, b_s, w_o, b_o, w_b, b_b, block):
-        (R, E_, H2), Pn, C_ = w_s.shape, x.shape[0], w_b.shape[1]
-        k, bf = E_ // block, torch.bfloat16
-        xb = x.to(bf)
-        z_s = (
-            torch.addmm(
-                b_s.view(-1, 1).to(bf), w_s.view(R * E_, H2).to(bf), xb[:, :H2].t()
-            )
-            .float()
-            .tanh_()
-        )
-        z_o = (
-            torch.addmm(
-                b_o.view(-1, 1).to(bf),
-                w_o.view(R * E_, H2).to(bf),
-                xb[:, H2 // 2 :].t(),
-            )
-            .float()
-            .tanh_()
-        )
-        outer = (
-            (z_s.view(R, k, block, 1, Pn) * z_o.view(R, k, 1, block, Pn))
-            .view(R, E_ * block, Pn)
-            .to(bf)
-        )
-        ctx.save_for_backward(xb, w_s, w_o, w_b, z_s, z_o, outer)
-        ctx.block = block
-        logits = torch.baddbmm(b_b.view(R, C_, 1).to(bf), w_b.to(bf), outer)
-        return logits.transpose(1, 2).float()
-
-    @staticmethod
-    def backward(ctx, d_logits):
-        xb, w_s, w_o, w_b, z_s, z_o, outer = ctx.saved_tensors
-        (R, E_, H2), Pn, b, bf = w_s.shape, xb.shape[0], ctx.block, torch.bfloat16
-        d_t = d_logits.transpose(1, 2).to(bf)
-        d_wb = torch.bmm(d_t, outer.transpose(1, 2)).float()
-        d_outer = torch.bmm(w_b.to(bf).transpose(1, 2), d_t).float()
-        d_outer = d_outer.view(R, E_ // b, b, b, Pn)
-        d_zs = (d_outer * z_o.view(R, E_ // b, 1, b, Pn)).sum(3).view(R * E_, Pn)
-        d_zo = (d_outer * z_s.view(R, E_ // b, b, 1, Pn)).sum(2).view(R * E_, Pn)
-        d_zs = torch.ops.aten.tanh_backward(d_zs, z_s)
-        d_zo = torch.ops.aten.tanh_backward(d_zo, z_o)
-        d_ws = (d_zs.to(bf) @ xb[:, :H2]).float().view(R, E_, H2)
-        d_wo = (d_zo.to(bf) @ xb[:, H2 // 2 :]).float().view(R, E_, H2)
-        bias = lambda d: d.sum(-1).view(R, E_)
-        return None, d_ws, bias(d_zs), d_wo, bias(d_zo), d_wb, d_logits.sum(1), None
-
-
-def lockstep_step(x, labels, forward="lockstep", compile_losses=False):
-    "step(idx): the seven runs as one stack; `forward` picks how the stack computes."
-    stack = lockstep.HeadStack(fresh_heads(7))
+def lockstep_step(x, labels, forward="lockstep", compile_losses=False, runs=None):
+    """step(idx): the runs (default: one per loss) as one stack; `forward` picks how the
+    stack computes: "lockstep" (float32 products), "bf16" (bfloat16 products, as the
+    lab), "autograd" (plain operations, float32)."""
+    names = runs or list(LOSSES)
+    stack = lockstep.HeadStack(fresh_heads(len(names)))
     opt = adamw(stack.parameters())
-    losses = lockstep.RunLosses([(n, {}) for n in LOSSES])
-    if compile_losses:
-        losses = torch.compile(losses.__call__, dynamic=False)
+    losses = lockstep.RunLosses([(n, {}) for n in names])
+    call = losses
+    if compile_losses:  # the values are checked once per batch, outside the graph
+        inner = torch.compile(_unchecked(losses), dynamic=False, fullgraph=True)
+
+        def call(s, y):
+            losses.check(s, y.float())
+            return inner(s, y.float())
+
+    rows = x.bfloat16() if forward == "bf16" else x
     run = {
         "lockstep": stack,
+        "bf16": stack,
         "autograd": lambda xb: autograd_heads(stack, xb),
-        "bf16": lambda xb: Bf16Heads.apply(xb, *stack.parameters(), BLOCK),
     }[forward]
 
     def step(idx):
         with record_function("gather"):
-            xb, y = x[idx], labels[idx]
+            xb, y = rows[idx], labels[idx]
         with record_function("head forward"):
             logits = run(xb)
         with record_function("loss"):
             s = logits.detach().requires_grad_()
-            losses(s, y).sum().backward()
+            call(s, y).sum().backward()
         with record_function("head backward"):
             logits.backward(s.grad)
         with record_function("clip"):
@@ -214,7 +179,37 @@ def lockstep_step(x, labels, forward="lockstep", compile_losses=False):
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    return step, 7
+    return step, len(names)
+
+
+def _unchecked(losses):
+    "The stack's losses without their value checks (`RunLosses.check` runs outside)."
+
+    def inner(s, y):
+        with values_checked():
+            return torch.stack(
+                [f(a.float(), y, **o) for a, (f, o) in zip(s, losses.losses)]
+            )
+
+    return inner
+
+
+def two_stacks(x, labels, forward="bf16"):
+    """step(idx): `lab.run_group(workers=2)` for one seed: the seven runs dealt into two
+    stacks (4 + 3 runs), each stepped on its own thread with one torch thread."""
+    names = list(LOSSES)
+    parts = [lockstep_step(x, labels, forward, runs=names[w::2])[0] for w in range(2)]
+    pool = ThreadPoolExecutor(2)
+
+    def step(idx):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            list(pool.map(lambda f: f(idx), parts))
+        finally:
+            torch.set_num_threads(threads)
+
+    return step, len(names)
 
 
 def breakdown(step, batches, runs: int) -> dict:
@@ -261,15 +256,15 @@ def main(argv=None) -> dict:
     ways = {
         "one at a time": one_at_a_time(x, labels),
         "lockstep, autograd": lockstep_step(x, labels, "autograd"),
-        "lockstep (the lab)": lockstep_step(x, labels),
+        "lockstep, fp32": lockstep_step(x, labels),
+        "lockstep, bf16 (the lab)": lockstep_step(x, labels, "bf16"),
+        "2 stacks side by side, bf16": two_stacks(x, labels),
     }
-    if "bfloat16" in peak:
-        ways["lockstep, bf16 GEMMs"] = lockstep_step(x, labels, "bf16")
     compile_s = None
     if a.compile:
         t = time.perf_counter()
-        ways["lockstep, compiled losses"] = step = lockstep_step(
-            x, labels, compile_losses=True
+        ways["lockstep, bf16, compiled"] = step = lockstep_step(
+            x, labels, "bf16", compile_losses=True
         )
         step[0](batches[0])
         compile_s = time.perf_counter() - t
@@ -299,17 +294,17 @@ def main(argv=None) -> dict:
     for name, s in best.items():
         extra = f", compiled in {compile_s:.0f} s" if "compiled" in name else ""
         print(
-            f"  {name:<26} {1e3 * s:6.2f} ms per head step  {flop / s / 1e9:6.1f} "
+            f"  {name:<27} {1e3 * s:6.2f} ms per head step  {flop / s / 1e9:6.1f} "
             f"GFLOP/s  {100 * flop / s / 1e9 / fp32:5.1f}% of fp32 peak  "
             f"x{base / s:.2f}{extra}"
         )
     parts = {}
-    for name in ("one at a time", "lockstep (the lab)"):
+    for name in ("one at a time", "lockstep, fp32", "lockstep, bf16 (the lab)"):
         parts[name] = breakdown(ways[name][0], batches[:4], ways[name][1])
     print("breakdown, ms per head step (torch.profiler; it adds its own overhead):")
-    print(f"  {'':<18}" + "".join(f"{n:>22}" for n in parts))
+    print(f"  {'':<18}" + "".join(f"{n:>26}" for n in parts))
     for k in parts["one at a time"]:
-        print(f"  {k:<18}" + "".join(f"{v[k]:>22.2f}" for v in parts.values()))
+        print(f"  {k:<18}" + "".join(f"{v[k]:>26.2f}" for v in parts.values()))
     return dict(peak=peak, best=best, parts=parts, compile_s=compile_s)
 
 

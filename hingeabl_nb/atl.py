@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['as_float', 'label_problem', 'check_pairs', 'atl_parts', 'atl_loss', 'logsumexp_ref', 'atl_ref',
+__all__ = ['as_float', 'label_problem', 'values_checked', 'check_pairs', 'atl_parts', 'atl_loss', 'logsumexp_ref', 'atl_ref',
            'threshold_grad_split', 'synthetic_batch']
 
 # %% ../nbs/01_atl.ipynb #1d00faeb
@@ -43,6 +45,21 @@ def label_problem(
         return f"row {i} is marked NA (column 0) and related (columns {cols.tolist()})"
     return f"row {i} is neither NA (column 0) nor related (no relation column is 1)"
 
+# %% ../nbs/01_atl.ipynb #311ef5e7
+_CHECKED = threading.local()  # per thread: are the values of this batch checked?
+
+
+@contextmanager
+def values_checked():
+    """Inside it, on this thread, `check_pairs` checks types and shapes only:
+    for a caller that checked the batch's values once (the lab's stacks, 10b)."""
+    before = getattr(_CHECKED, "values", False)
+    _CHECKED.values = True
+    try:
+        yield
+    finally:
+        _CHECKED.values = before
+
 # %% ../nbs/01_atl.ipynb #1e503f6b
 def check_pairs(
     logits: Tensor,  # should be (n_pairs, 1+n_rel) float
@@ -52,7 +69,7 @@ def check_pairs(
 ) -> None:
     """Raise an error naming `where` unless logits/labels are matching
     (n_pairs, 1+n_rel) tensors, logits float and finite, labels valid
-    (`label_problem`)."""
+    (`label_problem`; values skipped inside `values_checked`)."""
     for name, t in (("logits", logits), ("labels", labels)):
         if not isinstance(t, Tensor):
             raise TypeError(
@@ -73,6 +90,8 @@ def check_pairs(
         raise ValueError(
             f"{where}: logits must be a float tensor, got dtype {logits.dtype}"
         )
+    if getattr(_CHECKED, "values", False):  # the caller checked them (`values_checked`)
+        return
     bad = ~torch.isfinite(logits).all(1)
     if bool(bad.any()):
         raise ValueError(

@@ -71,6 +71,7 @@ class LabConfig:
     seed: int = 0  # seed of the head: initial weights, order of the pairs
     progress: bool = True  # show tqdm progress bars
     num_threads: int = 0  # CPU threads for PyTorch (0 = every core it may use)
+    matmul: str = "bfloat16"  # the head's matrix products: "bfloat16" or "float32"
 
 # %% ../nbs/10_lab.ipynb #f19baddc
 def check_lab_config(
@@ -94,6 +95,10 @@ def check_lab_config(
         raise TrainSetupError(
             f"emb_size={config.emb_size} is not a multiple of "
             f"block_size={config.block_size}"
+        )
+    if config.matmul not in lockstep.MATMUL:
+        raise TrainSetupError(
+            f"matmul={config.matmul!r}; allowed: {', '.join(lockstep.MATMUL)}"
         )
     check_ranges(config)  # seed, learning rate and the other rates
     return config
@@ -122,15 +127,22 @@ def head_logits(
     head,  # a trained `ATLOPHead`
     ps: dict,  # a pair set
     batch_pairs: int = 8192,  # pairs per forward pass
+    matmul: str = "float32",  # the products' dtype (`LabConfig.matmul`)
 ) -> Tensor:  # (N, n_classes) float32
     "Scores of every pair of a pair set."
     head.eval()
     f = lambda k, i: ps[k][i : i + batch_pairs].float()
-    out = [
-        head(f("hs", i), f("rs", i), f("ts", i))
-        for i in range(0, ps["hs"].shape[0], batch_pairs)
-    ]
+    with _products(matmul):
+        out = [
+            head(f("hs", i), f("rs", i), f("ts", i)).float()
+            for i in range(0, ps["hs"].shape[0], batch_pairs)
+        ]
     return torch.cat(out) if out else torch.zeros(0, ps["labels"].shape[1])
+
+
+def _products(matmul: str):
+    "A context in which an `ATLOPHead` multiplies in `matmul` (bfloat16: autocast)."
+    return torch.autocast("cpu", torch.bfloat16, enabled=matmul == "bfloat16")
 
 # %% ../nbs/10_lab.ipynb #3e5ba4d1
 def dev_f1(
@@ -200,11 +212,17 @@ def train_head(
     head, n = _fresh_head(tr, config), tr["hs"].shape[0]
     opt, sched = _optimiser(head.parameters(), n, config)
     x = {k: tr[k].float() for k in ("hs", "rs", "ts")}  # float32 once, not per step
+
+    def products(*inputs):  # the head's products in config.matmul, logits float32
+        with _products(config.matmul):
+            return head(*inputs).float()
+
     rule, best, history = LOSSES[config.loss].threshold, {}, []
 
     def end(epoch, loss, steps, seconds):
         t = time.time()
-        f1 = dev_f1(head_logits(head, dev), dev["labels"], rule, config.top_k)
+        logits = head_logits(head, dev, matmul=config.matmul)
+        f1 = dev_f1(logits, dev["labels"], rule, config.top_k)
         state = lambda: {k: v.clone() for k, v in head.state_dict().items()}
         dev_s = time.time() - t
         _log_epoch(
@@ -224,7 +242,7 @@ def train_head(
         sched,
         config,
         _pair_order(n, config),
-        lambda i: (head(x["hs"][i], x["rs"][i], x["ts"][i]), tr["labels"][i]),
+        lambda i: (products(x["hs"][i], x["rs"][i], x["ts"][i]), tr["labels"][i]),
         end,
     )
     head.load_state_dict(best["state"])
@@ -261,12 +279,13 @@ def train_heads(
     with _SEEDING:  # the global RNG draws the weights: one stack at a time
         stack = lockstep.HeadStack([_fresh_head(tr, k) for k in configs])
     opt, sched = _optimiser(stack.parameters(), n, c)
-    x = tr.get("rows", None)  # (N, 3H) float32 (`stack_features`), built once
-    x = lockstep.stack_features(tr) if x is None else x
+    dt = lockstep.MATMUL[c.matmul]  # rows in the products' dtype
+    x = tr.get("rows", None)  # (N, 3H) (`stack_features`), built once
+    x = lockstep.stack_features(tr, dtype=dt) if x is None or x.dtype != dt else x
     best, history = [{} for _ in configs], [[] for _ in configs]
 
     def end(epoch, losses, steps, seconds):
-        t, logits = time.time(), lockstep.stack_logits(stack, dev)
+        t, logits = time.time(), lockstep.stack_logits(stack, dev, dtype=dt)
         rules = [(LOSSES[k.loss].threshold, k.top_k) for k in configs]
         f1 = [dev_f1(s, dev["labels"], *rule) for s, rule in zip(logits, rules)]
         dev_s = (time.time() - t) / R  # the group's seconds, shared by its runs
@@ -323,28 +342,36 @@ def lab_scorers(
 def _train_and_score(pairs: dict, scorers: dict, configs: list) -> list:
     "`run_group`'s work for one stack of runs: train, score dev and test, summarise."
     stack, histories = train_heads(pairs["train"], pairs["dev"], configs)
-    logits = {k: lockstep.stack_logits(stack, pairs[k]) for k in ("dev", "test")}
+    dt = lockstep.MATMUL[configs[0].matmul]
+    logits = {
+        k: lockstep.stack_logits(stack, pairs[k], dtype=dt) for k in ("dev", "test")
+    }
     labels = {k: pairs[k]["labels"].float() for k in logits}
-    runs = []
-    for r, (cfg, history) in enumerate(zip(configs, histories)):
+
+    def summary(r: int, cfg: LabConfig, history: list) -> dict:  # run r's record
         rule, s = LOSSES[cfg.loss].threshold, {k: v[r] for k, v in logits.items()}
+        th = metrics.threshold_summary(s["test"], labels["test"], rule)
+        pat = {"dev": None, "test": th["patterns"]}  # test's: counted once
         score = {
-            k: lockstep.bulk_score(scorers[k], s[k], cfg.loss, cfg.top_k) for k in s
+            k: lockstep.bulk_score(scorers[k], s[k], cfg.loss, cfg.top_k, pat[k])
+            for k in s
         }
-        runs.append(
-            dict(
-                loss=cfg.loss,
-                seed=cfg.seed,
-                **score,
-                wall_seconds=None,
-                cpu_seconds=None,
-                best_epoch=max(history, key=lambda x: x["dev_F1"])["epoch"],
-                history=history,
-                thresholds=metrics.threshold_summary(s["test"], labels["test"], rule),
-                dev_offset=offset_scan(s["dev"], labels["dev"], rule),
-            )
+        return dict(
+            loss=cfg.loss,
+            seed=cfg.seed,
+            **score,
+            wall_seconds=None,
+            cpu_seconds=None,
+            best_epoch=max(history, key=lambda x: x["dev_F1"])["epoch"],
+            history=history,
+            thresholds=th,
+            dev_offset=offset_scan(s["dev"], labels["dev"], rule),
         )
-    return runs
+
+    # runs scored side by side, each on one thread of one core: most of it is
+    # sorting, counting and Python, which one torch thread per run keeps busy
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
+        return list(pool.map(summary, range(len(configs)), configs, histories))
 
 
 def _shared(run: dict, share: float) -> dict:
@@ -359,23 +386,27 @@ def _shared(run: dict, share: float) -> dict:
 def run_group(
     lab: dict,  # from `labcache.load_lab_data`
     configs: list,  # settings of runs that may train in lockstep (one seed)
-    workers: int | None = None,  # stacks trained side by side (None: torch's threads)
+    workers: int = 1,  # stacks side by side, one thread each (1: all of torch's)
 ) -> list:  # per run, its record: loss, seed, dev, test, seconds, history, thresholds..
-    """Train the runs in lockstep, split into `workers` stacks that train side by side,
-    each on one thread; score each run on dev and test, summarise its test threshold
-    (Figure 1) and where the F1-best threshold would be on dev."""
+    """Train the runs in lockstep: one stack on all of torch's threads, or `workers`
+    stacks side by side, each on one thread; score each run on dev and test, summarise
+    its test threshold (Figure 1) and where the F1-best threshold would be on dev."""
     t0, c0, R, threads = time.time(), time.process_time(), len(configs), None
-    W = max(1, min(workers or torch.get_num_threads(), R))
+    W = max(1, min(workers, R))
     parts = [configs[w::W] for w in range(W)]  # the losses dealt out in turn
     tr = lab["pairs"]["train"]
-    pairs = dict(lab["pairs"], train=dict(tr, rows=lockstep.stack_features(tr)))
+    rows = lockstep.stack_features(tr, dtype=lockstep.MATMUL[configs[0].matmul])
+    pairs = dict(lab["pairs"], train=dict(tr, rows=rows))
     work = partial(_train_and_score, pairs, lab_scorers(lab))
     if W > 1:  # one torch thread per stack: its small operations run side by side
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(W) as pool:
-            done = list(pool.map(work, parts))
+        if W == 1:  # on this thread: a pool's thread would run torch on one core
+            done = [work(parts[0])]
+        else:
+            with ThreadPoolExecutor(W) as pool:
+                done = list(pool.map(work, parts))
     finally:
         if threads:
             torch.set_num_threads(threads)

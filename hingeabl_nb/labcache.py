@@ -5,6 +5,8 @@
 # %% ../nbs/10a_lab_cache.ipynb #62e5378b
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import os
 import platform
@@ -397,6 +399,15 @@ def _load_pairs(
     return sets, hits, docs, enc_fp
 
 # %% ../nbs/10a_lab_cache.ipynb #db7b0c47
+def _release_memory() -> None:
+    "Collect garbage and hand the freed heap back to the OS (glibc's malloc_trim)."
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def load_lab_data(
     model: str | Path,  # encoder folder
     data_dir: str | Path,  # data folder (see `lab_files`)
@@ -412,9 +423,14 @@ def load_lab_data(
     """Pair sets and documents of train/dev/test, encoded at most once per data file
     (cached)."""
     t0, c0, files = time.time(), time.process_time(), lab_files(data_dir)
-    sets, hits, docs, enc_fp = _load_pairs(
+    load = lambda: _load_pairs(
         model, files, cache_dir, max_len, encode_batch, progress, encoder_layers
     )
+    sets, hits, docs, enc_fp = load()
+    if not all(hits.values()):  # just encoded: train on the features read back
+        sets = docs = None
+        _release_memory()
+        sets, _, docs, enc_fp = load()
     if files["train"] is None:
         tr, ho = _split_positions(docs["dev"], n_holdout)
         sets["train"], sets["dev"] = (

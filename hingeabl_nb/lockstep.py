@@ -13,18 +13,23 @@ from torch import Tensor
 
 from . import metrics, scoring
 from . import model as atlop_model
+from .atl import check_pairs, values_checked
 from .losses import LOSSES
 
 # %% auto #0
-__all__ = ['stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'split_scorer', 'bulk_score']
+__all__ = ['MATMUL', 'stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'split_scorer', 'bulk_score']
 
 # %% ../nbs/10b_lab_lockstep.ipynb #a94e2d2a
+MATMUL = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the products' dtypes
+
+
 def stack_features(
     ps: dict,  # a pair set: hs, rs, ts of shape (N, H)
     rows=slice(None),  # which pairs (an index tensor or a slice)
-) -> Tensor:  # (n, 3H) float32: [hs | rs | ts], one row per pair
-    "Features of some pairs as one float32 matrix: head, context, tail side by side."
-    return torch.cat([ps[k][rows] for k in ("hs", "rs", "ts")], 1).float()
+    dtype: torch.dtype = torch.float32,  # the rows' dtype: a `HeadStack`'s products'
+) -> Tensor:  # (n, 3H): [hs | rs | ts], one row per pair
+    "Features of some pairs as one matrix: head, context, tail side by side."
+    return torch.cat([ps[k][rows] for k in ("hs", "rs", "ts")], 1).to(dtype)
 
 # %% ../nbs/10b_lab_lockstep.ipynb #83921801
 def _buffer(work: dict, name: str, like: Tensor, shape: tuple) -> Tensor:
@@ -36,15 +41,19 @@ def _buffer(work: dict, name: str, like: Tensor, shape: tuple) -> Tensor:
 
 
 class _Heads(torch.autograd.Function):
-    "R ATLOP heads on one batch of pair rows: logits (R, P, C) and their gradients."
+    """R ATLOP heads on one batch of pair rows: logits (R, P, C) and their gradients.
+    The extractors' products (forward and weight gradients) multiply in the rows'
+    dtype; everything else, the logits included, in the weights' dtype."""
 
     @staticmethod
     def forward(ctx, x, w_s, b_s, w_o, b_o, w_b, b_b, block, work):
         (R, E, H2), P, C = w_s.shape, x.shape[0], w_b.shape[1]
-        k, H = E // block, H2 // 2
-        z_s = torch.addmm(b_s.view(-1, 1), w_s.view(R * E, H2), x[:, :H2].t()).tanh_()
-        z_o = torch.addmm(b_o.view(-1, 1), w_o.view(R * E, H2), x[:, H:].t()).tanh_()
-        outer = _buffer(work, "outer", z_s, (R, E * block, P))  # pairs innermost
+        k, H, mm = E // block, H2 // 2, x.dtype  # mm: the products' dtype
+        w_s, w_o = w_s.to(mm), w_o.to(mm)  # no copy when the dtypes are equal
+        side = lambda w, b, rows: torch.addmm(b.view(-1, 1).to(mm), w, rows.t())
+        z_s = side(w_s.view(R * E, H2), b_s, x[:, :H2]).to(w_b.dtype).tanh_()
+        z_o = side(w_o.view(R * E, H2), b_o, x[:, H:]).to(w_b.dtype).tanh_()
+        outer = _buffer(work, "outer", w_b, (R, E * block, P))  # pairs innermost
         z_s5, z_o5 = z_s.view(R, k, block, 1, P), z_o.view(R, k, 1, block, P)
         torch.mul(z_s5, z_o5, out=outer.view(R, k, block, block, P))
         ctx.save_for_backward(x, w_s, w_o, w_b, z_s, z_o, outer)
@@ -55,10 +64,10 @@ class _Heads(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_logits):  # (R, P, C)
         x, w_s, w_o, w_b, z_s, z_o, outer = ctx.saved_tensors
-        (R, E, H2), P, b = w_s.shape, x.shape[0], ctx.block
+        (R, E, H2), P, b, mm = w_s.shape, x.shape[0], ctx.block, x.dtype
         d_t = d_logits.transpose(1, 2)  # (R, C, P)
         d_wb = torch.bmm(d_t, outer.transpose(1, 2))
-        d_outer = _buffer(ctx.work, "d_outer", z_s, (R, E * b, P))
+        d_outer = _buffer(ctx.work, "d_outer", outer, (R, E * b, P))
         torch.bmm(w_b.transpose(1, 2), d_t, out=d_outer)
         d_outer = d_outer.view(R, E // b, b, b, P)
         prod = _buffer(
@@ -68,8 +77,9 @@ class _Heads(torch.autograd.Function):
         d_zo = torch.mul(d_outer, z_s.view(R, E // b, b, 1, P), out=prod).sum(2)
         d_zs = torch.ops.aten.tanh_backward(d_zs.view(R * E, P), z_s)  # (1 - z^2)
         d_zo = torch.ops.aten.tanh_backward(d_zo.view(R * E, P), z_o)
-        d_ws = (d_zs @ x[:, :H2]).view(R, E, H2)
-        d_wo = (d_zo @ x[:, H2 // 2 :]).view(R, E, H2)
+        up = lambda t: t.to(z_s.dtype)
+        d_ws = up(d_zs.to(mm) @ x[:, :H2]).view(R, E, H2)
+        d_wo = up(d_zo.to(mm) @ x[:, H2 // 2 :]).view(R, E, H2)
         bias = lambda d: d.sum(-1).view(R, E)
         d_bb = d_logits.sum(1)
         return None, d_ws, bias(d_zs), d_wo, bias(d_zo), d_wb, d_bb, None, None
@@ -130,15 +140,41 @@ class RunLosses:
         self.losses = [(LOSSES[name], dict(options)) for name, options in losses]
         self.__name__ = "+".join(name for name, _ in losses)  # fit's progress bar
 
+    def check(
+        self,
+        logits: Tensor,  # (R, P, C) every run's logits of one batch
+        labels: Tensor,  # (P, C) the batch's labels
+    ) -> None:
+        "`check_pairs` of a batch once for all runs: the labels, each run's logits."
+        where = f"RunLosses({self.__name__})"
+        if not isinstance(logits, Tensor) or logits.ndim != 3:
+            raise ValueError(f"{where}: logits must be (runs, n_pairs, 1+n_rel)")
+        if len(logits) != len(self.losses):
+            raise ValueError(
+                f"{where}: {len(logits)} runs of logits, {len(self)} losses"
+            )
+        check_pairs(logits[0], labels, where)  # shapes, labels, run 0's logits
+        bad = ~torch.isfinite(logits).flatten(1).all(1)
+        if bool(bad.any()):
+            r = int(bad.nonzero()[0, 0])
+            check_pairs(
+                logits[r], labels, f"{where}, run {r} ({self.losses[r][0].name})"
+            )
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
     def __call__(
         self,
         logits: Tensor,  # (R, P, C) every run's logits of one batch
         labels: Tensor,  # (P, C) the batch's labels
     ) -> Tensor:  # (R,) float32: each run's loss
         y = labels.float()
-        return torch.stack(
-            [f(s.float(), y, **o) for s, (f, o) in zip(logits, self.losses)]
-        )
+        self.check(logits, y)
+        with values_checked():  # checked once above, not again inside each loss
+            return torch.stack(
+                [f(s.float(), y, **o) for s, (f, o) in zip(logits, self.losses)]
+            )
 
 # %% ../nbs/10b_lab_lockstep.ipynb #e62dd31d
 def clip_runs_(
@@ -147,7 +183,8 @@ def clip_runs_(
 ) -> Tensor:  # (R,) each run's gradient norm before clipping
     "Clip each run's gradient in place by its own norm (`clip_grad_norm_`'s rule)."
     grads = [p.grad for p in parameters if p.grad is not None]
-    norm = sum(g.flatten(1).pow(2).sum(1) for g in grads).sqrt()
+    per = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]  # (R,) each
+    norm = torch.linalg.vector_norm(torch.stack(per, 1), dim=1)
     coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(coef.view(-1, *[1] * (g.ndim - 1)))
@@ -158,12 +195,13 @@ def clip_runs_(
 def stack_logits(
     stack: HeadStack,
     ps: dict,  # a pair set
-    batch_pairs: int = 8192,  # pairs per forward pass
+    batch_pairs: int = 2048,  # pairs per forward pass (its buffers stay in cache)
+    dtype: torch.dtype = torch.float32,  # the products' dtype (`stack_features`)
 ) -> Tensor:  # (R, N, n_classes) float32: every run's scores of every pair
     "Scores of every pair of a pair set under every run of a stack."
     n, R, C = ps["hs"].shape[0], stack.w_b.shape[0], stack.w_b.shape[1]
     out = [
-        stack(stack_features(ps, slice(i, i + batch_pairs)))
+        stack(stack_features(ps, slice(i, i + batch_pairs), dtype))
         for i in range(0, n, batch_pairs)
     ]
     return torch.cat(out, 1) if out else torch.zeros(R, 0, C)
@@ -210,6 +248,7 @@ def bulk_score(
     logits: Tensor,  # (N, 1+n_rel) one run's scores of the split's pairs
     loss: str,  # the run's loss: its threshold rule predicts
     top_k: int = 4,  # as `predict`
+    patterns: dict | None = None,  # its `metrics.pattern_stats` if already counted
 ) -> dict:  # as `train.score`: F1, Ign_F1, P, R, macro_F1, macro_Ign_F1, patterns
     "`train.score` of one run, counted on the split's gold and seen-in-train cells."
     pred = LOSSES[loss].predict(logits, top_k=top_k)[:, 1:] > 0.5
@@ -223,7 +262,7 @@ def bulk_score(
     total = [sum(x) for x in n]
     off = metrics.prf_from_counts(total[0], sum(scorer["n_gold"].values()), *total[1:])
     avg = lambda k: sum(v[k] for v in per) / len(per) if total[0] else 0.0
-    pat = metrics.pattern_stats(logits, scorer["labels"], rule="official")
+    pat = patterns or metrics.pattern_stats(logits, scorer["labels"], rule="official")
     finite = lambda v: None if isinstance(v, float) and math.isnan(v) else v
     return {
         **{k: 100.0 * float(off[k]) for k in ("F1", "Ign_F1", "P", "R")},

@@ -89,9 +89,13 @@ def test_bench_lab_head_rows_and_breakdown(capsys):
     assert "GEMM peak float32" in out and out.count("% of fp32 peak") == len(
         res["best"]
     )
-    assert {"one at a time", "lockstep, autograd", "lockstep (the lab)"} <= set(
-        res["best"]
-    )
+    assert {
+        "one at a time",
+        "lockstep, autograd",
+        "lockstep, fp32",
+        "lockstep, bf16 (the lab)",
+        "2 stacks side by side, bf16",
+    } <= set(res["best"])
     for parts in res["parts"].values():
         assert parts["GEMMs"] > 0 and parts["loss (fwd + bwd)"] > 0
 
