@@ -408,7 +408,20 @@ def run_submission(
     budget: float = 1200,  # seconds for the whole notebook, kernel start included
     skip: bool = True,  # leave out the cells tagged SKIP_TAG
 ) -> dict:  # records, crashes, timeouts, unfinished, stopped, times
-    "Run a submission in its own sandboxed kernel; collect what its checks handed out."
+    """Run a submission in its own sandboxed kernel; collect what its checks handed out.
+    A kernel that dies before running any cell is started once more (nothing of the
+    student's ran: a start that failed, such as two kernels racing for a port)."""
+    t0 = time.monotonic()
+    for attempt in (1, 2):
+        out = _run_once(sub, key, box, timeout, budget, skip)
+        if not (out.pop("never_started") and attempt == 1):
+            break
+    out["times"]["total"] = time.monotonic() - t0
+    return out
+
+
+def _run_once(sub, key, box, timeout, budget, skip) -> dict:
+    "One run of `run_submission` in a fresh run folder; never_started: no cell began."
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -448,7 +461,8 @@ def run_submission(
             box.remove_run(run)
     kernel = min(marks.values(), default=time.monotonic()) - t0
     return _collect(nb, role, stopped) | dict(
-        times=dict(total=time.monotonic() - t0, kernel=kernel, **spent)
+        times=dict(total=time.monotonic() - t0, kernel=kernel, **spent),
+        never_started=bool(stopped) and not marks and not killed.is_set(),
     )
 
 

@@ -329,3 +329,32 @@ def test_the_edition_holds_no_solution(course):
         for c in nbformat.read(p, as_version=4).cells:
             if student.is_solution(c) and len(c.source.strip()) > 20:
                 assert c.source.strip() not in cells, p.name
+
+
+def test_a_kernel_that_never_started_is_started_once_more(monkeypatch):
+    """A kernel that dies before any cell ran (a failed start: no student code ran) is
+    started once more; a second failure is reported as it is, never a third start."""
+    from hingeabl_nb import grade as G
+
+    calls = []
+
+    def fake(*args, fails=2):
+        calls.append(args)
+        bad = len(calls) <= fails
+        return {
+            "stopped": "the kernel did not run: RuntimeError: died" if bad else "",
+            "times": {"total": 0.0},
+            "never_started": bad,
+        }
+
+    monkeypatch.setattr(G, "_run_once", lambda *a: fake(*a, fails=1))
+    out = G.run_submission(None, None, None)
+    assert len(calls) == 2 and out["stopped"] == "" and "never_started" not in out
+    calls.clear()
+    monkeypatch.setattr(G, "_run_once", lambda *a: fake(*a, fails=5))
+    out = G.run_submission(None, None, None)
+    assert len(calls) == 2 and out["stopped"].startswith("the kernel did not run")
+    calls.clear()
+    monkeypatch.setattr(G, "_run_once", lambda *a: dict(fake(*a, fails=0)))
+    G.run_submission(None, None, None)
+    assert len(calls) == 1  # a kernel that ran is never run twice
