@@ -132,17 +132,22 @@ def head_logits(
     "Scores of every pair of a pair set."
     head.eval()
     f = lambda k, i: ps[k][i : i + batch_pairs].float()
-    with _products(matmul):
-        out = [
-            head(f("hs", i), f("rs", i), f("ts", i)).float()
-            for i in range(0, ps["hs"].shape[0], batch_pairs)
-        ]
+    run = _in_products(head, matmul)
+    out = [
+        run(f("hs", i), f("rs", i), f("ts", i))
+        for i in range(0, ps["hs"].shape[0], batch_pairs)
+    ]
     return torch.cat(out) if out else torch.zeros(0, ps["labels"].shape[1])
 
 
-def _products(matmul: str):
-    "A context in which an `ATLOPHead` multiplies in `matmul` (bfloat16: autocast)."
-    return torch.autocast("cpu", torch.bfloat16, enabled=matmul == "bfloat16")
+def _in_products(head, matmul: str):
+    "`head` as a function: products in `matmul` (bfloat16: autocast), logits float32."
+
+    def run(*inputs):
+        with torch.autocast("cpu", torch.bfloat16, enabled=matmul == "bfloat16"):
+            return head(*inputs).float()
+
+    return run
 
 # %% ../nbs/10_lab.ipynb #3e5ba4d1
 def dev_f1(
@@ -212,11 +217,7 @@ def train_head(
     head, n = _fresh_head(tr, config), tr["hs"].shape[0]
     opt, sched = _optimiser(head.parameters(), n, config)
     x = {k: tr[k].float() for k in ("hs", "rs", "ts")}  # float32 once, not per step
-
-    def products(*inputs):  # the head's products in config.matmul, logits float32
-        with _products(config.matmul):
-            return head(*inputs).float()
-
+    products = _in_products(head, config.matmul)
     rule, best, history = LOSSES[config.loss].threshold, {}, []
 
     def end(epoch, loss, steps, seconds):

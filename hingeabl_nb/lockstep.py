@@ -151,7 +151,7 @@ class RunLosses:
             raise ValueError(f"{where}: logits must be (runs, n_pairs, 1+n_rel)")
         if len(logits) != len(self.losses):
             raise ValueError(
-                f"{where}: {len(logits)} runs of logits, {len(self)} losses"
+                f"{where}: {len(logits)} runs of logits, {len(self.losses)} losses"
             )
         check_pairs(logits[0], labels, where)  # shapes, labels, run 0's logits
         bad = ~torch.isfinite(logits).flatten(1).all(1)
@@ -160,9 +160,6 @@ class RunLosses:
             check_pairs(
                 logits[r], labels, f"{where}, run {r} ({self.losses[r][0].name})"
             )
-
-    def __len__(self) -> int:
-        return len(self.losses)
 
     def __call__(
         self,
