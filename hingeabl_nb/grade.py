@@ -408,20 +408,7 @@ def run_submission(
     budget: float = 1200,  # seconds for the whole notebook, kernel start included
     skip: bool = True,  # leave out the cells tagged SKIP_TAG
 ) -> dict:  # records, crashes, timeouts, unfinished, stopped, times
-    """Run a submission in its own sandboxed kernel; collect what its checks handed out.
-    A kernel that dies before running any cell is started once more (nothing of the
-    student's ran: a start that failed, such as two kernels racing for a port)."""
-    t0 = time.monotonic()
-    for attempt in (1, 2):
-        out = _run_once(sub, key, box, timeout, budget, skip)
-        if not (out.pop("never_started") and attempt == 1):
-            break
-    out["times"]["total"] = time.monotonic() - t0
-    return out
-
-
-def _run_once(sub, key, box, timeout, budget, skip) -> dict:
-    "One run of `run_submission` in a fresh run folder; never_started: no cell began."
+    "Run a submission in its own sandboxed kernel; collect what its checks handed out."
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -461,8 +448,7 @@ def _run_once(sub, key, box, timeout, budget, skip) -> dict:
             box.remove_run(run)
     kernel = min(marks.values(), default=time.monotonic()) - t0
     return _collect(nb, role, stopped) | dict(
-        times=dict(total=time.monotonic() - t0, kernel=kernel, **spent),
-        never_started=bool(stopped) and not marks and not killed.is_set(),
+        times=dict(total=time.monotonic() - t0, kernel=kernel, **spent)
     )
 
 
@@ -759,7 +745,8 @@ def _sid(sub: Submission) -> str:
 
 
 def _run_all(todo: list, keys: dict, box, watch: _Watch, jobs: int, bar, **kw) -> dict:
-    "Every submission's run: `jobs` at a time, then suspects and killed kernels alone."
+    """Every submission's run: `jobs` at a time, then suspects, killed kernels and
+    kernels that never started alone, once more."""
     runs = {}
 
     def one(sub):
@@ -772,11 +759,12 @@ def _run_all(todo: list, keys: dict, box, watch: _Watch, jobs: int, bar, **kw) -
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         list(pool.map(one, todo))
+    died = ("the kernel died", "the kernel did not run")  # killed, or a failed start
     again = [
         s
         for s in todo
         if watch.tampered.get(_sid(s), "") is None
-        or runs[_sid(s)]["stopped"] == "the kernel died"
+        or runs[_sid(s)]["stopped"].startswith(died)
         and _sid(s) not in watch.tampered
     ]
     for sub in again:

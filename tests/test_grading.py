@@ -333,28 +333,24 @@ def test_the_edition_holds_no_solution(course):
 
 def test_a_kernel_that_never_started_is_started_once_more(monkeypatch):
     """A kernel that dies before any cell ran (a failed start: no student code ran) is
-    started once more; a second failure is reported as it is, never a third start."""
+    started once more, alone; a second failure is reported, never a third start."""
+    from types import SimpleNamespace
+
     from hingeabl_nb import grade as G
 
     calls = []
+    fails = {"once": 1, "always": 5, "fine": 0}
 
-    def fake(*args, fails=2):
-        calls.append(args)
-        bad = len(calls) <= fails
-        return {
-            "stopped": "the kernel did not run: RuntimeError: died" if bad else "",
-            "times": {"total": 0.0},
-            "never_started": bad,
-        }
+    def fake(sub, key, box, **kw):
+        calls.append(sub.student)
+        bad = calls.count(sub.student) <= fails[sub.student]
+        return {"stopped": "the kernel did not run: RuntimeError: died" if bad else ""}
 
-    monkeypatch.setattr(G, "_run_once", lambda *a: fake(*a, fails=1))
-    out = G.run_submission(None, None, None)
-    assert len(calls) == 2 and out["stopped"] == "" and "never_started" not in out
-    calls.clear()
-    monkeypatch.setattr(G, "_run_once", lambda *a: fake(*a, fails=5))
-    out = G.run_submission(None, None, None)
-    assert len(calls) == 2 and out["stopped"].startswith("the kernel did not run")
-    calls.clear()
-    monkeypatch.setattr(G, "_run_once", lambda *a: dict(fake(*a, fails=0)))
-    G.run_submission(None, None, None)
-    assert len(calls) == 1  # a kernel that ran is never run twice
+    monkeypatch.setattr(G, "run_submission", fake)
+    watch = SimpleNamespace(tampered={}, start=lambda s: None, look=lambda s: None)
+    subs = [SimpleNamespace(student=w, name="00_core") for w in fails]
+    bar = SimpleNamespace(update=lambda n: None)
+    runs = G._run_all(subs, {"00_core": None}, None, watch, 2, bar)
+    assert sorted(calls) == ["always", "always", "fine", "once", "once"]
+    assert runs["once/00_core"]["stopped"] == ""  # a kernel that ran is never run twice
+    assert runs["always/00_core"]["stopped"].startswith("the kernel did not run")
