@@ -165,7 +165,7 @@ def lockstep_step(x, labels, forward="lockstep", compile_losses=False, runs=None
 
     def step(idx):
         with record_function("gather"):
-            xb, y = rows[idx], labels[idx]
+            xb, y = rows.index_select(0, idx), labels.index_select(0, idx)
         with record_function("head forward"):
             logits = run(xb)
         with record_function("loss"):
@@ -243,7 +243,12 @@ def main(argv=None) -> dict:
         "--peak-sizes", type=int, nargs="+", default=[512, 1024, 2048], metavar="N"
     )
     a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
+    with lockstep.cpu_settings(a.threads):  # the lab's: its threads, denormals flushed
+        return measure(a)
+
+
+def measure(a) -> dict:
+    "Peaks, head steps and breakdowns, with the arguments of `main`."
     x, labels = pairs(a.pairs)
     g = torch.Generator().manual_seed(1)
     batches = [torch.randperm(a.pairs, generator=g)[:P] for _ in range(8)]

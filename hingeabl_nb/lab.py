@@ -297,7 +297,8 @@ def train_heads(
                 history[r], best[r], state, epoch=epoch + 1, **entry, dev_seconds=dev_s
             )
 
-    forward = lambda i: (stack(x[i]), tr["labels"][i])
+    rows = lambda t, i: t.index_select(0, i)  # on CPU a faster gather than t[i]
+    forward = lambda i: (stack(rows(x, i)), rows(tr["labels"], i))
     losses = lockstep.RunLosses([(k.loss, k.loss_options) for k in configs])
     train.fit(
         stack,
@@ -494,9 +495,7 @@ def run_lab(
             print(f"{out} already holds this grid's result; nothing trained")
             return kept
         threads = cfg.num_threads or len(os.sched_getaffinity(0))
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with lockstep.cpu_settings(threads):  # and denormals flushed to zero
             lab = load_lab_data(
                 cfg.encoder,
                 cfg.data_dir,
@@ -522,8 +521,6 @@ def run_lab(
                 processes=False,
                 done=done,
             )
-        finally:
-            torch.set_num_threads(old)
         finished = [c for c in cells if _finished(out, c)]
         runs = [records.cell_result(records.cell_dir(out, *c)) for c in finished]
         runs = [{k: v for k, v in r.items() if k != "inputs"} for r in runs]
