@@ -42,37 +42,10 @@ def _buffer(work: dict, name: str, like: Tensor, shape: tuple) -> Tensor:
     return t
 
 
-def _in_dtype(t: Tensor, dtype: torch.dtype, work: dict, name: str) -> Tensor:
-    "`t` itself if it has `dtype`, else a copy in `dtype` kept in `work` under `name`."
-    if t.dtype == dtype:
-        return t
-    return _buffer(work, name, torch.empty(0, dtype=dtype), t.shape).copy_(t)
-
-
-def _bmm_into(out: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    "a @ b (batched) multiplied in a's dtype, written into `out` (widened if needed)."
-    if a.dtype == out.dtype:
-        return torch.bmm(a, b, out=out)
-    return out.copy_(torch.bmm(a, b))
-
-
-def _contract(
-    d: Tensor,  # (R, k, b, b, P): the gradient of each outer product z_s,i * z_o,j
-    z: Tensor,  # (R, k, b, P): the other factor
-    dim: int,  # the dimension of d that z's index runs along (3: j, 2: i)
-) -> Tensor:  # (R, k, b, P): the sum over that index of d times z
-    "The gradient into one factor of the outer products, one term at a time."
-    term = lambda j: (d.select(dim, j), z[:, :, j : j + 1])
-    out = torch.mul(*term(0))
-    for j in range(1, z.shape[2]):
-        out.addcmul_(*term(j))
-    return out
-
-
 class _Heads(torch.autograd.Function):
     """R ATLOP heads on one batch of pair rows: logits (R, P, C) and their gradients.
-    Every product but the bilinear's forward multiplies in the rows' dtype; the
-    logits, tanh and every gradient handed back are in the weights' dtype."""
+    The extractors' products (forward and weight gradients) multiply in the rows'
+    dtype; everything else, the logits included, in the weights' dtype."""
 
     @staticmethod
     def forward(ctx, x, w_s, b_s, w_o, b_o, w_b, b_b, block, work):
@@ -93,14 +66,17 @@ class _Heads(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_logits):  # (R, P, C)
         x, w_s, w_o, w_b, z_s, z_o, outer = ctx.saved_tensors
-        (R, E, H2), P, b, mm, work = w_s.shape, x.shape[0], ctx.block, x.dtype, ctx.work
-        d_t = d_logits.transpose(1, 2).to(mm)  # (R, C, P)
-        low = _in_dtype(outer, mm, work, "outer_mm")
-        d_wb = torch.bmm(d_t, low.transpose(1, 2)).to(w_b.dtype)
-        d_outer = _buffer(work, "d_outer", outer, (R, E // b, b, b, P))
-        _bmm_into(d_outer.view(R, E * b, P), w_b.to(mm).transpose(1, 2), d_t)
-        d_zs = _contract(d_outer, z_o.view(R, E // b, b, P), 3)  # sum over z_o's j
-        d_zo = _contract(d_outer, z_s.view(R, E // b, b, P), 2)  # sum over z_s's i
+        (R, E, H2), P, b, mm = w_s.shape, x.shape[0], ctx.block, x.dtype
+        d_t = d_logits.transpose(1, 2)  # (R, C, P)
+        d_wb = torch.bmm(d_t, outer.transpose(1, 2))
+        d_outer = _buffer(ctx.work, "d_outer", outer, (R, E * b, P))
+        torch.bmm(w_b.transpose(1, 2), d_t, out=d_outer)
+        d_outer = d_outer.view(R, E // b, b, b, P)
+        prod = _buffer(
+            ctx.work, "prod", z_s, d_outer.shape
+        )  # d_outer times z, then a sum
+        d_zs = torch.mul(d_outer, z_o.view(R, E // b, 1, b, P), out=prod).sum(3)
+        d_zo = torch.mul(d_outer, z_s.view(R, E // b, b, 1, P), out=prod).sum(2)
         d_zs = torch.ops.aten.tanh_backward(d_zs.view(R * E, P), z_s)  # (1 - z^2)
         d_zo = torch.ops.aten.tanh_backward(d_zo.view(R * E, P), z_o)
         up = lambda t: t.to(z_s.dtype)

@@ -9,6 +9,8 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,6 +150,7 @@ def test_dev_f1_equals_official_scorer(tiny, tmp_path):
 
 def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
     cache = tmp_path / "cache"
+    threads_before = torch.get_num_threads()
     res = L.run_lab(
         tiny,
         split_dev_dir,
@@ -221,6 +224,24 @@ def test_run_lab_split_dev_record_and_cache(tiny, split_dev_dir, tmp_path):
         "BalancedSoftmax",
         "HingeABL",
     ]  # notebook 11 reads it as is
+    assert torch.get_num_threads() == threads_before  # the lab's settings undone
+    assert (torch.tensor([1e-39]) * 1.0).item() > 0  # denormals kept again
+
+
+def test_cpu_settings_flush_every_thread_of_a_fresh_process():
+    "What `hingeabl-lab` gets: threads started inside the block inherit the flush."
+    code = (
+        "import torch\n"
+        "from hingeabl_nb.lockstep import cpu_settings\n"
+        "with cpu_settings(2):\n"
+        "    x = torch.full((1_000_000,), 1e-39) * 1.0\n"  # split over both threads
+        "print(int((x == 0).sum()), int(x.numel()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    zeros, n = map(int, out.stdout.split())
+    assert zeros == n  # every element, whichever thread computed it
 
 
 def test_encoder_layers_change_the_features_and_are_checked(tiny, tmp_path):
