@@ -207,7 +207,8 @@ def stack_logits(
 def cpu_settings(
     threads: int,  # torch's threads inside the block
 ):
-    "torch on `threads` threads with denormal floats flushed to zero; restored on exit."
+    """torch on `threads` threads, denormal floats flushed to zero; on exit, the old
+    thread count and torch's default (denormals kept)."""
     old = torch.get_num_threads()
     torch.set_flush_denormal(True)
     torch.set_num_threads(threads)
