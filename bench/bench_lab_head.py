@@ -24,8 +24,9 @@ batches:
   (`RunLosses.check`); its compilation time is printed beside it.
 
 Everything runs under the lab's CPU settings (`lockstep.cpu_settings`: its threads,
-denormal floats flushed to zero). Each way is timed in alternating rounds (best kept); a head step is one run's step,
-so the lockstep times are a step of the stack divided by the number of runs. The
+denormal floats flushed to zero). Each way is timed in alternating rounds (best kept);
+a head step is one run's step, so the lockstep times are a step of the stack divided
+by the number of runs. The
 breakdown of one-at-a-time and of the two one-stack lockstep ways comes from
 `torch.profiler`: matrix products, the head's elementwise work, the losses (forward and
 backward), clipping and the optimiser, the gather of the batch.
