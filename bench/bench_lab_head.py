@@ -14,8 +14,8 @@ batches:
 - lockstep, fp32: `lockstep.HeadStack` with its hand-written backward, float32 rows
   (every product in float32: `--matmul float32`);
 - lockstep, bf16 (the lab): the same with bfloat16 rows: the extractors' products and
-  the gradient through the bilinear in bfloat16 (`LabConfig.matmul`'s default); what
-  `hingeabl-lab` runs for a seed, on all of torch's threads;
+  their weight gradients in bfloat16, the bilinear in float32 (`LabConfig.matmul`'s
+  default); what `hingeabl-lab` runs for a seed, on all of torch's threads;
 - 2 stacks side by side, bf16: the seven runs dealt into two stacks (4 + 3), stepped
   side by side on two threads of one torch thread each (`lab.run_group(workers=2)`,
   the lab's layout before it was measured slower than one stack);
@@ -26,10 +26,10 @@ batches:
 Everything runs under the lab's CPU settings (`lockstep.cpu_settings`: its threads,
 denormal floats flushed to zero). Each way is timed in alternating rounds (best kept);
 a head step is one run's step, so the lockstep times are a step of the stack divided
-by the number of runs. The
-breakdown of one-at-a-time and of the two one-stack lockstep ways comes from
-`torch.profiler`: matrix products, the head's elementwise work, the losses (forward and
-backward), clipping and the optimiser, the gather of the batch.
+by the number of runs. The breakdown of one-at-a-time and of the two one-stack
+lockstep ways comes from `torch.profiler`: matrix products, the head's elementwise
+work, the losses (forward and backward), clipping and the optimiser, the gather of
+the batch.
 
 Usage:
     python bench/bench_lab_head.py                  # 2 threads, 20 rounds

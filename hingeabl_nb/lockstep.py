@@ -156,8 +156,8 @@ class RunLosses:
                 f"{where}: {len(logits)} runs of logits, {len(self.losses)} losses"
             )
         check_pairs(logits[0], labels, where)  # shapes, labels, run 0's logits
-        if not bool(torch.isfinite(logits.sum())):  # NaN or inf (or a sum too large)
-            for r, (spec, _) in enumerate(self.losses):  # which run, which row
+        if not bool(torch.isfinite(logits[1:].sum())):  # NaN or inf (or a large sum)
+            for r, (spec, _) in enumerate(self.losses[1:], 1):  # which run, which row
                 check_pairs(logits[r], labels, f"{where}, run {r} ({spec.name})")
 
     def __call__(
