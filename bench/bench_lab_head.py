@@ -13,15 +13,19 @@ batches:
   forward written with plain tensor operations and differentiated by autograd;
 - lockstep, fp32: `lockstep.HeadStack` with its hand-written backward, float32 rows
   (every product in float32: `--matmul float32`);
-- lockstep, bf16 (the lab): the same with bfloat16 rows: the extractors' products and
-  their weight gradients in bfloat16, the bilinear in float32 (`LabConfig.matmul`'s
-  default); what `hingeabl-lab` runs for a seed, on all of torch's threads;
-- 2 stacks side by side, bf16: the seven runs dealt into two stacks (4 + 3), stepped
-  side by side on two threads of one torch thread each (`lab.run_group(workers=2)`,
-  the lab's layout before it was measured slower than one stack);
-- lockstep, bf16, compiled: the seven losses under `torch.compile` (`--compile`), whole
-  (`fullgraph`): the batch's values are checked once outside the graph
-  (`RunLosses.check`); its compilation time is printed beside it.
+- lockstep, bf16: the same with bfloat16 rows: the extractors' products and their
+  weight gradients in bfloat16, the bilinear in float32;
+- 2 stacks side by side: the seven runs dealt into two stacks (4 + 3), stepped side by
+  side on two threads of one torch thread each (`lab.run_group(workers=2)`, the lab's
+  layout before it was measured slower than one stack), in the lab's dtype;
+- lockstep, compiled: the seven losses under `torch.compile` (`--compile`), whole
+  (`fullgraph`), in the lab's dtype: the batch's values are checked once outside the
+  graph (`RunLosses.check`); its compilation time is printed beside it.
+
+The lab's dtype is what `LabConfig.matmul="auto"` picks on this CPU
+(`lockstep.fast_matmul`: bfloat16 where it multiplies 1.5x faster than float32); its
+row, the one `hingeabl-lab` runs for a seed on all of torch's threads, is marked
+"(the lab)".
 
 Everything runs under the lab's CPU settings (`lockstep.cpu_settings`: its threads,
 denormal floats flushed to zero). Each way is timed in alternating rounds (best kept);
@@ -196,7 +200,7 @@ def _unchecked(losses):
     return inner
 
 
-def two_stacks(x, labels, forward="bf16"):
+def two_stacks(x, labels, forward):
     """step(idx): `lab.run_group(workers=2)` for one seed: the seven runs dealt into two
     stacks (4 + 3 runs), each stepped on its own thread with one torch thread."""
     names = list(LOSSES)
@@ -260,18 +264,20 @@ def measure(a) -> dict:
         and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     ):
         peak["bfloat16"] = gemm_peak(torch.bfloat16, a.peak_sizes)
+    lab = lockstep.fast_matmul()  # the lab's products on this CPU ("auto")
+    forward = {"float32": "lockstep", "bfloat16": "bf16"}[lab]
     ways = {
         "one at a time": one_at_a_time(x, labels),
         "lockstep, autograd": lockstep_step(x, labels, "autograd"),
         "lockstep, fp32": lockstep_step(x, labels),
-        "lockstep, bf16 (the lab)": lockstep_step(x, labels, "bf16"),
-        "2 stacks side by side, bf16": two_stacks(x, labels),
+        "lockstep, bf16": lockstep_step(x, labels, "bf16"),
+        "2 stacks side by side": two_stacks(x, labels, forward),
     }
     compile_s = None
     if a.compile:
         t = time.perf_counter()
-        ways["lockstep, bf16, compiled"] = step = lockstep_step(
-            x, labels, "bf16", compile_losses=True
+        ways["lockstep, compiled"] = step = lockstep_step(
+            x, labels, forward, compile_losses=True
         )
         step[0](batches[0])
         compile_s = time.perf_counter() - t
@@ -297,22 +303,24 @@ def measure(a) -> dict:
         f"head step: {P} pairs, {flop / 1e6:.0f} MFLOP (forward + backward), "
         f"best of {a.rounds} alternating rounds"
     )
-    base = best["one at a time"]
+    base, mine = best["one at a time"], {"float32": "fp32", "bfloat16": "bf16"}[lab]
+    print(f'the lab\'s products here (matmul="auto"): {lab}')
     for name, s in best.items():
         extra = f", compiled in {compile_s:.0f} s" if "compiled" in name else ""
+        name += " (the lab)" if name == f"lockstep, {mine}" else ""
         print(
             f"  {name:<27} {1e3 * s:6.2f} ms per head step  {flop / s / 1e9:6.1f} "
             f"GFLOP/s  {100 * flop / s / 1e9 / fp32:5.1f}% of fp32 peak  "
             f"x{base / s:.2f}{extra}"
         )
     parts = {}
-    for name in ("one at a time", "lockstep, fp32", "lockstep, bf16 (the lab)"):
+    for name in ("one at a time", "lockstep, fp32", "lockstep, bf16"):
         parts[name] = breakdown(ways[name][0], batches[:4], ways[name][1])
     print("breakdown, ms per head step (torch.profiler; it adds its own overhead):")
     print(f"  {'':<18}" + "".join(f"{n:>26}" for n in parts))
     for k in parts["one at a time"]:
         print(f"  {k:<18}" + "".join(f"{v[k]:>26.2f}" for v in parts.values()))
-    return dict(peak=peak, best=best, parts=parts, compile_s=compile_s)
+    return dict(peak=peak, best=best, parts=parts, compile_s=compile_s, lab=lab)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class LabConfig:
     seed: int = 0  # seed of the head: initial weights, order of the pairs
     progress: bool = True  # show tqdm progress bars
     num_threads: int = 0  # CPU threads for PyTorch (0 = every core it may use)
-    matmul: str = "bfloat16"  # the head's matrix products: "bfloat16" or "float32"
+    matmul: str = "auto"  # the head's matrix products: "bfloat16", "float32" or "auto"
 
 # %% ../nbs/10_lab.ipynb #f19baddc
 def check_lab_config(
@@ -96,10 +96,10 @@ def check_lab_config(
             f"emb_size={config.emb_size} is not a multiple of "
             f"block_size={config.block_size}"
         )
-    if config.matmul not in lockstep.MATMUL:
-        raise TrainSetupError(
-            f"matmul={config.matmul!r}; allowed: {', '.join(lockstep.MATMUL)}"
-        )
+    try:
+        lockstep.products(config.matmul)
+    except ValueError as e:
+        raise TrainSetupError(str(e)) from None
     check_ranges(config)  # seed, learning rate and the other rates
     return config
 
@@ -107,7 +107,8 @@ def check_lab_config(
 def lab_config(
     **overrides,  # LabConfig fields (None = keep the default)
 ) -> LabConfig:  # checked, with the encoder and the data folder located
-    "The lab's settings with `overrides`; encoder and data found as the trainer does."
+    """The lab's settings with `overrides`; encoder and data found as the trainer does,
+    `matmul="auto"` made this CPU's choice (`lockstep.fast_matmul`)."""
     names = {f.name for f in dataclasses.fields(LabConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
@@ -119,7 +120,9 @@ def lab_config(
     cfg = dataclasses.replace(
         cfg, encoder=resolve_encoder(cfg.encoder), data_dir=str(found)
     )
-    return check_lab_config(cfg)
+    if check_lab_config(cfg).matmul == "auto":  # the record names the dtype used
+        cfg = dataclasses.replace(cfg, matmul=lockstep.fast_matmul())
+    return cfg
 
 # %% ../nbs/10_lab.ipynb #94d142cf
 @torch.no_grad()
@@ -144,7 +147,9 @@ def _in_products(head, matmul: str):
     "`head` as a function: products in `matmul` (bfloat16: autocast), logits float32."
 
     def run(*inputs):
-        with torch.autocast("cpu", torch.bfloat16, enabled=matmul == "bfloat16"):
+        with torch.autocast(
+            "cpu", torch.bfloat16, enabled=lockstep.products(matmul) == torch.bfloat16
+        ):
             return head(*inputs).float()
 
     return run
@@ -280,7 +285,7 @@ def train_heads(
     with _SEEDING:  # the global RNG draws the weights: one stack at a time
         stack = lockstep.HeadStack([_fresh_head(tr, k) for k in configs])
     opt, sched = _optimiser(stack.parameters(), n, c)
-    dt = lockstep.MATMUL[c.matmul]  # rows in the products' dtype
+    dt = lockstep.products(c.matmul)  # rows in the products' dtype
     x = tr.get("rows", None)  # (N, 3H) (`stack_features`), built once
     x = lockstep.stack_features(tr, dtype=dt) if x is None or x.dtype != dt else x
     best, history = [{} for _ in configs], [[] for _ in configs]
@@ -344,7 +349,7 @@ def lab_scorers(
 def _train_and_score(pairs: dict, scorers: dict, configs: list) -> list:
     "`run_group`'s work for one stack of runs: train, score dev and test, summarise."
     stack, histories = train_heads(pairs["train"], pairs["dev"], configs)
-    dt = lockstep.MATMUL[configs[0].matmul]
+    dt = lockstep.products(configs[0].matmul)
     logits = {
         k: lockstep.stack_logits(stack, pairs[k], dtype=dt) for k in ("dev", "test")
     }
@@ -397,7 +402,7 @@ def run_group(
     W = max(1, min(workers, R))
     parts = [configs[w::W] for w in range(W)]  # the losses dealt out in turn
     tr = lab["pairs"]["train"]
-    rows = lockstep.stack_features(tr, dtype=lockstep.MATMUL[configs[0].matmul])
+    rows = lockstep.stack_features(tr, dtype=lockstep.products(configs[0].matmul))
     pairs = dict(lab["pairs"], train=dict(tr, rows=rows))
     work = partial(_train_and_score, pairs, lab_scorers(lab))
     if W > 1:  # one torch thread per stack: its small operations run side by side

@@ -5,7 +5,9 @@
 # %% ../nbs/10b_lab_lockstep.ipynb #43be17d6
 from __future__ import annotations
 
+import functools
 import math
+import time
 from collections import Counter
 from contextlib import contextmanager
 
@@ -18,8 +20,8 @@ from .atl import check_pairs, values_checked
 from .losses import LOSSES
 
 # %% auto #0
-__all__ = ['MATMUL', 'stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'cpu_settings', 'split_scorer',
-           'bulk_score']
+__all__ = ['MATMUL', 'stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'time_products', 'fast_matmul',
+           'products', 'cpu_settings', 'split_scorer', 'bulk_score']
 
 # %% ../nbs/10b_lab_lockstep.ipynb #a94e2d2a
 MATMUL = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the products' dtypes
@@ -201,6 +203,40 @@ def stack_logits(
         for i in range(0, n, batch_pairs)
     ]
     return torch.cat(out, 1) if out else torch.zeros(R, 0, C)
+
+# %% ../nbs/10b_lab_lockstep.ipynb #0dcde71c
+def time_products(
+    repeats: int = 3,  # timed calls per dtype, the best kept (after one warm-up)
+) -> dict:  # {"float32": seconds, "bfloat16": seconds}
+    "Seconds of one lab-sized extractor product (448 x 768 by 768 x 512) per dtype."
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(448, 768, generator=g), torch.randn(512, 768, generator=g)
+    out = {}
+    for name, dt in MATMUL.items():
+        a, b = w.to(dt), x.to(dt).t()
+        best = []
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            a @ b
+            best.append(time.perf_counter() - t)
+        out[name] = min(best[1:])
+    return out
+
+
+@functools.cache
+def fast_matmul() -> str:
+    "'bfloat16' if this CPU multiplies it 1.5x faster than float32, else 'float32'."
+    t = time_products()
+    return "bfloat16" if 1.5 * t["bfloat16"] < t["float32"] else "float32"
+
+
+def products(
+    matmul: str,  # a `LabConfig.matmul`: "auto", "float32" or "bfloat16"
+) -> torch.dtype:
+    "The products' dtype a `matmul` setting means on this CPU."
+    if matmul != "auto" and matmul not in MATMUL:
+        raise ValueError(f"matmul={matmul!r}; allowed: auto, {', '.join(MATMUL)}")
+    return MATMUL[fast_matmul() if matmul == "auto" else matmul]
 
 # %% ../nbs/10b_lab_lockstep.ipynb #87f83b7d
 @contextmanager

@@ -93,9 +93,11 @@ def test_bench_lab_head_rows_and_breakdown(capsys):
         "one at a time",
         "lockstep, autograd",
         "lockstep, fp32",
-        "lockstep, bf16 (the lab)",
-        "2 stacks side by side, bf16",
+        "lockstep, bf16",
+        "2 stacks side by side",
     } <= set(res["best"])
+    mine = {"float32": "fp32", "bfloat16": "bf16"}[res["lab"]]
+    assert f"lockstep, {mine} (the lab)" in out and out.count("(the lab)") == 1
     for parts in res["parts"].values():
         assert parts["GEMMs"] > 0 and parts["loss (fwd + bwd)"] > 0
 

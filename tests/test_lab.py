@@ -390,7 +390,9 @@ def test_every_lab_record_reruns_from_its_command(path):
     for f in dataclasses.fields(L.LabConfig):
         if f.name in ADDED and f.name not in saved:
             continue  # the record predates the field (its command now gets the default)
-        if f.name not in skip:
+        if f.name == "matmul" and cfg.matmul == "auto":  # the CPU's choice, recorded
+            assert saved["matmul"] in L.lockstep.MATMUL, path
+        elif f.name not in skip:
             was = saved.get(f.name, saved.get(OLD_NAMES.get(f.name)))
             assert getattr(cfg, f.name) == was, (path, f.name)
     assert list(dict.fromkeys(r["loss"] for r in rec["runs"])) == (
@@ -407,8 +409,9 @@ def test_bfloat16_products_stay_close_to_float32(tiny, tmp_path):
         tiny, data.sample_dir(), tmp_path / "cache", max_len=512, progress=False
     )
     tr, dev, test = (lab["pairs"][k] for k in ("train", "dev", "test"))
-    base = L.LabConfig(seed=3, lr=5e-3, **{**FAST, "batch_pairs": 1024})
-    assert base.matmul == "bfloat16"
+    base = L.LabConfig(
+        seed=3, lr=5e-3, matmul="bfloat16", **{**FAST, "batch_pairs": 1024}
+    )
     configs = [dataclasses.replace(base, loss=n) for n in LOSSES]
     f32 = [dataclasses.replace(c, matmul="float32") for c in configs]
     (s16, h16), (s32, h32) = (
@@ -427,5 +430,23 @@ def test_bfloat16_products_stay_close_to_float32(tiny, tmp_path):
     head, alone = L.train_head(tr, dev, configs[-1])  # HingeABL, autocast
     one = L.head_logits(head, test, matmul="bfloat16")
     assert float((one - l16[-1]).abs().mean()) < 0.02 * float(l32[-1].std())
-    with pytest.raises(TrainSetupError, match="matmul='float16'; allowed"):
+    with pytest.raises(TrainSetupError, match="matmul='float16'; allowed: auto"):
         L.check_lab_config(dataclasses.replace(base, matmul="float16"))
+
+
+@pytest.mark.parametrize(
+    "bf16_s, picked", [(0.5, "bfloat16"), (0.7, "float32"), (40.0, "float32")]
+)
+def test_auto_products_follow_the_cpu(monkeypatch, bf16_s, picked):
+    """`matmul="auto"` picks bfloat16 only where it multiplies 1.5x faster than float32,
+    and `lab_config` writes the choice into the config (the record names it)."""
+    timed = {"float32": 1.0, "bfloat16": bf16_s}
+    monkeypatch.setattr(L.lockstep, "time_products", lambda: timed)
+    L.lockstep.fast_matmul.cache_clear()
+    try:
+        assert L.LabConfig().matmul == "auto"
+        assert L.lab_config(data_dir="x").matmul == picked
+        assert L.lab_config(data_dir="x", matmul="float32").matmul == "float32"
+        assert L.lockstep.products("auto") == L.lockstep.MATMUL[picked]
+    finally:
+        L.lockstep.fast_matmul.cache_clear()  # the next call times this CPU again
