@@ -27,6 +27,12 @@ The lab's dtype is what `LabConfig.matmul="auto"` picks on this CPU
 row, the one `hingeabl-lab` runs for a seed on all of torch's threads, is marked
 "(the lab)".
 
+Last, `torch.exp` on a batch of scores (512 x 97) whose arguments lie in one range each,
+against arguments in [-80, 0]: on some CPUs (an AMD EPYC with torch's AVX2 code) an
+argument whose result underflows, overflows or is -inf takes a slow path that flushing
+denormals does not remove; the losses (`logsumexp`, `logsigmoid`, their gradients) meet
+such arguments once a head's scores spread.
+
 Everything runs under the lab's CPU settings (`lockstep.cpu_settings`: its threads,
 denormal floats flushed to zero). Each way is timed in alternating rounds (best kept);
 a head step is one run's step, so the lockstep times are a step of the stack divided
@@ -239,6 +245,26 @@ def breakdown(step, batches, runs: int) -> dict:
     return {k: v * scale for k, v in out.items()}
 
 
+EXP_RANGES = {  # exp's arguments: the baseline, then results that under- or overflow
+    "[-80, 0] (baseline)": (-80.0, 0.0),
+    "[-104, -88]: denormal result": (-104.0, -88.0),
+    "[-200, -104]: result 0": (-200.0, -104.0),
+    "[89, 200]: result inf": (89.0, 200.0),
+    "-inf": (float("-inf"), float("-inf")),
+}
+
+
+def exp_ranges(repeats: int = 20) -> dict:
+    "Seconds of `torch.exp` on 512 x 97 arguments drawn from each of `EXP_RANGES`."
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for name, (lo, hi) in EXP_RANGES.items():
+        u = torch.rand(P, C, generator=g)
+        x = torch.full((P, C), lo) if lo == hi else lo + (hi - lo) * u
+        out[name] = best_seconds(lambda: x.exp(), repeats)
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -320,7 +346,14 @@ def measure(a) -> dict:
     print(f"  {'':<18}" + "".join(f"{n:>26}" for n in parts))
     for k in parts["one at a time"]:
         print(f"  {k:<18}" + "".join(f"{v[k]:>26.2f}" for v in parts.values()))
-    return dict(peak=peak, best=best, parts=parts, compile_s=compile_s, lab=lab)
+    exps = exp_ranges()
+    base_exp = exps["[-80, 0] (baseline)"]
+    print(f"torch.exp on {P} x {C} arguments (flushed denormals), by where they lie:")
+    for name, s in exps.items():
+        print(f"  {name:<30} {1e6 * s:8.1f} us  x{s / base_exp:.1f}")
+    return dict(
+        peak=peak, best=best, parts=parts, compile_s=compile_s, lab=lab, exp=exps
+    )
 
 
 if __name__ == "__main__":

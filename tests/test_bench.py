@@ -100,6 +100,7 @@ def test_bench_lab_head_rows_and_breakdown(capsys):
     assert f"lockstep, {mine} (the lab)" in out and out.count("(the lab)") == 1
     for parts in res["parts"].values():
         assert parts["GEMMs"] > 0 and parts["loss (fwd + bwd)"] > 0
+    assert len(res["exp"]) == 5 and out.count(" us  x") == 5
 
 
 def test_bench_lab_encoder_rows_and_drift(capsys):
