@@ -152,10 +152,10 @@ def autograd_heads(stack, x):
     return torch.baddbmm(stack.b_b[:, None], outer, stack.w_b.transpose(1, 2))
 
 
-def lockstep_step(x, labels, forward="lockstep", compile_losses=False, runs=None):
+def lockstep_step(x, labels, forward="fp32", compile_losses=False, runs=None):
     """step(idx): the runs (default: one per loss) as one stack; `forward` picks how the
-    stack computes: "lockstep" (float32 products), "bf16" (bfloat16 products, as the
-    lab), "autograd" (plain operations, float32)."""
+    stack computes: "fp32" (float32 products), "bf16" (bfloat16 products in the
+    extractors), "autograd" (plain operations, float32)."""
     names = runs or list(LOSSES)
     stack = lockstep.HeadStack(fresh_heads(len(names)))
     opt = adamw(stack.parameters())
@@ -170,7 +170,7 @@ def lockstep_step(x, labels, forward="lockstep", compile_losses=False, runs=None
 
     rows = x.bfloat16() if forward == "bf16" else x
     run = {
-        "lockstep": stack,
+        "fp32": stack,
         "bf16": stack,
         "autograd": lambda xb: autograd_heads(stack, xb),
     }[forward]
@@ -291,7 +291,7 @@ def measure(a) -> dict:
     ):
         peak["bfloat16"] = gemm_peak(torch.bfloat16, a.peak_sizes)
     lab = lockstep.fast_matmul()  # the lab's products on this CPU ("auto")
-    forward = {"float32": "lockstep", "bfloat16": "bf16"}[lab]
+    forward = {"float32": "fp32", "bfloat16": "bf16"}[lab]  # its way of `lockstep_step`
     ways = {
         "one at a time": one_at_a_time(x, labels),
         "lockstep, autograd": lockstep_step(x, labels, "autograd"),
@@ -329,11 +329,11 @@ def measure(a) -> dict:
         f"head step: {P} pairs, {flop / 1e6:.0f} MFLOP (forward + backward), "
         f"best of {a.rounds} alternating rounds"
     )
-    base, mine = best["one at a time"], {"float32": "fp32", "bfloat16": "bf16"}[lab]
+    base = best["one at a time"]
     print(f'the lab\'s products here (matmul="auto"): {lab}')
     for name, s in best.items():
         extra = f", compiled in {compile_s:.0f} s" if "compiled" in name else ""
-        name += " (the lab)" if name == f"lockstep, {mine}" else ""
+        name += " (the lab)" if name == f"lockstep, {forward}" else ""
         print(
             f"  {name:<27} {1e3 * s:6.2f} ms per head step  {flop / s / 1e9:6.1f} "
             f"GFLOP/s  {100 * flop / s / 1e9 / fp32:5.1f}% of fp32 peak  "

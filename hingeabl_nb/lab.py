@@ -146,10 +146,10 @@ def head_logits(
 def _in_products(head, matmul: str):
     "`head` as a function: products in `matmul` (bfloat16: autocast), logits float32."
 
+    bf16 = lockstep.products(matmul) == torch.bfloat16  # once, not at every step
+
     def run(*inputs):
-        with torch.autocast(
-            "cpu", torch.bfloat16, enabled=lockstep.products(matmul) == torch.bfloat16
-        ):
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             return head(*inputs).float()
 
     return run

@@ -100,19 +100,22 @@ def test_train_head_is_seeded_and_learns(tiny, tmp_path):
         L.train_head(lab["pairs"]["train"], dev, dataclasses.replace(cfg, loss="Hinge"))
 
 
+def every_loss_on_the_sample(tiny, tmp_path, matmul: str) -> tuple:
+    "The sample's train/dev/test pair sets and one quick config per loss (seed 3)."
+    lab = L.load_lab_data(
+        tiny, data.sample_dir(), tmp_path / "cache", max_len=512, progress=False
+    )
+    tr, dev, test = (lab["pairs"][k] for k in ("train", "dev", "test"))
+    base = L.LabConfig(seed=3, lr=5e-3, matmul=matmul, **{**FAST, "batch_pairs": 1024})
+    return tr, dev, test, [dataclasses.replace(base, loss=n) for n in LOSSES]
+
+
 def test_lockstep_equals_one_at_a_time(tiny, tmp_path):
     """Every loss trained in lockstep (`train_heads`, one HeadStack) ends where
     `train_head` ends training it alone: the same logits (float32, up to the order of
     sums), weights, losses and dev F1. Few steps: the hinges of AML and HingeABL turn
     float32 rounding into runs that drift apart after some tens of steps."""
-    lab = L.load_lab_data(
-        tiny, data.sample_dir(), tmp_path / "cache", max_len=512, progress=False
-    )
-    tr, dev, test = (lab["pairs"][k] for k in ("train", "dev", "test"))
-    base = L.LabConfig(
-        seed=3, lr=5e-3, matmul="float32", **{**FAST, "batch_pairs": 1024}
-    )
-    configs = [dataclasses.replace(base, loss=n) for n in LOSSES]
+    tr, dev, test, configs = every_loss_on_the_sample(tiny, tmp_path, "float32")
     stack, histories = L.train_heads(tr, dev, configs)
     together = L.lockstep.stack_logits(stack, test)
     for r, cfg in enumerate(configs):
@@ -130,7 +133,7 @@ def test_lockstep_equals_one_at_a_time(tiny, tmp_path):
             ), cfg.loss
             assert a["dev_F1"] == pytest.approx(b["dev_F1"], abs=0.2), cfg.loss
     with pytest.raises(ValueError, match="share seed"):
-        L.train_heads(tr, dev, [base, dataclasses.replace(base, seed=4)])
+        L.train_heads(tr, dev, [configs[0], dataclasses.replace(configs[0], seed=4)])
 
 
 def test_dev_f1_equals_official_scorer(tiny, tmp_path):
@@ -402,17 +405,10 @@ def test_every_lab_record_reruns_from_its_command(path):
 
 
 def test_bfloat16_products_stay_close_to_float32(tiny, tmp_path):
-    """The lab's default, bfloat16 matrix products, trains each loss to nearly where
-    float32 products do: the same losses to 2%, test logits within 2% of their spread
-    on average; one at a time (autocast) lands close to lockstep."""
-    lab = L.load_lab_data(
-        tiny, data.sample_dir(), tmp_path / "cache", max_len=512, progress=False
-    )
-    tr, dev, test = (lab["pairs"][k] for k in ("train", "dev", "test"))
-    base = L.LabConfig(
-        seed=3, lr=5e-3, matmul="bfloat16", **{**FAST, "batch_pairs": 1024}
-    )
-    configs = [dataclasses.replace(base, loss=n) for n in LOSSES]
+    """bfloat16 matrix products (the lab's on a CPU with bfloat16 units) train each
+    loss to nearly where float32 products do: the same losses to 2%, test logits within
+    2% of their spread on average; one at a time (autocast) lands close to lockstep."""
+    tr, dev, test, configs = every_loss_on_the_sample(tiny, tmp_path, "bfloat16")
     f32 = [dataclasses.replace(c, matmul="float32") for c in configs]
     (s16, h16), (s32, h32) = (
         L.train_heads(tr, dev, configs),
@@ -431,7 +427,7 @@ def test_bfloat16_products_stay_close_to_float32(tiny, tmp_path):
     one = L.head_logits(head, test, matmul="bfloat16")
     assert float((one - l16[-1]).abs().mean()) < 0.02 * float(l32[-1].std())
     with pytest.raises(TrainSetupError, match="matmul='float16'; allowed: auto"):
-        L.check_lab_config(dataclasses.replace(base, matmul="float16"))
+        L.check_lab_config(dataclasses.replace(configs[0], matmul="float16"))
 
 
 @pytest.mark.parametrize(
