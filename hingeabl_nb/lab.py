@@ -71,7 +71,7 @@ class LabConfig:
     seed: int = 0  # seed of the head: initial weights, order of the pairs
     progress: bool = True  # show tqdm progress bars
     num_threads: int = 0  # CPU threads for PyTorch (0 = every core it may use)
-    matmul: str = "auto"  # the head's matrix products: "bfloat16", "float32" or "auto"
+    matmul: str = "float32"  # the head's products: "float32", "bfloat16" or "auto"
 
 # %% ../nbs/10_lab.ipynb #f19baddc
 def check_lab_config(

@@ -300,8 +300,9 @@ def bulk_score(
 ) -> dict:  # as `train.score`: F1, Ign_F1, P, R, macro_F1, macro_Ign_F1, patterns
     "`train.score` of one run, counted on the split's gold and seen-in-train cells."
     pred = LOSSES[loss].predict(logits, top_k=top_k)[:, 1:] > 0.5
-    n = [pred.sum(0), (pred & scorer["gold"]).sum(0), (pred & scorer["seen"]).sum(0)]
-    n = [x.tolist() for x in n]
+    i, j = pred.nonzero().unbind(1)  # the predicted cells: few, so count them as a list
+    count = lambda keep: torch.bincount(j[keep], minlength=pred.shape[1]).tolist()
+    n = [count(slice(None)), count(scorer["gold"][i, j]), count(scorer["seen"][i, j])]
     col = {r: j for j, r in enumerate(scorer["columns"])}
     per = [  # per relation with a gold triple, in the macro scorer's order
         metrics.prf_from_counts(n[0][col[r]], g, n[1][col[r]], n[2][col[r]])

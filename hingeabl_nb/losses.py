@@ -162,6 +162,8 @@ def refuse_nan(
     where: str,  # the calling function, for the message
 ) -> None:
     "ValueError naming the first row of `logits` with a NaN score."
+    if torch.isfinite(logits.sum()):  # a NaN anywhere makes the sum NaN: none here
+        return
     nan = torch.isnan(logits).any(1)
     if bool(nan.any()):
         raise ValueError(
@@ -187,9 +189,11 @@ def predict(
         raise ValueError(f"predict: top_k must be None or an int >= 0, got {top_k!r}")
     refuse_nan(logits, "predict")
     rel = logits[:, 1:] > threshold_scores(logits, threshold)[:, None]
-    if top_k:
-        kth = torch.topk(logits, min(top_k, logits.shape[1]), dim=1).values[:, -1:]
-        rel = rel & (logits[:, 1:] >= kth)
+    if top_k:  # the cap can only bite in rows with >= top_k candidates (see below)
+        rows = (rel.sum(1) >= top_k).nonzero().squeeze(1)
+        s = logits[rows]
+        kth = torch.topk(s, min(top_k, s.shape[1]), dim=1).values[:, -1:]
+        rel[rows] = rel[rows] & (s[:, 1:] >= kth)
     out = torch.cat([~rel.any(1, keepdim=True), rel], 1)
     return out.to(logits.dtype if logits.is_floating_point() else torch.float32)
 

@@ -192,17 +192,31 @@ def f1_at_offset(
     return pair_prf(shift_threshold(logits, b), labels, threshold)["F1"]
 
 # %% ../nbs/05a_threshold.ipynb #3b968344
+def _cuts_that_can_win(
+    margin: Tensor,  # every (pair, relation) margin, flat
+    gold: Tensor,  # bool, the same cells: gold or not
+) -> int:  # how many of the largest margins to rank (one more than the longest cut)
+    "Margins to rank: a longer cut is beaten by the learned threshold's own F1."
+    G, above = int(gold.sum()), margin > 0
+    k0, tp0 = int(above.sum()), int((above & gold).sum())
+    if tp0 == 0:  # the learned threshold gets nothing right: no bound, rank them all
+        return len(margin)
+    return min(len(margin), G * (k0 + G - tp0) // tp0 + 2)
+
+
 def f1_optimal_offset(
     logits: Tensor,
     labels: Tensor,  # population
     threshold: str = "TH",  # the rule that predicts: "TH" or "zero"
 ) -> tuple[float, float]:  # (b_F1, micro F1 there)
     "The offset that maximises micro F1, exactly: every cut between sorted margins."
-    margin = logits[:, 1:] - threshold_scores(logits, threshold)[:, None]
-    margin, order = margin.flatten().sort(descending=True)
-    gold = (labels[:, 1:] > 0.5).flatten()[order]
+    margin = (logits[:, 1:] - threshold_scores(logits, threshold)[:, None]).flatten()
+    gold = (labels[:, 1:] > 0.5).flatten()
+    n = _cuts_that_can_win(margin, gold)
+    margin, order = margin.topk(n)  # sorted, largest first
+    n_gold, gold = gold.sum(), gold[order]
     tp = gold.cumsum(0, dtype=torch.float64)
-    f1 = 2 * tp / (torch.arange(1, len(gold) + 1) + gold.sum())
+    f1 = 2 * tp / (torch.arange(1, len(gold) + 1) + n_gold)
     k = int(f1.argmax())  # predict the k + 1 largest margins
     below = margin[k + 1] if k + 1 < len(margin) else margin[k] - 1
     return float((margin[k] + below) / 2), float(f1[k])

@@ -366,6 +366,9 @@ def test_lab_cli_defaults_to_three_seeds():
 
 OLD_NAMES = {"batch_pairs": "train_batch_size", "encode_batch": "test_batch_size"}
 ADDED = {"matmul"}  # fields newer than some records: those ran with float32 products
+# `matmul` defaulted to "bfloat16", then "auto" (the CPU's choice), until this time; a
+# record made before it whose command names no --matmul holds the default of its day
+FLOAT32_DEFAULT_SINCE = "2026-12-08T01:30:00Z"
 
 
 @pytest.mark.parametrize(
@@ -393,8 +396,12 @@ def test_every_lab_record_reruns_from_its_command(path):
     for f in dataclasses.fields(L.LabConfig):
         if f.name in ADDED and f.name not in saved:
             continue  # the record predates the field (its command now gets the default)
-        if f.name == "matmul" and cfg.matmul == "auto":  # the CPU's choice, recorded
-            assert saved["matmul"] in L.lockstep.MATMUL, path
+        old_default = (
+            not any(a.startswith("--matmul") for a in argv)
+            and rec["date"] < FLOAT32_DEFAULT_SINCE
+        )
+        if f.name == "matmul" and (cfg.matmul == "auto" or old_default):
+            assert saved["matmul"] in L.lockstep.MATMUL, path  # the dtype it used
         elif f.name not in skip:
             was = saved.get(f.name, saved.get(OLD_NAMES.get(f.name)))
             assert getattr(cfg, f.name) == was, (path, f.name)
@@ -440,8 +447,9 @@ def test_auto_products_follow_the_cpu(monkeypatch, bf16_s, picked):
     monkeypatch.setattr(L.lockstep, "time_products", lambda: timed)
     L.lockstep.fast_matmul.cache_clear()
     try:
-        assert L.LabConfig().matmul == "auto"
-        assert L.lab_config(data_dir="x").matmul == picked
+        assert L.LabConfig().matmul == "float32"  # the default: the same on every CPU
+        assert L.lab_config(data_dir="x").matmul == "float32"
+        assert L.lab_config(data_dir="x", matmul="auto").matmul == picked
         assert L.lab_config(data_dir="x", matmul="float32").matmul == "float32"
         assert L.lockstep.products("auto") == L.lockstep.MATMUL[picked]
     finally:
