@@ -295,9 +295,17 @@ def lab_inputs(
     return input_fingerprint(named, config=config, encoder=encoder_fp)
 
 # %% ../nbs/10a_lab_cache.ipynb #e0fd5126
+def _bf16_units() -> bool | None:
+    "Does oneDNN find bfloat16 instructions on this CPU? (None: this torch cannot say)"
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return None
+
+
 def machine_info(
     threads: int,  # torch threads used
-) -> dict:  # cpu, cores, threads, torch and python versions, gpu
+) -> dict:  # cpu, vector code, bfloat16 units, cores, threads, versions, gpu
     "What the lab ran on, for its record."
     cpu = (
         next(
@@ -313,6 +321,8 @@ def machine_info(
     )
     return dict(
         cpu=cpu,
+        vector_code=torch.backends.cpu.get_cpu_capability(),  # e.g. AVX2, AVX512
+        bf16_units=_bf16_units(),  # two CPUs of one name can differ in both
         cores_available=len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
