@@ -61,23 +61,13 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from hingeabl_nb import lockstep
 from hingeabl_nb.atl import values_checked
 from hingeabl_nb.lab import LabConfig
+from hingeabl_nb.lockstep import best_seconds
 from hingeabl_nb.losses import LOSSES
 from hingeabl_nb.model import ATLOPHead
 
 H, C, E, BLOCK, P = 384, 97, 64, 8, 512  # the lab's sizes (LabConfig defaults)
 FLOP_PER_PAIR = 2 * (2 * (2 * H * E) * 2 + 3 * E * BLOCK * C)  # fwd + bwd, no x grad
 GEMMS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-
-
-def best_seconds(fn, repeats: int) -> float:
-    "Fastest of `repeats` calls of fn (after one warm-up call)."
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def gemm_peak(dtype, sizes=(512, 1024, 2048), repeats: int = 10) -> dict:

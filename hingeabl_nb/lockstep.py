@@ -20,8 +20,8 @@ from .atl import check_pairs, values_checked
 from .losses import LOSSES
 
 # %% auto #0
-__all__ = ['MATMUL', 'stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'time_products', 'fast_matmul',
-           'products', 'cpu_settings', 'split_scorer', 'bulk_score']
+__all__ = ['MATMUL', 'stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'best_seconds', 'time_products',
+           'fast_matmul', 'products', 'cpu_settings', 'split_scorer', 'bulk_score']
 
 # %% ../nbs/10b_lab_lockstep.ipynb #a94e2d2a
 MATMUL = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the products' dtypes
@@ -205,6 +205,17 @@ def stack_logits(
     return torch.cat(out, 1) if out else torch.zeros(R, 0, C)
 
 # %% ../nbs/10b_lab_lockstep.ipynb #0dcde71c
+def best_seconds(fn, repeats: int) -> float:
+    "Fastest of `repeats` calls of fn (after one warm-up call)."
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def time_products(
     repeats: int = 3,  # timed calls per dtype, the best kept (after one warm-up)
 ) -> dict:  # {"float32": seconds, "bfloat16": seconds}
@@ -214,12 +225,7 @@ def time_products(
     out = {}
     for name, dt in MATMUL.items():
         a, b = w.to(dt), x.to(dt).t()
-        best = []
-        for _ in range(repeats + 1):
-            t = time.perf_counter()
-            a @ b
-            best.append(time.perf_counter() - t)
-        out[name] = min(best[1:])
+        out[name] = best_seconds(lambda: a @ b, repeats)
     return out
 
 

@@ -393,13 +393,13 @@ def test_every_lab_record_reruns_from_its_command(path):
     cfg = L.LabConfig(**cli.config_overrides(a, L.LabConfig, cli.OWN["lab"]))
     saved = rec["details"]["config"]
     skip = ("encoder", "data_dir", "progress", "num_threads", "loss", "seed")
+    old_default = (  # matmul left to the default of the record's day
+        not any(a.startswith("--matmul") for a in argv)
+        and rec["date"] < FLOAT32_DEFAULT_SINCE
+    )
     for f in dataclasses.fields(L.LabConfig):
         if f.name in ADDED and f.name not in saved:
             continue  # the record predates the field (its command now gets the default)
-        old_default = (
-            not any(a.startswith("--matmul") for a in argv)
-            and rec["date"] < FLOAT32_DEFAULT_SINCE
-        )
         if f.name == "matmul" and (cfg.matmul == "auto" or old_default):
             assert saved["matmul"] in L.lockstep.MATMUL, path  # the dtype it used
         elif f.name not in skip:
@@ -412,9 +412,10 @@ def test_every_lab_record_reruns_from_its_command(path):
 
 
 def test_bfloat16_products_stay_close_to_float32(tiny, tmp_path):
-    """bfloat16 matrix products (the lab's on a CPU with bfloat16 units) train each
-    loss to nearly where float32 products do: the same losses to 2%, test logits within
-    2% of their spread on average; one at a time (autocast) lands close to lockstep."""
+    """bfloat16 matrix products (`--matmul bfloat16`, or "auto" on a fast CPU) train
+    each loss to nearly where float32 products do: the same losses to 2%, test logits
+    within 2% of their spread on average; one at a time (autocast) lands close to
+    lockstep."""
     tr, dev, test, configs = every_loss_on_the_sample(tiny, tmp_path, "bfloat16")
     f32 = [dataclasses.replace(c, matmul="float32") for c in configs]
     (s16, h16), (s32, h32) = (
