@@ -274,6 +274,19 @@ def check_lockstep(
     return configs
 
 # %% ../nbs/10_lab.ipynb #d6bb7cf1
+def _pair_rows(
+    ps: dict,  # a pair set, maybe holding its rows already ("rows")
+    dtype: torch.dtype,  # the products' dtype
+) -> Tensor:  # (N, 3H) [hs | rs | ts] (`lockstep.stack_features`)
+    "A pair set's feature rows in the products' dtype: the ones it holds, else new."
+    x = ps.get("rows")
+    return (
+        x
+        if x is not None and x.dtype == dtype
+        else lockstep.stack_features(ps, dtype=dtype)
+    )
+
+
 def train_heads(
     tr: dict,  # training pair set
     dev: dict,  # validation pair set (model selection)
@@ -286,8 +299,7 @@ def train_heads(
         stack = lockstep.HeadStack([_fresh_head(tr, k) for k in configs])
     opt, sched = _optimiser(stack.parameters(), n, c)
     dt = lockstep.products(c.matmul)  # rows in the products' dtype
-    x = tr.get("rows", None)  # (N, 3H) (`stack_features`), built once
-    x = lockstep.stack_features(tr, dtype=dt) if x is None or x.dtype != dt else x
+    x = _pair_rows(tr, dt)
     best, history = [{} for _ in configs], [[] for _ in configs]
 
     def end(epoch, losses, steps, seconds):
@@ -402,7 +414,8 @@ def run_group(
     W = max(1, min(workers, R))
     parts = [configs[w::W] for w in range(W)]  # the losses dealt out in turn
     tr = lab["pairs"]["train"]
-    rows = lockstep.stack_features(tr, dtype=lockstep.products(configs[0].matmul))
+    # the lab's rows if it holds them (run_lab builds them once for every seed)
+    rows = _pair_rows(tr, lockstep.products(configs[0].matmul))
     pairs = dict(lab["pairs"], train=dict(tr, rows=rows))
     work = partial(_train_and_score, pairs, lab_scorers(lab))
     if W > 1:  # one torch thread per stack: its small operations run side by side
@@ -511,7 +524,11 @@ def run_lab(
                 cfg.progress,
                 cfg.encoder_layers,
             )
-            lab = dict(lab, scorers=lab_scorers(lab))
+            tr = lab["pairs"]["train"]  # its rows built once for every seed's stack
+            tr = dict(tr, rows=_pair_rows(tr, lockstep.products(cfg.matmul)))
+            lab = dict(
+                lab, scorers=lab_scorers(lab), pairs=dict(lab["pairs"], train=tr)
+            )
             finished = set(records.check_cells(cells, out, done))
             leaders = {}  # per seed, its first unfinished cell trains the seed's cells
             for c, k in cells.items():
