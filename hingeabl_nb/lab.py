@@ -287,6 +287,15 @@ def _pair_rows(
     )
 
 
+def _train_rows(
+    pairs: dict,  # pair sets by split ("train", "dev", "test")
+    matmul: str,  # a `LabConfig.matmul`
+) -> dict:  # the same pair sets, the training set holding its rows ("rows")
+    "Pair sets whose training set holds its feature rows, built once and then reused."
+    tr = pairs["train"]
+    return dict(pairs, train=dict(tr, rows=_pair_rows(tr, lockstep.products(matmul))))
+
+
 def train_heads(
     tr: dict,  # training pair set
     dev: dict,  # validation pair set (model selection)
@@ -413,10 +422,8 @@ def run_group(
     t0, c0, R, threads = time.time(), time.process_time(), len(configs), None
     W = max(1, min(workers, R))
     parts = [configs[w::W] for w in range(W)]  # the losses dealt out in turn
-    tr = lab["pairs"]["train"]
     # the lab's rows if it holds them (run_lab builds them once for every seed)
-    rows = _pair_rows(tr, lockstep.products(configs[0].matmul))
-    pairs = dict(lab["pairs"], train=dict(tr, rows=rows))
+    pairs = _train_rows(lab["pairs"], configs[0].matmul)
     work = partial(_train_and_score, pairs, lab_scorers(lab))
     if W > 1:  # one torch thread per stack: its small operations run side by side
         threads = torch.get_num_threads()
@@ -524,10 +531,10 @@ def run_lab(
                 cfg.progress,
                 cfg.encoder_layers,
             )
-            tr = lab["pairs"]["train"]  # its rows built once for every seed's stack
-            tr = dict(tr, rows=_pair_rows(tr, lockstep.products(cfg.matmul)))
-            lab = dict(
-                lab, scorers=lab_scorers(lab), pairs=dict(lab["pairs"], train=tr)
+            lab = dict(  # the training rows built once for every seed's stack
+                lab,
+                scorers=lab_scorers(lab),
+                pairs=_train_rows(lab["pairs"], cfg.matmul),
             )
             finished = set(records.check_cells(cells, out, done))
             leaders = {}  # per seed, its first unfinished cell trains the seed's cells
