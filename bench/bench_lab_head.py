@@ -23,9 +23,9 @@ batches:
   graph (`RunLosses.check`); its compilation time is printed beside it.
 
 The lab's dtype is its default, `LabConfig.matmul` (float32; "auto" would be what
-`lockstep.fast_matmul` picks on this CPU: bfloat16 where it multiplies 1.5x faster than
-float32); its row, the one `hingeabl-lab` runs for a seed on all of torch's threads, is
-marked "(the lab)".
+`lockstep.fast_matmul` picks on this CPU: bfloat16 where a lab-sized stack step runs
+1.5x faster with it than with float32); its row, the one `hingeabl-lab` runs for a seed
+on all of torch's threads, is marked "(the lab)".
 
 Last, `torch.exp` on a batch of scores (512 x 97) whose arguments lie in one range each,
 against arguments in [-80, 0]: on some CPUs (an AMD EPYC with torch's AVX2 code) an

@@ -20,8 +20,8 @@ from .atl import check_pairs, values_checked
 from .losses import LOSSES
 
 # %% auto #0
-__all__ = ['MATMUL', 'stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'best_seconds', 'time_products',
-           'fast_matmul', 'products', 'cpu_settings', 'split_scorer', 'bulk_score']
+__all__ = ['MATMUL', 'stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'race', 'best_seconds',
+           'lab_stack', 'time_stack_steps', 'fast_matmul', 'products', 'cpu_settings', 'split_scorer', 'bulk_score']
 
 # %% ../nbs/10b_lab_lockstep.ipynb #a94e2d2a
 MATMUL = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the products' dtypes
@@ -205,34 +205,48 @@ def stack_logits(
     return torch.cat(out, 1) if out else torch.zeros(R, 0, C)
 
 # %% ../nbs/10b_lab_lockstep.ipynb #0dcde71c
-def best_seconds(fn, repeats: int) -> float:
-    "Fastest of `repeats` calls of fn (after one warm-up call)."
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
+def race(fns: dict, repeats: int) -> dict:
+    "Fastest of `repeats` calls of each fn, taking turns (after a warm-up call each)."
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - t)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t)
     return best
 
 
-def time_products(
-    repeats: int = 3,  # timed calls per dtype, the best kept (after one warm-up)
+def best_seconds(fn, repeats: int) -> float:
+    "Fastest of `repeats` calls of fn (after one warm-up call)."
+    return race({0: fn}, repeats)[0]
+
+
+def lab_stack(runs: int = 7) -> HeadStack:
+    "`runs` heads of the lab's sizes: 384 features, 97 classes, emb 64, block 8."
+    with torch.random.fork_rng():  # the caller's random numbers stay as they were
+        torch.manual_seed(0)
+        return HeadStack([atlop_model.ATLOPHead(384, 97, 64, 8) for _ in range(runs)])
+
+
+def time_stack_steps(
+    repeats: int = 3,  # timed steps per dtype, taking turns, the best kept
 ) -> dict:  # {"float32": seconds, "bfloat16": seconds}
-    "Seconds of one lab-sized extractor product (448 x 768 by 768 x 512) per dtype."
-    g = torch.Generator().manual_seed(0)
-    w, x = torch.randn(448, 768, generator=g), torch.randn(512, 768, generator=g)
-    out = {}
-    for name, dt in MATMUL.items():
-        a, b = w.to(dt), x.to(dt).t()
-        out[name] = best_seconds(lambda: a @ b, repeats)
-    return out
+    "Seconds of a lab-sized stack step (7 runs, 512 pairs, forward+backward) per dtype."
+    stack, g = lab_stack(), torch.Generator().manual_seed(0)
+    x = torch.randn(512, 3 * 384, generator=g)
+    steps = {
+        n: lambda x=x.to(dt): stack(x).square().sum().backward()
+        for n, dt in MATMUL.items()
+    }
+    return race(steps, repeats)
 
 
 @functools.cache
 def fast_matmul() -> str:
-    "'bfloat16' if this CPU multiplies it 1.5x faster than float32, else 'float32'."
-    t = time_products()
+    "'bfloat16' if a lab-sized stack step runs 1.5x faster with it, else 'float32'."
+    t = time_stack_steps()
     return "bfloat16" if 1.5 * t["bfloat16"] < t["float32"] else "float32"
 
 

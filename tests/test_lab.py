@@ -442,10 +442,10 @@ def test_bfloat16_products_stay_close_to_float32(tiny, tmp_path):
     "bf16_s, picked", [(0.5, "bfloat16"), (0.7, "float32"), (40.0, "float32")]
 )
 def test_auto_products_follow_the_cpu(monkeypatch, bf16_s, picked):
-    """`matmul="auto"` picks bfloat16 only where it multiplies 1.5x faster than float32,
+    """`matmul="auto"` picks bfloat16 only where a stack step runs 1.5x faster with it,
     and `lab_config` writes the choice into the config (the record names it)."""
     timed = {"float32": 1.0, "bfloat16": bf16_s}
-    monkeypatch.setattr(L.lockstep, "time_products", lambda: timed)
+    monkeypatch.setattr(L.lockstep, "time_stack_steps", lambda: timed)
     L.lockstep.fast_matmul.cache_clear()
     try:
         assert L.LabConfig().matmul == "float32"  # the default: the same on every CPU
