@@ -63,7 +63,6 @@ from hingeabl_nb.atl import values_checked
 from hingeabl_nb.lab import LabConfig
 from hingeabl_nb.lockstep import best_seconds
 from hingeabl_nb.losses import LOSSES
-from hingeabl_nb.model import ATLOPHead
 
 H, C, E, BLOCK, P = 384, 97, 64, 8, 512  # the lab's sizes (LabConfig defaults)
 FLOP_PER_PAIR = 2 * (2 * (2 * H * E) * 2 + 3 * E * BLOCK * C)  # fwd + bwd, no x grad
@@ -89,15 +88,6 @@ def pairs(n: int, seed: int = 0) -> tuple:
     return x, labels
 
 
-def fresh_heads(n: int) -> list:
-    "n ATLOP heads with the lab's sizes, initialised as the lab does for one seed."
-    heads = []
-    for _ in range(n):
-        torch.manual_seed(0)
-        heads.append(ATLOPHead(H, C, E, BLOCK))
-    return heads
-
-
 def adamw(params):
     return torch.optim.AdamW(params, lr=3e-3, eps=1e-6, weight_decay=0.0, fused=True)
 
@@ -105,7 +95,8 @@ def adamw(params):
 def one_at_a_time(x, labels):
     "step(idx): each loss's head in turn, as `lab.train_head` steps it."
     runs = [
-        (h, adamw(h.parameters()), LOSSES[n]) for h, n in zip(fresh_heads(7), LOSSES)
+        (h, adamw(h.parameters()), LOSSES[n])
+        for h, n in zip(lockstep.lab_heads(7), LOSSES)
     ]
     hs, rs, ts = (x[:, i * H : (i + 1) * H].contiguous() for i in range(3))
 
@@ -148,7 +139,7 @@ def lockstep_step(x, labels, forward="fp32", compile_losses=False, runs=None):
     stack computes: "fp32" (float32 products), "bf16" (bfloat16 products in the
     extractors), "autograd" (plain operations, float32)."""
     names = runs or list(LOSSES)
-    stack = lockstep.HeadStack(fresh_heads(len(names)))
+    stack = lockstep.HeadStack(lockstep.lab_heads(len(names)))
     opt = adamw(stack.parameters())
     losses = lockstep.RunLosses([(n, {}) for n in names])
     call = losses

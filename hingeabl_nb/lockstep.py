@@ -21,7 +21,7 @@ from .losses import LOSSES
 
 # %% auto #0
 __all__ = ['MATMUL', 'stack_features', 'HeadStack', 'RunLosses', 'clip_runs_', 'stack_logits', 'race', 'best_seconds',
-           'lab_stack', 'time_stack_steps', 'fast_matmul', 'products', 'cpu_settings', 'split_scorer', 'bulk_score']
+           'lab_heads', 'time_stack_steps', 'fast_matmul', 'products', 'cpu_settings', 'split_scorer', 'bulk_score']
 
 # %% ../nbs/10b_lab_lockstep.ipynb #a94e2d2a
 MATMUL = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # the products' dtypes
@@ -223,18 +223,21 @@ def best_seconds(fn, repeats: int) -> float:
     return race({0: fn}, repeats)[0]
 
 
-def lab_stack(runs: int = 7) -> HeadStack:
-    "`runs` heads of the lab's sizes: 384 features, 97 classes, emb 64, block 8."
+def lab_heads(runs: int = 7) -> list:
+    "`runs` ATLOP heads of the lab's sizes, all started as one seed's runs (seed 0)."
     with torch.random.fork_rng():  # the caller's random numbers stay as they were
-        torch.manual_seed(0)
-        return HeadStack([atlop_model.ATLOPHead(384, 97, 64, 8) for _ in range(runs)])
+        heads = []
+        for _ in range(runs):
+            torch.manual_seed(0)
+            heads.append(atlop_model.ATLOPHead(384, 97, 64, 8))
+        return heads
 
 
 def time_stack_steps(
     repeats: int = 3,  # timed steps per dtype, taking turns, the best kept
 ) -> dict:  # {"float32": seconds, "bfloat16": seconds}
     "Seconds of a lab-sized stack step (7 runs, 512 pairs, forward+backward) per dtype."
-    stack, g = lab_stack(), torch.Generator().manual_seed(0)
+    stack, g = HeadStack(lab_heads()), torch.Generator().manual_seed(0)
     x = torch.randn(512, 3 * 384, generator=g)
     steps = {
         n: lambda x=x.to(dt): stack(x).square().sum().backward()
